@@ -1,0 +1,672 @@
+//! The `warden.toml` model and its loader.
+//!
+//! Every table rejects unknown keys, so a typo is an error with file and line
+//! rather than a silently ignored setting. Semantic checks (a policy naming a
+//! target that does not exist, a listener with no TLS on a public address …)
+//! run after parsing and also point at the line they are about.
+
+use crate::secret::SecretRef;
+use crate::units::ByteSize;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub recording: RecordingConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+    /// Where the file was read from; set by the loader.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// SQLite state and local recordings. Relative paths are relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `/healthz`, `/metrics` (and later the API and web UI). Omit to disable.
+    pub admin_listen: Option<SocketAddr>,
+    /// The URL people use to reach `admin_listen` (for links in notices).
+    pub public_url: Option<String>,
+    /// Most client connections open at once, over all listeners.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long sessions may finish on SIGTERM before they are closed.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Largest message a client may send (Postgres messages, MySQL packets).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: ByteSize,
+    /// Time allowed for a client to finish the handshake and authenticate.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: default_data_dir(),
+            admin_listen: None,
+            public_url: None,
+            max_connections: default_max_connections(),
+            shutdown_grace: default_shutdown_grace(),
+            max_message_size: default_max_message_size(),
+            handshake_timeout: default_handshake_timeout(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./warden-data")
+}
+fn default_max_connections() -> usize {
+    1000
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_message_size() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// `[tls]`: the certificate Warden presents to clients.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[identity]`: how callers prove who they are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
+    #[serde(default)]
+    pub access_keys: AccessKeyConfig,
+}
+
+/// `[[identity.oidc]]`: one trusted OIDC issuer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Must equal the token's `iss` exactly.
+    pub issuer: String,
+    /// The token's `aud` must contain this.
+    pub audience: String,
+    /// Claim holding the caller's groups (a list or a space-separated string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// JWKS location; discovered from `{issuer}/.well-known/openid-configuration` when omitted.
+    pub jwks_url: Option<String>,
+    /// Accepted signature algorithms. HS* and `none` are never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How long a fetched JWKS is trusted before it is fetched again.
+    #[serde(default = "default_jwks_ttl", with = "humantime_serde")]
+    pub jwks_cache_ttl: Duration,
+    /// At most one re-fetch per this interval when a token names an unknown `kid`.
+    #[serde(default = "default_jwks_refetch", with = "humantime_serde")]
+    pub jwks_min_refetch: Duration,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_jwks_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_jwks_refetch() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[identity.access_keys]`: Warden's own keys (`warden keys create`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Lifetime of a key when `warden keys create` is given no `--ttl`.
+    #[serde(default = "default_key_ttl", with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Longest lifetime a key may be given.
+    #[serde(default = "default_key_max_ttl", with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+impl Default for AccessKeyConfig {
+    fn default() -> Self {
+        AccessKeyConfig {
+            enabled: true,
+            default_ttl: default_key_ttl(),
+            max_ttl: default_key_max_ttl(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_key_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_key_max_ttl() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+
+/// `[store]`: where state lives. Omit for SQLite in `data_dir`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or (in a later release) `postgres://…`.
+    pub url: Option<String>,
+}
+
+/// `[recording]`: session recordings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `local` (the default): files under `dir`.
+    #[serde(default = "default_sink")]
+    pub sink: String,
+    /// Defaults to `{data_dir}/recordings`.
+    pub dir: Option<PathBuf>,
+    /// Record statement texts (the default). Result rows are not captured in v0.
+    #[serde(default = "default_true")]
+    pub capture_statements: bool,
+    #[serde(default)]
+    pub capture_results: bool,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: true,
+            sink: default_sink(),
+            dir: None,
+            capture_statements: true,
+            capture_results: false,
+        }
+    }
+}
+
+fn default_sink() -> String {
+    "local".into()
+}
+
+/// The wire protocols Warden speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Postgres,
+    Mysql,
+    Ssh,
+    Http,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Mysql => "mysql",
+            Protocol::Ssh => "ssh",
+            Protocol::Http => "http",
+        })
+    }
+}
+
+/// `[[listener]]`: a port clients connect to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub protocol: Protocol,
+    pub listen: SocketAddr,
+    /// Accept clients that do not use TLS from non-loopback addresses. Off by
+    /// default: outside loopback a token must never cross the network in clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+/// How Warden talks TLS to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS, but any certificate is accepted (protects only against passive sniffing).
+    Require,
+    /// TLS, the certificate chain and host name are verified.
+    VerifyFull,
+}
+
+/// `[[target]]`: a resource agents reach through Warden.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// What clients name (Postgres `dbname`).
+    pub name: String,
+    pub protocol: Protocol,
+    /// `host:port` of the upstream.
+    pub address: String,
+    /// Upstream database name; defaults to `name`.
+    pub database: Option<String>,
+    /// Defaults to `verify-full`, or `disable` for loopback addresses.
+    pub upstream_tls: Option<UpstreamTls>,
+    /// PEM CA bundle for `verify-full`; the system roots when omitted.
+    pub upstream_ca: Option<PathBuf>,
+    /// Name checked against the upstream certificate; the address' host when omitted.
+    pub upstream_server_name: Option<String>,
+    /// Time allowed to reach and log in to the upstream.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub credentials: CredentialsConfig,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl TargetConfig {
+    /// The database to open upstream.
+    pub fn upstream_database(&self) -> &str {
+        self.database.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The host part of `address`.
+    pub fn host(&self) -> &str {
+        split_host_port(&self.address).map_or(self.address.as_str(), |(host, _)| host)
+    }
+
+    /// True when the address is a loopback IP or `localhost`.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host();
+        host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// `upstream_tls` with its default applied.
+    pub fn effective_upstream_tls(&self) -> UpstreamTls {
+        self.upstream_tls.unwrap_or(if self.is_loopback() {
+            UpstreamTls::Disable
+        } else {
+            UpstreamTls::VerifyFull
+        })
+    }
+}
+
+/// Splits `host:port` and `[v6]:port`.
+pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    Some((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// A target's upstream credentials.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CredentialsConfig {
+    /// One fixed upstream user whose password is a secret reference.
+    Static { user: String, password: SecretRef },
+}
+
+/// `[[policy]]`: who may do what on which targets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    /// `group:G`, `sub:S`, `email:E`, `claim:NAME=VALUE`, `key:NAME`, or `*`.
+    pub subjects: Vec<String>,
+    /// Target names or globs (`orders-*`).
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub review: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Limit the rule to statements touching these tables (`schema.table` globs).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Limit the rule to statements touching these schemas (globs).
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    #[serde(default)]
+    pub mask: Vec<String>,
+    #[serde(default)]
+    pub mask_columns: Vec<String>,
+}
+
+/// A configuration problem, with where it is and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.source = Some(path.to_path_buf());
+        if config.server.data_dir.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.server.data_dir = dir.join(&config.server.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                column,
+                message: explain_toml_error(error.message()),
+            }
+        })?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    /// Semantic checks that serde cannot express.
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let fail = |needle: &str, message: String| {
+            let (line, column) = find_line(text, needle);
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                column,
+                message,
+            })
+        };
+        let mut names = std::collections::HashSet::new();
+        for target in &self.targets {
+            if !names.insert(target.name.as_str()) {
+                return fail(
+                    &format!("\"{}\"", target.name),
+                    format!(
+                        "two [[target]] tables are named \"{}\"; give each target a unique name",
+                        target.name
+                    ),
+                );
+            }
+            if split_host_port(&target.address).is_none() {
+                return fail(
+                    &format!("\"{}\"", target.address),
+                    format!(
+                        "target \"{}\": address \"{}\" is not host:port; write e.g. \"db.internal:5432\"",
+                        target.name, target.address
+                    ),
+                );
+            }
+            if target.effective_upstream_tls() == UpstreamTls::Disable && !target.is_loopback() {
+                tracing::warn!(
+                    target = %target.name,
+                    "upstream_tls = \"disable\" for a non-loopback address: the upstream password crosses the network in clear"
+                );
+            }
+            let CredentialsConfig::Static { password, .. } = &target.credentials;
+            if password.is_literal() {
+                tracing::warn!(
+                    target = %target.name,
+                    "a literal password is written in the config; use env:NAME or file:PATH instead"
+                );
+            }
+        }
+        for listener in &self.listeners {
+            if listener.protocol != Protocol::Postgres {
+                return fail(
+                    &listener.listen.to_string(),
+                    format!(
+                        "listener on {}: protocol \"{}\" is not available in this build; use \"postgres\"",
+                        listener.listen, listener.protocol
+                    ),
+                );
+            }
+        }
+        let mut policy_names = std::collections::HashSet::new();
+        for policy in &self.policies {
+            if !policy_names.insert(policy.name.as_str()) {
+                return fail(
+                    &format!("\"{}\"", policy.name),
+                    format!(
+                        "two [[policy]] tables are named \"{}\"; decisions name the rule, so names must be unique",
+                        policy.name
+                    ),
+                );
+            }
+            for op in policy.allow.iter().chain(&policy.review).chain(&policy.deny) {
+                if op != "*" && crate::Operation::parse(op).is_none() {
+                    return fail(
+                        &format!("\"{op}\""),
+                        format!(
+                            "policy \"{}\": unknown operation \"{op}\"; use connect, read, write, ddl, admin, unknown or *",
+                            policy.name
+                        ),
+                    );
+                }
+            }
+            for subject in &policy.subjects {
+                if !is_valid_subject(subject) {
+                    return fail(
+                        &format!("\"{subject}\""),
+                        format!(
+                            "policy \"{}\": subject \"{subject}\" is not one of group:G, sub:S, email:E, claim:NAME=VALUE, key:NAME or *",
+                            policy.name
+                        ),
+                    );
+                }
+            }
+            for pattern in policy.targets.iter().chain(&policy.tables).chain(&policy.schemas) {
+                if let Err(error) = globset::Glob::new(pattern) {
+                    return fail(
+                        &format!("\"{pattern}\""),
+                        format!("policy \"{}\": bad pattern \"{pattern}\": {error}", policy.name),
+                    );
+                }
+            }
+        }
+        if let Some(url) = &self.store.url
+            && !url.starts_with("sqlite:")
+        {
+            return fail(
+                url,
+                "[store] url: only sqlite: URLs are supported in this build; omit `url` for SQLite in data_dir".into(),
+            );
+        }
+        if self.recording.sink != "local" {
+            return fail(
+                &format!("\"{}\"", self.recording.sink),
+                "[recording] sink: only \"local\" is available in this build".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// `{data_dir}/recordings` unless `[recording] dir` says otherwise.
+    pub fn recording_dir(&self) -> PathBuf {
+        self.recording
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("recordings"))
+    }
+
+    /// The store URL with the SQLite default applied.
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("warden.db").display()
+            )
+        })
+    }
+}
+
+fn is_valid_subject(subject: &str) -> bool {
+    if subject == "*" {
+        return true;
+    }
+    match subject.split_once(':') {
+        Some(("group" | "sub" | "email" | "key", value)) => !value.is_empty(),
+        Some(("claim", rest)) => rest.split_once('=').is_some_and(|(name, _)| !name.is_empty()),
+        _ => false,
+    }
+}
+
+/// Adds a hint to serde's terse messages for the mistakes people make most.
+fn explain_toml_error(message: &str) -> String {
+    let message = message.trim().to_string();
+    if message.starts_with("unknown field") {
+        format!("{message} (check the spelling; every key is listed in docs/config.md)")
+    } else if message.starts_with("missing field") {
+        format!("{message} (this key is required here; see docs/config.md)")
+    } else {
+        message
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+/// Line and column of the first occurrence of `needle`, or 1:1.
+fn find_line(text: &str, needle: &str) -> (usize, usize) {
+    text.find(needle)
+        .map_or((1, 1), |offset| line_column(text, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:15432"
+
+[[target]]
+name = "orders"
+protocol = "postgres"
+address = "127.0.0.1:5432"
+credentials = { mode = "static", user = "app", password = "env:ORDERS_PASSWORD" }
+
+[[policy]]
+name = "agents read orders"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read"]
+"#;
+
+    #[test]
+    fn parses_minimal_config() {
+        let config = Config::parse(MINIMAL, "warden.toml").unwrap();
+        assert_eq!(config.targets[0].upstream_database(), "orders");
+        assert_eq!(
+            config.targets[0].effective_upstream_tls(),
+            UpstreamTls::Disable
+        );
+        assert_eq!(config.server.max_message_size.0, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let text = MINIMAL.replace("allow = [\"read\"]", "alow = [\"read\"]");
+        let error = Config::parse(&text, "warden.toml").unwrap_err().to_string();
+        assert!(error.starts_with("warden.toml:16:"), "{error}");
+        assert!(error.contains("unknown field `alow`"), "{error}");
+    }
+
+    #[test]
+    fn bad_operation_names_line_and_fix() {
+        let text = MINIMAL.replace("allow = [\"read\"]", "allow = [\"reed\"]");
+        let error = Config::parse(&text, "w.toml").unwrap_err().to_string();
+        assert!(error.starts_with("w.toml:16:"), "{error}");
+        assert!(error.contains("use connect, read"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_target_is_refused() {
+        let text = format!(
+            "{MINIMAL}\n[[target]]\nname = \"orders\"\nprotocol = \"postgres\"\naddress = \"h:1\"\ncredentials = {{ mode = \"static\", user = \"a\", password = \"env:X\" }}\n"
+        );
+        let error = Config::parse(&text, "w.toml").unwrap_err().to_string();
+        assert!(error.contains("two [[target]] tables"), "{error}");
+    }
+
+    #[test]
+    fn remote_targets_default_to_verify_full() {
+        let text = MINIMAL.replace("127.0.0.1:5432", "db.internal:5432");
+        let config = Config::parse(&text, "w.toml").unwrap();
+        assert_eq!(
+            config.targets[0].effective_upstream_tls(),
+            UpstreamTls::VerifyFull
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! The small interfaces protocol crates call engines through. Engines live in
+//! their own crates (identity, policy, credentials, store, recording) and the
+//! `warden` binary wires concrete ones into a [`crate::Gateway`].
+
+use crate::config::{Protocol, TargetConfig};
+use crate::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use crate::{Decision, Identity};
+use async_trait::async_trait;
+use secrecy::SecretString;
+use std::net::SocketAddr;
+
+/// Where a credential was presented, for the audit trail.
+#[derive(Clone, Debug)]
+pub struct AuthContext {
+    pub client_addr: SocketAddr,
+    pub protocol: Protocol,
+    /// The target the client named (may not exist).
+    pub target: String,
+}
+
+/// Why authentication failed. Goes to the log and the audit trail only: the
+/// client always gets one generic message.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct AuthError {
+    pub reason: String,
+}
+
+impl AuthError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        AuthError {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Turns a presented credential (OIDC JWT or access key) into an [`Identity`].
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    async fn authenticate(
+        &self,
+        credential: &SecretString,
+        context: &AuthContext,
+    ) -> Result<Identity, AuthError>;
+}
+
+/// The SQL dialect a statement is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+}
+
+/// Decides connects and statements. Implementations must be cheap to call on
+/// every statement (cache classifications) and must fail closed.
+pub trait PolicyEngine: Send + Sync {
+    /// May this identity open a session on this target?
+    fn check_connect(&self, identity: &Identity, target: &str) -> Decision;
+
+    /// May this identity run this statement text on this target?
+    fn check_statement(
+        &self,
+        identity: &Identity,
+        target: &str,
+        dialect: Dialect,
+        sql: &str,
+    ) -> Decision;
+}
+
+/// The user name and password Warden logs in upstream with. The agent never sees it.
+pub struct UpstreamCredential {
+    pub user: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for UpstreamCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCredential")
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A credential could not be produced. Names the reference, never a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialError {
+    pub message: String,
+}
+
+/// Produces the upstream credential for a session on a target.
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    async fn acquire(
+        &self,
+        target: &TargetConfig,
+        session: &SessionInfo,
+    ) -> Result<UpstreamCredential, CredentialError>;
+}
+
+/// A store or recording operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+        }
+    }
+}
+
+/// The sessions index and the audit trail.
+#[async_trait]
+pub trait SessionLog: Send + Sync {
+    async fn session_started(&self, session: &SessionInfo) -> Result<(), StoreError>;
+    async fn session_ended(
+        &self,
+        session_id: &str,
+        summary: &SessionSummary,
+    ) -> Result<(), StoreError>;
+    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
+/// Opens a recording for each session.
+pub trait Recorder: Send + Sync {
+    fn open(&self, session: &SessionInfo) -> Result<Box<dyn SessionRecording>, StoreError>;
+}
+
+/// One session's recording. `record` must never block the relay.
+pub trait SessionRecording: Send + Sync {
+    fn record(&self, event: EventKind);
+    /// Writes the `end` event and closes the recording.
+    fn finish(&self, summary: &SessionSummary);
+}

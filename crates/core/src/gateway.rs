@@ -1,0 +1,30 @@
+//! The context every session runs in: config, engines, metrics, shutdown.
+
+use crate::config::Config;
+use crate::engines::{Authenticator, CredentialSource, PolicyEngine, Recorder, SessionLog};
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+/// Shutdown happens in two steps: `draining` stops new connections, then
+/// after the grace period `terminate` tells live sessions to close with an error.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    pub draining: CancellationToken,
+    pub terminate: CancellationToken,
+}
+
+/// Everything a protocol crate needs to run a session. Built by the binary.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub policy: Arc<dyn PolicyEngine>,
+    pub credentials: Arc<dyn CredentialSource>,
+    pub sessions: Arc<dyn SessionLog>,
+    pub recorder: Arc<dyn Recorder>,
+    pub metrics: Arc<Metrics>,
+    /// Client-facing TLS, when `[tls]` is configured.
+    pub tls: Option<TlsAcceptor>,
+    pub shutdown: Shutdown,
+}

@@ -1,0 +1,23 @@
+//! Warden's core: the configuration model, the types every engine and protocol
+//! crate speaks (identity, target, operation, decision), the small traits that
+//! protocol crates call engines through, and the TCP connection broker.
+//!
+//! Protocol crates depend on this crate only; engines implement its traits and
+//! the `warden` binary wires them together into a [`Gateway`].
+
+pub mod broker;
+pub mod config;
+pub mod engines;
+pub mod events;
+pub mod gateway;
+pub mod identity;
+pub mod metrics;
+pub mod operation;
+pub mod secret;
+pub mod tls;
+pub mod units;
+
+pub use gateway::Gateway;
+pub use identity::{Identity, IdentityKind};
+pub use operation::{Action, Decision, Operation};
+pub use secret::SecretRef;

@@ -1,0 +1,101 @@
+//! What a statement does, and what policy decided about it.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The operations a policy speaks of. Ordered from least to most strict, so a
+/// multi-statement query is judged by `max()` of its statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Connect,
+    Read,
+    Write,
+    Ddl,
+    Admin,
+    /// Anything that does not parse; treated as the strictest.
+    Unknown,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::Connect,
+        Operation::Read,
+        Operation::Write,
+        Operation::Ddl,
+        Operation::Admin,
+        Operation::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Connect => "connect",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Ddl => "ddl",
+            Operation::Admin => "admin",
+            Operation::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == text)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a policy rule says to do with an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Allow,
+    /// Hold for a human reviewer.
+    Review,
+    Deny,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Review => "review",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy decision. Always names the rule that made it (`None` only for the
+/// implicit deny when no rule matched).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub action: Action,
+    pub operation: Operation,
+    /// The `[[policy]]` name that decided, or `None` for "no rule matched".
+    pub rule: Option<String>,
+    /// Tables the statement touches, as the classifier saw them.
+    pub tables: Vec<String>,
+    /// Why, in words for the client and the audit trail.
+    pub reason: String,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        self.action == Action::Allow
+    }
+
+    /// The rule name for messages: the rule, or `(no matching rule)`.
+    pub fn rule_name(&self) -> &str {
+        self.rule.as_deref().unwrap_or("(no matching rule)")
+    }
+}
