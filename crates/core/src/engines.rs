@@ -137,3 +137,34 @@ pub trait SessionRecording: Send + Sync {
     /// Writes the `end` event and closes the recording.
     fn finish(&self, summary: &SessionSummary);
 }
+
+/// A stored Warden access key. The key itself is never stored: only the
+/// SHA-256 of its secret part (to authenticate it) and, for MySQL's
+/// `mysql_native_password`, SHA1(SHA1(key)) which is what that scramble check needs.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AccessKeyRecord {
+    /// The public id embedded in the key (`wdn_{id}_{secret}`).
+    pub id: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Lowercase hex SHA-256 of the whole key text.
+    pub key_sha256: String,
+    /// Lowercase hex SHA1(SHA1(whole key text)), for `mysql_native_password`.
+    pub mysql_native_hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+/// Where access keys are kept.
+#[async_trait]
+pub trait AccessKeyStore: Send + Sync {
+    async fn insert_key(&self, key: &AccessKeyRecord) -> Result<(), StoreError>;
+    async fn find_key(&self, id: &str) -> Result<Option<AccessKeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<AccessKeyRecord>, StoreError>;
+    /// Marks a key revoked; false when no such key.
+    async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+}
