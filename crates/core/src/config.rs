@@ -494,7 +494,12 @@ impl Config {
                     ),
                 );
             }
-            for op in policy.allow.iter().chain(&policy.review).chain(&policy.deny) {
+            for op in policy
+                .allow
+                .iter()
+                .chain(&policy.review)
+                .chain(&policy.deny)
+            {
                 if op != "*" && crate::Operation::parse(op).is_none() {
                     return fail(
                         &format!("\"{op}\""),
@@ -516,11 +521,19 @@ impl Config {
                     );
                 }
             }
-            for pattern in policy.targets.iter().chain(&policy.tables).chain(&policy.schemas) {
+            for pattern in policy
+                .targets
+                .iter()
+                .chain(&policy.tables)
+                .chain(&policy.schemas)
+            {
                 if let Err(error) = globset::Glob::new(pattern) {
                     return fail(
                         &format!("\"{pattern}\""),
-                        format!("policy \"{}\": bad pattern \"{pattern}\": {error}", policy.name),
+                        format!(
+                            "policy \"{}\": bad pattern \"{pattern}\": {error}",
+                            policy.name
+                        ),
                     );
                 }
             }
@@ -571,7 +584,9 @@ fn is_valid_subject(subject: &str) -> bool {
     }
     match subject.split_once(':') {
         Some(("group" | "sub" | "email" | "key", value)) => !value.is_empty(),
-        Some(("claim", rest)) => rest.split_once('=').is_some_and(|(name, _)| !name.is_empty()),
+        Some(("claim", rest)) => rest
+            .split_once('=')
+            .is_some_and(|(name, _)| !name.is_empty()),
         _ => false,
     }
 }
@@ -592,7 +607,10 @@ fn explain_toml_error(message: &str) -> String {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 

@@ -12,8 +12,14 @@ use std::path::PathBuf;
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
-    Vault { path: String, field: String },
-    AwsSecretsManager { name: String, field: Option<String> },
+    Vault {
+        path: String,
+        field: String,
+    },
+    AwsSecretsManager {
+        name: String,
+        field: Option<String>,
+    },
     /// A secret written into the config itself. Accepted with a warning.
     Literal(secrecy::SecretString),
 }
@@ -24,15 +30,16 @@ impl PartialEq for SecretRef {
         match (self, other) {
             (SecretRef::Env(a), SecretRef::Env(b)) => a == b,
             (SecretRef::File(a), SecretRef::File(b)) => a == b,
-            (
-                SecretRef::Vault { path: a, field: x },
-                SecretRef::Vault { path: b, field: y },
-            ) => a == b && x == y,
+            (SecretRef::Vault { path: a, field: x }, SecretRef::Vault { path: b, field: y }) => {
+                a == b && x == y
+            }
             (
                 SecretRef::AwsSecretsManager { name: a, field: x },
                 SecretRef::AwsSecretsManager { name: b, field: y },
             ) => a == b && x == y,
-            (SecretRef::Literal(a), SecretRef::Literal(b)) => a.expose_secret() == b.expose_secret(),
+            (SecretRef::Literal(a), SecretRef::Literal(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
             _ => false,
         }
     }
@@ -57,7 +64,9 @@ impl SecretRef {
                 .split_once('#')
                 .ok_or("`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password")?;
             if path.is_empty() || field.is_empty() {
-                return Err("`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password".into());
+                return Err(
+                    "`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password".into(),
+                );
             }
             return Ok(SecretRef::Vault {
                 path: path.to_string(),
@@ -77,7 +86,9 @@ impl SecretRef {
                 field,
             });
         }
-        Ok(SecretRef::Literal(secrecy::SecretString::from(text.to_string())))
+        Ok(SecretRef::Literal(secrecy::SecretString::from(
+            text.to_string(),
+        )))
     }
 
     pub fn is_literal(&self) -> bool {
@@ -127,8 +138,14 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        assert_eq!(SecretRef::parse("env:X").unwrap(), SecretRef::Env("X".into()));
-        assert!(matches!(SecretRef::parse("file:/a").unwrap(), SecretRef::File(_)));
+        assert_eq!(
+            SecretRef::parse("env:X").unwrap(),
+            SecretRef::Env("X".into())
+        );
+        assert!(matches!(
+            SecretRef::parse("file:/a").unwrap(),
+            SecretRef::File(_)
+        ));
         assert!(matches!(
             SecretRef::parse("vault:secret/data/x#password").unwrap(),
             SecretRef::Vault { .. }

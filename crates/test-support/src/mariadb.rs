@@ -1,0 +1,1 @@
+//! Ephemeral MariaDB (written by the MySQL work).

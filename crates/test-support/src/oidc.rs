@@ -1,0 +1,1 @@
+//! OIDC issuers for tests (written by the identity work).
