@@ -32,6 +32,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub classifier: ClassifierConfig,
     /// Where the file was read from; set by the loader.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -374,6 +376,20 @@ pub struct PolicyConfig {
     pub mask: Vec<String>,
     #[serde(default)]
     pub mask_columns: Vec<String>,
+}
+
+/// `[classifier]`: tuning of SQL statement classification (see docs/policy.md).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// Functions that may be called in a read (`name` or `schema.name`);
+    /// other user-defined or volatile functions make a statement a write.
+    #[serde(default)]
+    pub safe_functions: Vec<String>,
+    /// Extra settings whose `SET` is a read (e.g. `app.tenant`); by default
+    /// only PostgreSQL's ordinary per-session settings are.
+    #[serde(default)]
+    pub safe_settings: Vec<String>,
 }
 
 /// A configuration problem, with where it is and how to fix it.

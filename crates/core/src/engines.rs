@@ -139,7 +139,7 @@ pub trait SessionRecording: Send + Sync {
 }
 
 /// A stored Warden access key. The key itself is never stored: only the
-/// SHA-256 of its secret part (to authenticate it) and, for MySQL's
+/// SHA-256 of the whole key text (to authenticate it) and, for MySQL's
 /// `mysql_native_password`, SHA1(SHA1(key)) which is what that scramble check needs.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AccessKeyRecord {

@@ -1,1 +1,86 @@
-fn main() {}
+//! `warden`: the gateway binary and its operator commands.
+
+mod commands;
+mod logging;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Warden sits between agents and the databases they use: it authenticates
+/// each caller (OIDC token or Warden access key), decides every statement
+/// with policy, logs in upstream with credentials the caller never sees, and
+/// records every session.
+#[derive(Parser)]
+#[command(name = "warden", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by commands that read the config.
+#[derive(clap::Args, Clone)]
+pub struct ConfigArgs {
+    /// Path to warden.toml.
+    #[arg(short, long, env = "WARDEN_CONFIG", default_value = "warden.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = logging::LogFormat::Text)]
+        log_format: logging::LogFormat,
+        /// Log filter (tracing env-filter syntax), e.g. `info` or `warden=debug`. RUST_LOG overrides it.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Validate a config file; errors name the file, line and fix.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Create, list and revoke Warden access keys.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    /// Inspect recorded sessions.
+    #[command(subcommand)]
+    Sessions(commands::sessions::SessionsCommand),
+    /// Print a session's timeline: every statement with its outcome.
+    Replay(commands::sessions::ReplayArgs),
+    /// Debug policies.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    warden_core::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            log_format,
+            log_level,
+        } => {
+            logging::init(log_format, &log_level);
+            serve::run(&config.config)
+        }
+        Command::Check { config } => commands::check::run(&config.config),
+        Command::Keys(command) => commands::keys::run(command),
+        Command::Sessions(command) => commands::sessions::run(command),
+        Command::Replay(args) => commands::sessions::replay(args),
+        Command::Policy(command) => commands::policy::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,20 @@
-//! postgres
+//! Warden's PostgreSQL protocol crate: the client-facing front end (TLS,
+//! startup, cleartext token exchange, cancel), the upstream client (TLS,
+//! SCRAM-SHA-256 / MD5 / cleartext), and the relay that forwards bytes
+//! untouched except where policy or recording must look inside.
+//!
+//! It knows only the wire protocol; identity, policy, credentials, the store
+//! and recordings are reached through `warden_core`'s engine traits.
+
+mod cancel;
+mod client_stream;
+mod errors;
+mod frame;
+mod handler;
+mod relay;
+mod session;
+mod startup;
+mod upstream;
+
+pub use cancel::CancelRegistry;
+pub use handler::PostgresHandler;

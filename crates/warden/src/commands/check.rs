@@ -1,0 +1,35 @@
+//! `warden check`: validate a config without starting anything.
+
+use anyhow::Result;
+use std::path::Path;
+use std::process::ExitCode;
+use warden_core::config::Config;
+
+pub fn run(path: &Path) -> Result<ExitCode> {
+    match Config::load(path) {
+        Ok(config) => {
+            if let Err(error) = warden_policy::ReloadablePolicy::from_config(&config) {
+                eprintln!("{}: {error}", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            if let Some(tls) = &config.tls
+                && let Err(error) = warden_core::tls::acceptor(tls)
+            {
+                eprintln!("{}: {error}", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "{}: ok ({} listener(s), {} target(s), {} policy rule(s))",
+                path.display(),
+                config.listeners.len(),
+                config.targets.len(),
+                config.policies.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `warden serve`: wire the engines into a gateway, bind the listeners and
+//! the admin server, and run until SIGTERM/SIGINT.
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use warden_core::Gateway;
+use warden_core::broker::{Broker, ConnectionHandler};
+use warden_core::config::{Config, Protocol};
+use warden_core::engines::{AccessKeyStore, Recorder, SessionLog};
+use warden_core::gateway::Shutdown;
+use warden_core::metrics::Metrics;
+use warden_store::Store;
+
+pub fn run(config_path: &Path) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("warden")
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<ExitCode> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data_dir {}",
+            config.server.data_dir.display()
+        )
+    })?;
+
+    let store = Arc::new(
+        warden_store::SqliteStore::open(&config.store_url())
+            .await
+            .context("cannot open the store")?,
+    );
+    let interrupted = store
+        .mark_interrupted_sessions("interrupted: Warden stopped without closing the session")
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            sessions = interrupted,
+            "sessions left open by a previous run were marked interrupted"
+        );
+    }
+    let keys: Arc<dyn AccessKeyStore> = store.clone();
+    let sessions: Arc<dyn SessionLog> = store.clone();
+
+    let identity = warden_identity::IdentityService::new(&config.identity, keys)
+        .await
+        .context("cannot set up identity providers")?;
+    let identity = Arc::new(identity);
+    {
+        let identity = identity.clone();
+        tokio::spawn(async move { identity.warm_up().await });
+    }
+
+    let policy = Arc::new(
+        warden_policy::ReloadablePolicy::from_config(&config)
+            .context("cannot compile the policies")?,
+    );
+    if let Some(path) = &config.source {
+        warden_policy::spawn_reloader(path.clone(), policy.clone());
+    }
+
+    let recorder = Arc::new(
+        warden_recording::LocalRecorder::new(config.recording_dir())
+            .context("cannot open the recordings directory")?,
+    );
+    let recorder_dyn: Arc<dyn Recorder> = if config.recording.enabled {
+        recorder.clone()
+    } else {
+        Arc::new(NullRecorder)
+    };
+
+    let tls = match &config.tls {
+        Some(tls) => Some(warden_core::tls::acceptor(tls)?),
+        None => None,
+    };
+
+    let shutdown = Shutdown::default();
+    let metrics = Arc::new(Metrics::default());
+    let gateway = Arc::new(Gateway {
+        config: config.clone(),
+        authenticator: identity,
+        policy,
+        credentials: Arc::new(warden_credentials::StaticCredentials),
+        sessions,
+        recorder: recorder_dyn,
+        metrics: metrics.clone(),
+        tls,
+        shutdown: shutdown.clone(),
+    });
+
+    let mut handlers: HashMap<Protocol, Arc<dyn ConnectionHandler>> = HashMap::new();
+    handlers.insert(
+        Protocol::Postgres,
+        Arc::new(warden_postgres::PostgresHandler::new(gateway.clone())),
+    );
+    let broker = Broker::bind(gateway.clone(), &handlers).await?;
+    for (protocol, address) in broker.local_addrs() {
+        tracing::info!(%protocol, %address, "listener ready");
+    }
+
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin = match config.server.admin_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("admin_listen {address}: cannot bind"))?;
+            let router = warden_web::admin_router(metrics.clone(), shutdown.draining.clone());
+            Some(tokio::spawn(warden_web::serve_admin(
+                listener,
+                router,
+                admin_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
+    tokio::spawn(watch_signals(shutdown.clone()));
+    tracing::info!(
+        targets = config.targets.len(),
+        policies = config.policies.len(),
+        "warden is ready"
+    );
+    broker.run().await;
+
+    admin_stop.cancel();
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    recorder.flush_all().await;
+    tracing::info!("warden stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// First SIGTERM/SIGINT: drain. A second one: close sessions now.
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: draining (send it again to close sessions now)");
+    shutdown.draining.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: closing all sessions now");
+    shutdown.terminate.cancel();
+}
+
+/// `[recording] enabled = false`: sessions are indexed but not recorded.
+struct NullRecorder;
+
+struct NullRecording;
+
+impl Recorder for NullRecorder {
+    fn open(
+        &self,
+        _session: &warden_core::events::SessionInfo,
+    ) -> Result<Box<dyn warden_core::engines::SessionRecording>, warden_core::engines::StoreError>
+    {
+        Ok(Box::new(NullRecording))
+    }
+}
+
+impl warden_core::engines::SessionRecording for NullRecording {
+    fn record(&self, _event: warden_core::events::EventKind) {}
+    fn finish(&self, _summary: &warden_core::events::SessionSummary) {}
+}

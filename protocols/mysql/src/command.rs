@@ -1,0 +1,507 @@
+//! The command phase: one client command at a time, judged by policy where
+//! it carries SQL, relayed upstream, its response relayed back, recorded.
+
+use crate::codec::{CodecError, PacketStream};
+use crate::errors::ClientError;
+use crate::packets::ErrInfo;
+use crate::relay::{Outcome, Relay, RelayError};
+use crate::statements::{Statements, statement_id};
+use crate::stream::BoxStream;
+use crate::upstream::Upstream;
+use bytes::Bytes;
+use mysql_common::constants::CapabilityFlags as Caps;
+use std::time::Instant;
+use warden_core::config::TargetConfig;
+use warden_core::engines::{Dialect, SessionRecording};
+use warden_core::events::{EventKind, SessionInfo, StatementProtocol};
+use warden_core::metrics::Metrics;
+use warden_core::{Action, Decision, Gateway, Operation};
+
+/// Command bytes (the first payload byte of a command packet).
+mod com {
+    pub const QUIT: u8 = 0x01;
+    pub const INIT_DB: u8 = 0x02;
+    pub const QUERY: u8 = 0x03;
+    pub const FIELD_LIST: u8 = 0x04;
+    pub const STATISTICS: u8 = 0x09;
+    pub const PING: u8 = 0x0e;
+    pub const CHANGE_USER: u8 = 0x11;
+    pub const STMT_PREPARE: u8 = 0x16;
+    pub const STMT_EXECUTE: u8 = 0x17;
+    pub const STMT_SEND_LONG_DATA: u8 = 0x18;
+    pub const STMT_CLOSE: u8 = 0x19;
+    pub const STMT_RESET: u8 = 0x1a;
+    pub const SET_OPTION: u8 = 0x1b;
+    pub const STMT_FETCH: u8 = 0x1c;
+    pub const RESET_CONNECTION: u8 = 0x1f;
+}
+
+/// Whether the session goes on after a command.
+pub enum Flow {
+    Continue,
+    End(String),
+}
+
+enum Next {
+    Command(Result<crate::codec::Packet, CodecError>),
+    Shutdown,
+}
+
+/// The state of a session's command phase.
+pub struct CommandLoop<'a> {
+    gateway: &'a Gateway,
+    session: &'a SessionInfo,
+    target: &'a TargetConfig,
+    recording: &'a dyn SessionRecording,
+    client: PacketStream<BoxStream>,
+    upstream: Upstream,
+    client_deprecate_eof: bool,
+    statements: Statements,
+    count: u64,
+    reported_in: u64,
+    reported_out: u64,
+    quit_sent: bool,
+}
+
+impl<'a> CommandLoop<'a> {
+    pub fn new(
+        gateway: &'a Gateway,
+        session: &'a SessionInfo,
+        target: &'a TargetConfig,
+        recording: &'a dyn SessionRecording,
+        client: PacketStream<BoxStream>,
+        upstream: Upstream,
+        client_caps: Caps,
+    ) -> Self {
+        let reported_in = client.bytes_read;
+        let reported_out = client.bytes_written;
+        Metrics::add(&gateway.metrics.bytes_from_clients, reported_in);
+        Metrics::add(&gateway.metrics.bytes_to_clients, reported_out);
+        CommandLoop {
+            gateway,
+            session,
+            target,
+            recording,
+            client,
+            upstream,
+            client_deprecate_eof: client_caps.contains(Caps::CLIENT_DEPRECATE_EOF),
+            statements: Statements::default(),
+            count: 0,
+            reported_in,
+            reported_out,
+            quit_sent: false,
+        }
+    }
+
+    pub fn bytes_from_client(&self) -> u64 {
+        self.client.bytes_read
+    }
+
+    pub fn bytes_to_client(&self) -> u64 {
+        self.client.bytes_written
+    }
+
+    pub fn statements(&self) -> u64 {
+        self.count
+    }
+
+    /// Reads and handles one command; stops when told to terminate.
+    pub async fn next(&mut self) -> Flow {
+        let terminate = self.gateway.shutdown.terminate.clone();
+        let limit =
+            usize::try_from(self.gateway.config.server.max_message_size.0).unwrap_or(usize::MAX);
+        let next = tokio::select! {
+            biased;
+            _ = terminate.cancelled() => Next::Shutdown,
+            read = self.client.read_packet(Some(0), limit) => Next::Command(read),
+        };
+        let packet = match next {
+            Next::Shutdown => return self.shutdown().await,
+            Next::Command(Ok(packet)) => packet,
+            Next::Command(Err(CodecError::Closed)) => {
+                return Flow::End("client closed".into());
+            }
+            Next::Command(Err(error)) => {
+                if let Some(client_error) = ClientError::from_codec(&error) {
+                    self.send_error(&client_error).await;
+                }
+                return Flow::End(format!("client: {error}"));
+            }
+        };
+        let flow = tokio::select! {
+            biased;
+            _ = terminate.cancelled() => None,
+            flow = self.dispatch(packet.payload) => Some(flow),
+        };
+        let flow = match flow {
+            Some(flow) => flow,
+            None => self.shutdown().await,
+        };
+        self.report_bytes();
+        flow
+    }
+
+    /// Says goodbye to both sides.
+    pub async fn close(&mut self) {
+        if !self.quit_sent {
+            self.upstream.stream.queue_packet(0, &[com::QUIT]);
+            self.quit_sent = true;
+        }
+        self.upstream.stream.close().await;
+        self.client.close().await;
+        self.report_bytes();
+    }
+
+    fn report_bytes(&mut self) {
+        let metrics = &self.gateway.metrics;
+        Metrics::add(
+            &metrics.bytes_from_clients,
+            self.client.bytes_read - self.reported_in,
+        );
+        Metrics::add(
+            &metrics.bytes_to_clients,
+            self.client.bytes_written - self.reported_out,
+        );
+        self.reported_in = self.client.bytes_read;
+        self.reported_out = self.client.bytes_written;
+    }
+
+    async fn shutdown(&mut self) -> Flow {
+        self.send_error(&ClientError::Shutdown).await;
+        Flow::End("shutdown".into())
+    }
+
+    /// Sends one of Warden's own errors as the response to a command.
+    async fn send_error(&mut self, error: &ClientError) {
+        self.client.queue_packet(1, &error.packet());
+        let _ = self.client.flush().await;
+    }
+
+    fn relay(&mut self) -> Relay<'_> {
+        Relay {
+            client: &mut self.client,
+            upstream: &mut self.upstream.stream,
+            client_deprecate_eof: self.client_deprecate_eof,
+            upstream_deprecate_eof: self.upstream.caps.contains(Caps::CLIENT_DEPRECATE_EOF),
+            seq: 1,
+        }
+    }
+
+    async fn dispatch(&mut self, payload: Bytes) -> Flow {
+        let Some(&command) = payload.first() else {
+            self.send_error(&ClientError::Malformed("empty command packet".into()))
+                .await;
+            return Flow::Continue;
+        };
+        match command {
+            com::QUIT => {
+                self.upstream.stream.queue_packet(0, &[com::QUIT]);
+                self.quit_sent = true;
+                Flow::End("client quit".into())
+            }
+            com::QUERY => self.query(payload).await,
+            com::STMT_PREPARE => self.prepare(payload).await,
+            com::STMT_EXECUTE => self.execute(payload).await,
+            com::STMT_FETCH => self.fetch(payload).await,
+            com::STMT_SEND_LONG_DATA => self.forward_only(&payload).await,
+            com::STMT_CLOSE => {
+                if let Some(id) = statement_id(&payload) {
+                    self.statements.remove(id);
+                }
+                self.forward_only(&payload).await
+            }
+            com::STMT_RESET => match statement_id(&payload) {
+                Some(id) if self.statements.get(id).is_some() => self.single(&payload).await.0,
+                id => {
+                    let id = id.unwrap_or_default();
+                    self.send_error(&ClientError::UnknownStatement(id, "mysql_stmt_reset"))
+                        .await;
+                    Flow::Continue
+                }
+            },
+            com::INIT_DB => self.init_db(payload).await,
+            com::FIELD_LIST => self.field_list(payload).await,
+            com::PING | com::STATISTICS | com::SET_OPTION => self.single(&payload).await.0,
+            com::RESET_CONNECTION => {
+                let (flow, error) = self.single(&payload).await;
+                if error.is_none() {
+                    self.statements.clear();
+                }
+                flow
+            }
+            com::CHANGE_USER => {
+                self.send_error(&ClientError::ChangeUserRefused).await;
+                Flow::End("COM_CHANGE_USER refused".into())
+            }
+            other => {
+                self.send_error(&ClientError::UnknownCommand(other)).await;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Asks policy about a statement and records the decision.
+    fn decide(&self, sql: &str) -> Decision {
+        let decision = self.gateway.policy.check_statement(
+            &self.session.identity,
+            &self.target.name,
+            Dialect::Mysql,
+            sql,
+        );
+        self.recording.record(EventKind::Decision {
+            text: self.recorded_text(sql),
+            operation: decision.operation,
+            action: decision.action,
+            rule: decision.rule.clone(),
+            tables: decision.tables.clone(),
+            reason: decision.reason.clone(),
+        });
+        decision
+    }
+
+    fn recorded_text(&self, sql: &str) -> String {
+        if self.gateway.config.recording.capture_statements {
+            sql.to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    fn count_statement(&mut self) {
+        self.count += 1;
+        Metrics::add(&self.gateway.metrics.statements, 1);
+    }
+
+    /// Refuses a statement policy did not allow; the session goes on.
+    async fn deny(&mut self, decision: &Decision, sql: &str, protocol: StatementProtocol) -> Flow {
+        Metrics::add(&self.gateway.metrics.statements_denied, 1);
+        let error = denial(decision, &self.target.name);
+        let (code, _) = error.code();
+        self.recording.record(EventKind::Statement {
+            text: self.recorded_text(sql),
+            protocol,
+            duration_ms: 0.0,
+            tags: Vec::new(),
+            rows: None,
+            error_code: Some(code.to_string()),
+            error_message: Some(error.to_string()),
+        });
+        tracing::info!(session = %self.session.id, rule = decision.rule_name(), operation = %decision.operation, "mysql statement denied");
+        self.send_error(&error).await;
+        Flow::Continue
+    }
+
+    fn record(&self, sql: &str, protocol: StatementProtocol, started: Instant, outcome: &Outcome) {
+        self.recording.record(EventKind::Statement {
+            text: self.recorded_text(sql),
+            protocol,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            tags: outcome.tags.clone(),
+            rows: Some(outcome.rows),
+            error_code: outcome.error.as_ref().map(|e| e.code.to_string()),
+            error_message: outcome.error.as_ref().map(|e| e.message.clone()),
+        });
+    }
+
+    /// Ends the session after a relay failure, telling the client when it can be told.
+    async fn relay_failed(&mut self, error: RelayError) -> Flow {
+        match &error {
+            RelayError::Client(_) => {}
+            RelayError::Upstream(_) | RelayError::Protocol(_) => {
+                let message = format!(
+                    "Warden lost the connection to target \"{}\": {error}",
+                    self.target.name
+                );
+                self.send_error(&ClientError::UpstreamUnavailable(message))
+                    .await;
+            }
+        }
+        Flow::End(error.to_string())
+    }
+
+    async fn query(&mut self, payload: Bytes) -> Flow {
+        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        self.count_statement();
+        let decision = self.decide(&sql);
+        if !decision.is_allowed() {
+            return self.deny(&decision, &sql, StatementProtocol::Simple).await;
+        }
+        let started = Instant::now();
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.results().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(outcome) => {
+                self.record(&sql, StatementProtocol::Simple, started, &outcome);
+                Flow::Continue
+            }
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    async fn prepare(&mut self, payload: Bytes) -> Flow {
+        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let decision = self.decide(&sql);
+        if !decision.is_allowed() {
+            self.count_statement();
+            return self
+                .deny(&decision, &sql, StatementProtocol::Extended)
+                .await;
+        }
+        let started = Instant::now();
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.prepare().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(Ok(prepared)) => {
+                if !self.statements.insert(prepared.statement_id, &sql) {
+                    tracing::warn!(session = %self.session.id, "too many prepared statements; executions will be refused");
+                }
+                Flow::Continue
+            }
+            Ok(Err(error)) => {
+                let outcome = Outcome {
+                    error: Some(error),
+                    ..Outcome::default()
+                };
+                self.record(&sql, StatementProtocol::Extended, started, &outcome);
+                Flow::Continue
+            }
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    async fn execute(&mut self, payload: Bytes) -> Flow {
+        let id = statement_id(&payload).unwrap_or_default();
+        let Some(sql) = self.statements.get(id) else {
+            self.send_error(&ClientError::UnknownStatement(id, "mysqld_stmt_execute"))
+                .await;
+            return Flow::Continue;
+        };
+        self.count_statement();
+        let started = Instant::now();
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.results().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(outcome) => {
+                self.record(&sql, StatementProtocol::Extended, started, &outcome);
+                Flow::Continue
+            }
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    async fn fetch(&mut self, payload: Bytes) -> Flow {
+        let id = statement_id(&payload).unwrap_or_default();
+        if self.statements.get(id).is_none() {
+            self.send_error(&ClientError::UnknownStatement(id, "mysqld_stmt_fetch"))
+                .await;
+            return Flow::Continue;
+        }
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.fetch().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(_) => Flow::Continue,
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    /// Commands without a response (SEND_LONG_DATA, STMT_CLOSE).
+    async fn forward_only(&mut self, payload: &[u8]) -> Flow {
+        match self.relay().send_command(payload).await {
+            Ok(()) => Flow::Continue,
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    /// Commands answered with one packet.
+    async fn single(&mut self, payload: &[u8]) -> (Flow, Option<ErrInfo>) {
+        let mut relay = self.relay();
+        let result = match relay.send_command(payload).await {
+            Ok(()) => relay.single().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(error) => (Flow::Continue, error),
+            Err(error) => (self.relay_failed(error).await, None),
+        }
+    }
+
+    /// COM_INIT_DB: the target's own name maps to its upstream database;
+    /// another target's name is refused; any other database is a policy question.
+    async fn init_db(&mut self, payload: Bytes) -> Flow {
+        let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let upstream_db = self.target.upstream_database().to_string();
+        if name == self.target.name || name == upstream_db {
+            let mut rewritten = vec![com::INIT_DB];
+            rewritten.extend_from_slice(upstream_db.as_bytes());
+            return self.single(&rewritten).await.0;
+        }
+        if self.gateway.config.target(&name).is_some() {
+            let message = format!(
+                "Switching to target \"{name}\" inside a session is not allowed; open a new connection with -D {name}"
+            );
+            self.send_error(&ClientError::DatabaseDenied(message)).await;
+            return Flow::Continue;
+        }
+        let sql = format!("USE `{}`", name.replace('`', "``"));
+        let decision = self.decide(&sql);
+        if !decision.is_allowed() {
+            return self.deny(&decision, &sql, StatementProtocol::Simple).await;
+        }
+        self.single(&payload).await.0
+    }
+
+    /// COM_FIELD_LIST reads a table's columns: judged as `SHOW COLUMNS FROM t`.
+    async fn field_list(&mut self, payload: Bytes) -> Flow {
+        let rest = &payload[1..];
+        let table = rest.split(|&b| b == 0).next().unwrap_or_default();
+        let table = String::from_utf8_lossy(table);
+        let sql = format!("SHOW COLUMNS FROM `{}`", table.replace('`', "``"));
+        let decision = self.decide(&sql);
+        if !decision.is_allowed() {
+            return self.deny(&decision, &sql, StatementProtocol::Simple).await;
+        }
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.field_list().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(_) => Flow::Continue,
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+}
+
+/// The error a denied statement gets: 1227 for admin operations, else 1142.
+fn denial(decision: &Decision, target: &str) -> ClientError {
+    let message = match decision.action {
+        Action::Review => format!(
+            "Warden policy \"{}\" requires a review for {} statements on target \"{target}\", and reviews are not available over MySQL in this build",
+            decision.rule_name(),
+            decision.operation
+        ),
+        Action::Allow | Action::Deny => format!(
+            "Warden policy \"{}\" denies this {} statement on target \"{target}\": {}",
+            decision.rule_name(),
+            decision.operation,
+            decision.reason
+        ),
+    };
+    if decision.operation == Operation::Admin {
+        ClientError::AdminDenied(message)
+    } else {
+        ClientError::StatementDenied(message)
+    }
+}

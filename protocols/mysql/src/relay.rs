@@ -1,0 +1,479 @@
+//! Relays one command's response from the upstream to the client.
+//!
+//! Rows and column definitions are forwarded chunk by chunk, untouched
+//! (never decoded, never joined in memory). Only the packets that carry state
+//! are looked at: the first packet of a result (OK / ERR / LOCAL INFILE /
+//! column count), and terminators (their status flags say whether another
+//! result follows). When the client uses CLIENT_DEPRECATE_EOF and the
+//! upstream does not, EOF packets are dropped or turned into OK terminators.
+
+use crate::codec::{Chunk, CodecError, MAX_CHUNK, PacketStream};
+use crate::errors::ClientError;
+use crate::packets::{self, ErrInfo};
+use crate::stream::BoxStream;
+
+/// Which side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("client: {0}")]
+    Client(CodecError),
+    #[error("upstream: {0}")]
+    Upstream(CodecError),
+    #[error("upstream sent a malformed response: {0}")]
+    Protocol(&'static str),
+}
+
+/// What a response said, for the recording.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// One entry per result: `RESULT n` for a result set, `OK n` for affected rows.
+    pub tags: Vec<String>,
+    pub rows: u64,
+    pub error: Option<ErrInfo>,
+}
+
+/// A successful COM_STMT_PREPARE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub statement_id: u32,
+    pub columns: u16,
+    pub params: u16,
+}
+
+/// The two legs of a session while one response is relayed.
+pub struct Relay<'a> {
+    pub client: &'a mut PacketStream<BoxStream>,
+    pub upstream: &'a mut PacketStream<BoxStream>,
+    /// The client expects OK terminators instead of EOF packets.
+    pub client_deprecate_eof: bool,
+    /// The upstream sends OK terminators instead of EOF packets.
+    pub upstream_deprecate_eof: bool,
+    /// Next sequence id towards the client.
+    pub seq: u8,
+}
+
+impl Relay<'_> {
+    /// Sends one command (already checked) upstream, starting at sequence 0.
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), RelayError> {
+        self.upstream.queue_packet(0, payload);
+        self.upstream.flush().await.map_err(RelayError::Upstream)
+    }
+
+    async fn read(&mut self) -> Result<Chunk, RelayError> {
+        self.upstream
+            .read_chunk(MAX_CHUNK)
+            .await
+            .map_err(RelayError::Upstream)
+    }
+
+    /// Queues a packet of Warden's own to the client.
+    pub fn queue_own(&mut self, payload: &[u8]) {
+        self.seq = self.client.queue_packet(self.seq, payload);
+    }
+
+    /// Forwards a logical packet that starts with `first`, chunk by chunk.
+    async fn forward(&mut self, first: Chunk) -> Result<(), RelayError> {
+        let mut more = first.continues();
+        self.client.queue_chunk(self.seq, &first.payload);
+        self.seq = self.seq.wrapping_add(1);
+        while more {
+            let next = self.read().await?;
+            more = next.continues();
+            self.client.queue_chunk(self.seq, &next.payload);
+            self.seq = self.seq.wrapping_add(1);
+            self.flush_if_full().await?;
+        }
+        self.flush_if_full().await
+    }
+
+    async fn flush_if_full(&mut self) -> Result<(), RelayError> {
+        self.client
+            .flush_if_full()
+            .await
+            .map_err(RelayError::Client)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), RelayError> {
+        self.client.flush().await.map_err(RelayError::Client)
+    }
+
+    /// Relays a terminator (EOF or OK-as-EOF) and returns its status flags.
+    async fn terminator(&mut self, chunk: Chunk) -> Result<u16, RelayError> {
+        let status = packets::terminator_status(&chunk.payload, self.upstream_deprecate_eof)
+            .ok_or(RelayError::Protocol("bad result-set terminator"))?;
+        if self.client_deprecate_eof && !self.upstream_deprecate_eof {
+            let eof =
+                packets::parse_eof(&chunk.payload).ok_or(RelayError::Protocol("bad EOF packet"))?;
+            self.queue_own(&packets::eof_as_ok(eof));
+        } else {
+            self.forward(chunk).await?;
+        }
+        Ok(status)
+    }
+
+    /// Relays the EOF that follows column (or parameter) definitions when the
+    /// upstream sends one; drops it for a CLIENT_DEPRECATE_EOF client.
+    /// Returns its status flags (0 when there is none).
+    async fn metadata_eof(&mut self) -> Result<u16, RelayError> {
+        if self.upstream_deprecate_eof {
+            return Ok(0);
+        }
+        let chunk = self.read().await?;
+        let eof = packets::parse_eof(&chunk.payload)
+            .ok_or(RelayError::Protocol("expected EOF after definitions"))?;
+        if !self.client_deprecate_eof {
+            self.forward(chunk).await?;
+        }
+        Ok(eof.status)
+    }
+
+    /// Forwards `count` definition packets.
+    async fn definitions(&mut self, count: u64) -> Result<(), RelayError> {
+        for _ in 0..count {
+            let chunk = self.read().await?;
+            if chunk.payload.first() == Some(&packets::ERR) {
+                return Err(RelayError::Protocol("error in the middle of definitions"));
+            }
+            self.forward(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Relays the response to COM_QUERY or COM_STMT_EXECUTE: any number of
+    /// results (OK or result set) linked by SERVER_MORE_RESULTS_EXISTS, ended
+    /// by the last result or an error. LOCAL INFILE requests are refused.
+    pub async fn results(&mut self) -> Result<Outcome, RelayError> {
+        let mut outcome = Outcome::default();
+        loop {
+            let first = self.read().await?;
+            let header = first.payload.first().copied();
+            match header {
+                None => return Err(RelayError::Protocol("empty response packet")),
+                Some(packets::ERR) => {
+                    outcome.error = packets::parse_err(&first.payload);
+                    self.forward(first).await?;
+                    break;
+                }
+                Some(packets::OK) => {
+                    let ok = packets::parse_ok(&first.payload)
+                        .ok_or(RelayError::Protocol("bad OK packet"))?;
+                    outcome.tags.push(format!("OK {}", ok.affected_rows));
+                    outcome.rows += ok.affected_rows;
+                    self.forward(first).await?;
+                    if ok.status & packets::STATUS_MORE_RESULTS == 0 {
+                        break;
+                    }
+                }
+                Some(packets::LOCAL_INFILE) => {
+                    self.refuse_local_infile(first.seq).await?;
+                    outcome.error = Some(ErrInfo {
+                        code: ClientError::LocalInfileRefused.code().0,
+                        message: ClientError::LocalInfileRefused.to_string(),
+                    });
+                    break;
+                }
+                Some(_) => {
+                    let (columns, _) = packets::read_lenenc(&first.payload)
+                        .ok_or(RelayError::Protocol("bad column count"))?;
+                    self.forward(first).await?;
+                    self.definitions(columns).await?;
+                    let status = self.metadata_eof().await?;
+                    if status & packets::STATUS_CURSOR_EXISTS != 0 {
+                        // A cursor was opened: rows come with COM_STMT_FETCH.
+                        outcome.tags.push("CURSOR".into());
+                        if status & packets::STATUS_MORE_RESULTS == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    let (rows, status, error) = self.rows().await?;
+                    outcome.rows += rows;
+                    outcome.tags.push(format!("RESULT {rows}"));
+                    if error.is_some() {
+                        outcome.error = error;
+                        break;
+                    }
+                    if status & packets::STATUS_MORE_RESULTS == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        self.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Relays rows up to and including the terminator (or an error).
+    async fn rows(&mut self) -> Result<(u64, u16, Option<ErrInfo>), RelayError> {
+        let mut rows = 0u64;
+        loop {
+            let chunk = self.read().await?;
+            if packets::is_terminator(&chunk.payload) {
+                let status = self.terminator(chunk).await?;
+                return Ok((rows, status, None));
+            }
+            if chunk.payload.first() == Some(&packets::ERR) {
+                let error = packets::parse_err(&chunk.payload);
+                self.forward(chunk).await?;
+                return Ok((rows, 0, error));
+            }
+            rows += 1;
+            self.forward(chunk).await?;
+        }
+    }
+
+    /// Relays the rows a COM_STMT_FETCH returns.
+    pub async fn fetch(&mut self) -> Result<Outcome, RelayError> {
+        let first = self.read().await?;
+        let mut outcome = Outcome::default();
+        if first.payload.first() == Some(&packets::ERR) {
+            outcome.error = packets::parse_err(&first.payload);
+            self.forward(first).await?;
+        } else {
+            let (rows, error) = if packets::is_terminator(&first.payload) {
+                self.terminator(first).await?;
+                (0, None)
+            } else {
+                self.forward(first).await?;
+                let (rows, _, error) = self.rows().await?;
+                (rows + 1, error)
+            };
+            outcome.rows = rows;
+            outcome.tags.push(format!("FETCH {rows}"));
+            outcome.error = error;
+        }
+        self.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Relays a COM_STMT_PREPARE response; `Err` carries the server's error.
+    pub async fn prepare(&mut self) -> Result<Result<Prepared, ErrInfo>, RelayError> {
+        let first = self.read().await?;
+        let payload = first.payload.clone();
+        match payload.first() {
+            Some(&packets::OK) if payload.len() >= 12 => {
+                let prepared = Prepared {
+                    statement_id: u32::from_le_bytes([
+                        payload[1], payload[2], payload[3], payload[4],
+                    ]),
+                    columns: u16::from_le_bytes([payload[5], payload[6]]),
+                    params: u16::from_le_bytes([payload[7], payload[8]]),
+                };
+                self.forward(first).await?;
+                if prepared.params > 0 {
+                    self.definitions(u64::from(prepared.params)).await?;
+                    self.metadata_eof().await?;
+                }
+                if prepared.columns > 0 {
+                    self.definitions(u64::from(prepared.columns)).await?;
+                    self.metadata_eof().await?;
+                }
+                self.flush().await?;
+                Ok(Ok(prepared))
+            }
+            Some(&packets::ERR) => {
+                let error = packets::parse_err(&payload).unwrap_or(ErrInfo {
+                    code: 0,
+                    message: String::new(),
+                });
+                self.forward(first).await?;
+                self.flush().await?;
+                Ok(Err(error))
+            }
+            _ => Err(RelayError::Protocol("bad COM_STMT_PREPARE response")),
+        }
+    }
+
+    /// Relays a COM_FIELD_LIST response: definitions up to a terminator or error.
+    pub async fn field_list(&mut self) -> Result<Outcome, RelayError> {
+        let mut outcome = Outcome::default();
+        loop {
+            let chunk = self.read().await?;
+            if packets::is_terminator(&chunk.payload) {
+                self.terminator(chunk).await?;
+                break;
+            }
+            if chunk.payload.first() == Some(&packets::ERR) {
+                outcome.error = packets::parse_err(&chunk.payload);
+                self.forward(chunk).await?;
+                break;
+            }
+            outcome.rows += 1;
+            self.forward(chunk).await?;
+        }
+        self.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Relays a one-packet response (OK, ERR, EOF or COM_STATISTICS' text).
+    pub async fn single(&mut self) -> Result<Option<ErrInfo>, RelayError> {
+        let chunk = self.read().await?;
+        let error = packets::parse_err(&chunk.payload);
+        if packets::is_terminator(&chunk.payload)
+            && chunk.payload.len() == 5
+            && self.client_deprecate_eof
+            && !self.upstream_deprecate_eof
+        {
+            self.terminator(chunk).await?;
+        } else {
+            self.forward(chunk).await?;
+        }
+        self.flush().await?;
+        Ok(error)
+    }
+
+    /// Answers the upstream's LOCAL INFILE request with "no data", swallows
+    /// its reply, and tells the client the statement was refused.
+    async fn refuse_local_infile(&mut self, request_seq: u8) -> Result<(), RelayError> {
+        self.upstream.queue_packet(request_seq.wrapping_add(1), &[]);
+        self.upstream.flush().await.map_err(RelayError::Upstream)?;
+        let _reply = self.read().await?;
+        self.queue_own(&ClientError::LocalInfileRefused.packet());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packets::{STATUS_AUTOCOMMIT, STATUS_MORE_RESULTS, ok_packet};
+
+    /// Runs `results()` against scripted upstream packets; returns the
+    /// client-side payloads and the outcome.
+    async fn run(
+        upstream_packets: Vec<Vec<u8>>,
+        client_deprecate_eof: bool,
+        upstream_deprecate_eof: bool,
+    ) -> (Vec<(u8, Vec<u8>)>, Outcome) {
+        let (server_side, up_end) = tokio::io::duplex(1 << 20);
+        let (client_side, client_end) = tokio::io::duplex(1 << 20);
+        let mut server = PacketStream::new(server_side);
+        let mut seq = 1u8;
+        for packet in &upstream_packets {
+            seq = server.queue_packet(seq, packet);
+        }
+        server.flush().await.unwrap();
+        let mut upstream = PacketStream::new(Box::new(up_end) as BoxStream);
+        let mut client = PacketStream::new(Box::new(client_side) as BoxStream);
+        let mut relay = Relay {
+            client: &mut client,
+            upstream: &mut upstream,
+            client_deprecate_eof,
+            upstream_deprecate_eof,
+            seq: 1,
+        };
+        let outcome = relay.results().await.unwrap();
+        drop(client);
+        let mut reader = PacketStream::new(client_end);
+        let mut out = Vec::new();
+        while let Ok(chunk) = reader.read_chunk(MAX_CHUNK).await {
+            out.push((chunk.seq, chunk.payload.to_vec()));
+        }
+        (out, outcome)
+    }
+
+    fn column(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in ["def", "", "", "", name, name] {
+            packets::put_lenenc(&mut out, part.len() as u64);
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.extend_from_slice(&[0x0c, 0x21, 0, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0]);
+        out
+    }
+
+    const EOF_MORE: [u8; 5] = [0xFE, 0, 0, 0x0A, 0];
+    const EOF_LAST: [u8; 5] = [0xFE, 0, 0, 0x02, 0];
+
+    #[tokio::test]
+    async fn empty_first_column_row_is_not_an_ok_packet() {
+        // `select '', 'marker'; show schemas;` with old EOF framing on both sides.
+        let packets = vec![
+            vec![2],
+            column("a"),
+            column("b"),
+            EOF_MORE.to_vec(),
+            vec![0x00, 6, b'm', b'a', b'r', b'k', b'e', b'r'],
+            EOF_MORE.to_vec(),
+            vec![1],
+            column("Database"),
+            EOF_LAST.to_vec(),
+            vec![5, b'm', b'y', b's', b'q', b'l'],
+            EOF_LAST.to_vec(),
+        ];
+        let (out, outcome) = run(packets.clone(), false, false).await;
+        assert_eq!(outcome.tags, vec!["RESULT 1", "RESULT 1"]);
+        assert_eq!(out.len(), packets.len());
+        let seqs: Vec<u8> = out.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=packets.len() as u8).collect::<Vec<_>>());
+        assert_eq!(out[4].1, packets[4]);
+    }
+
+    #[tokio::test]
+    async fn reframes_eof_for_a_deprecate_eof_client() {
+        let packets = vec![
+            vec![1],
+            column("a"),
+            EOF_LAST.to_vec(),
+            vec![1, b'x'],
+            vec![0xFE, 2, 0, 0x02, 0],
+        ];
+        let (out, outcome) = run(packets, true, false).await;
+        assert_eq!(outcome.rows, 1);
+        // Column count, column, row, OK terminator: the metadata EOF is gone.
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out[3].1,
+            packets::eof_as_ok(packets::parse_eof(&[0xFE, 2, 0, 2, 0]).unwrap())
+        );
+        assert_eq!(
+            out.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+    }
+
+    #[tokio::test]
+    async fn multiple_ok_results_and_trailing_error() {
+        let packets = vec![
+            ok_packet(2, STATUS_AUTOCOMMIT | STATUS_MORE_RESULTS),
+            packets::err_packet(1064, "42000", "syntax"),
+        ];
+        let (out, outcome) = run(packets, true, true).await;
+        assert_eq!(out.len(), 2);
+        assert_eq!(outcome.tags, vec!["OK 2"]);
+        assert_eq!(outcome.error.unwrap().code, 1064);
+    }
+
+    #[tokio::test]
+    async fn local_infile_request_never_reaches_the_client() {
+        let (server_side, up_end) = tokio::io::duplex(1 << 16);
+        let (client_side, client_end) = tokio::io::duplex(1 << 16);
+        let fake_server = tokio::spawn(async move {
+            let mut server = PacketStream::new(server_side);
+            server.send_packet(1, b"\xfb/etc/passwd").await.unwrap();
+            let answer = server.read_packet(Some(2), 1024).await.unwrap();
+            assert!(answer.payload.is_empty());
+            server
+                .send_packet(3, &packets::err_packet(1148, "42000", "no"))
+                .await
+                .unwrap();
+        });
+        let mut upstream = PacketStream::new(Box::new(up_end) as BoxStream);
+        let mut client = PacketStream::new(Box::new(client_side) as BoxStream);
+        let mut relay = Relay {
+            client: &mut client,
+            upstream: &mut upstream,
+            client_deprecate_eof: true,
+            upstream_deprecate_eof: true,
+            seq: 1,
+        };
+        let outcome = relay.results().await.unwrap();
+        assert_eq!(outcome.error.unwrap().code, 1148);
+        fake_server.await.unwrap();
+        drop(client);
+        let mut reader = PacketStream::new(client_end);
+        let only = reader.read_chunk(MAX_CHUNK).await.unwrap();
+        assert_eq!(packets::parse_err(&only.payload).unwrap().code, 1148);
+        assert!(reader.read_chunk(MAX_CHUNK).await.is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! Prepared statements of one session: the upstream's statement id mapped to
+//! the text that policy approved, so executions can be recorded with it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// More than MariaDB's default `max_prepared_stmt_count` per connection.
+const MAX_STATEMENTS: usize = 65_536;
+
+#[derive(Default)]
+pub struct Statements {
+    by_id: HashMap<u32, Arc<str>>,
+}
+
+impl Statements {
+    /// Remembers a statement the upstream prepared. Returns false when the
+    /// session holds too many (the caller closes it upstream).
+    pub fn insert(&mut self, id: u32, text: &str) -> bool {
+        if self.by_id.len() >= MAX_STATEMENTS && !self.by_id.contains_key(&id) {
+            return false;
+        }
+        self.by_id.insert(id, Arc::from(text));
+        true
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<str>> {
+        self.by_id.get(&id).cloned()
+    }
+
+    pub fn remove(&mut self, id: u32) {
+        self.by_id.remove(&id);
+    }
+
+    /// COM_RESET_CONNECTION and COM_CHANGE_USER drop every statement.
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+    }
+}
+
+/// The statement id of COM_STMT_EXECUTE/FETCH/CLOSE/RESET/SEND_LONG_DATA.
+pub fn statement_id(payload: &[u8]) -> Option<u32> {
+    let bytes = payload.get(1..5)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_and_forgets() {
+        let mut statements = Statements::default();
+        assert!(statements.insert(7, "select ?"));
+        assert_eq!(statements.get(7).as_deref(), Some("select ?"));
+        statements.remove(7);
+        assert!(statements.get(7).is_none());
+        statements.insert(1, "x");
+        statements.clear();
+        assert!(statements.get(1).is_none());
+        assert_eq!(statement_id(&[0x17, 1, 0, 0, 0, 0]), Some(1));
+        assert_eq!(statement_id(&[0x17, 1, 0]), None);
+    }
+}

@@ -1,0 +1,837 @@
+//! The relay: forwards bytes between client and upstream, looking inside only
+//! the messages policy and recording need.
+//!
+//! Both directions run as two futures in one task (no cross-thread wake-ups),
+//! each reading into a buffer, scanning frame headers and writing everything
+//! it read in one call — never one write per DataRow. Large frames that need
+//! no inspection (DataRow, CopyData) stream through without being buffered whole.
+//!
+//! A denied statement is not answered by Warden directly: its text is replaced
+//! by a marker that fails to parse upstream, and the upstream's syntax error is
+//! swapped for Warden's `42501` on the way back. The server thus aborts the
+//! transaction and skips to Sync exactly as it would for its own permission
+//! error, and responses stay in order even when the client pipelines.
+
+use crate::client_stream::{ReadHalfAny, WriteHalfAny};
+use crate::errors::{PgError, sqlstate};
+use crate::frame::{self, backend, frontend, peek_header, read_cstr};
+use bytes::{Buf, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_core::engines::{Dialect, SessionRecording};
+use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::{Action, Decision, Gateway, Identity};
+
+/// Size of each direction's read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Per-session inputs of the relay.
+pub struct RelayContext {
+    pub gateway: Arc<Gateway>,
+    pub identity: Identity,
+    pub target: String,
+    pub recording: Arc<dyn SessionRecording>,
+    pub max_message: usize,
+}
+
+/// How the relay ended.
+#[derive(Debug, Default)]
+pub struct RelayOutcome {
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub statements: u64,
+    pub reason: String,
+}
+
+/// A request the upstream has yet to answer, in the order it was sent.
+enum Pending {
+    /// A simple Query; answered by zero or more CommandCompletes and one ReadyForQuery.
+    Simple {
+        text: Arc<str>,
+        started: Instant,
+        tags: Vec<String>,
+        error: Option<frame::ErrorFields>,
+    },
+    /// An Execute; answered by CommandComplete, EmptyQueryResponse, PortalSuspended or an error.
+    Execute { text: Arc<str>, started: Instant },
+    /// A statement Warden refused; the upstream answers its marker with a syntax error.
+    Denied {
+        nonce: String,
+        error: PgError,
+        text: Arc<str>,
+        started: Instant,
+        /// Simple queries and function calls end with their own ReadyForQuery.
+        standalone: bool,
+    },
+    /// A Sync; answered by ReadyForQuery.
+    Sync,
+}
+
+struct Shared {
+    pending: Mutex<VecDeque<Pending>>,
+    statements: AtomicU64,
+}
+
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Why one direction stopped.
+enum Stop {
+    ClientClosed,
+    ClientTerminated,
+    UpstreamClosed,
+    Shutdown,
+    Fatal(String),
+    Io(String),
+}
+
+/// Runs the relay until either side closes, a fatal protocol error, or shutdown.
+pub async fn relay(
+    context: &RelayContext,
+    mut client_read: ReadHalfAny,
+    mut client_write: WriteHalfAny,
+    mut upstream_read: ReadHalfAny,
+    mut upstream_write: WriteHalfAny,
+    leftover_from_client: BytesMut,
+) -> RelayOutcome {
+    let shared = Shared {
+        pending: Mutex::new(VecDeque::new()),
+        statements: AtomicU64::new(0),
+    };
+    let from_client = AtomicU64::new(0);
+    let to_client = AtomicU64::new(0);
+    let client_direction = client_to_upstream(
+        context,
+        &shared,
+        &mut client_read,
+        &mut upstream_write,
+        leftover_from_client,
+        &from_client,
+    );
+    let stop = {
+        let upstream_direction = upstream_to_client(
+            context,
+            &shared,
+            &mut upstream_read,
+            &mut client_write,
+            &to_client,
+        );
+        tokio::select! {
+            stop = client_direction => stop,
+            stop = upstream_direction => stop,
+        }
+    };
+    let reason = match stop {
+        Stop::ClientClosed => "client closed the connection".to_string(),
+        Stop::ClientTerminated => "client ended the session".to_string(),
+        Stop::UpstreamClosed => "upstream closed the connection".to_string(),
+        Stop::Shutdown => "closed by Warden shutdown".to_string(),
+        Stop::Fatal(message) => {
+            let _ = client_write
+                .write_all(&PgError::fatal(sqlstate::PROTOCOL_VIOLATION, &message).encode())
+                .await;
+            format!("protocol error: {message}")
+        }
+        Stop::Io(message) => format!("connection error: {message}"),
+    };
+    let _ = client_write.shutdown().await;
+    let _ = upstream_write.shutdown().await;
+    RelayOutcome {
+        bytes_from_client: from_client.load(Ordering::Relaxed),
+        bytes_to_client: to_client.load(Ordering::Relaxed),
+        statements: shared.statements.load(Ordering::Relaxed),
+        reason,
+    }
+}
+
+/// Frames the client direction inspects in full; everything else streams.
+fn client_frame_needs_inspection(tag: u8) -> bool {
+    matches!(
+        tag,
+        frontend::QUERY
+            | frontend::PARSE
+            | frontend::BIND
+            | frontend::EXECUTE
+            | frontend::SYNC
+            | frontend::FUNCTION_CALL
+            | frontend::TERMINATE
+    )
+}
+
+/// Client → upstream. This direction never writes to the client: only the
+/// upstream direction does, so responses keep their order.
+async fn client_to_upstream(
+    context: &RelayContext,
+    shared: &Shared,
+    client: &mut ReadHalfAny,
+    upstream: &mut WriteHalfAny,
+    mut buf: BytesMut,
+    from_client: &AtomicU64,
+) -> Stop {
+    let metrics = &context.gateway.metrics;
+    let mut state = ClientState::default();
+    buf.reserve(READ_BUFFER);
+    loop {
+        if !buf.is_empty() || state.passthrough > 0 {
+            match scan_client_frames(context, shared, &mut state, &mut buf) {
+                Ok(Some(out)) => {
+                    if !out.is_empty()
+                        && let Err(error) = upstream.write_all(&out).await
+                    {
+                        return Stop::Io(format!("writing to upstream: {error}"));
+                    }
+                    if state.terminated {
+                        return Stop::ClientTerminated;
+                    }
+                }
+                Ok(None) => {}
+                Err(message) => return Stop::Fatal(message),
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUFFER.max(state.needed.saturating_sub(buf.len())));
+        }
+        match client.read_buf(&mut buf).await {
+            Ok(0) => return Stop::ClientClosed,
+            Ok(n) => {
+                from_client.fetch_add(n as u64, Ordering::Relaxed);
+                metrics
+                    .bytes_from_clients
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(error) => return Stop::Io(format!("reading from client: {error}")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ClientState {
+    /// Bytes of a streaming frame still to forward untouched.
+    passthrough: usize,
+    /// Bytes needed in the buffer before the next frame can be inspected.
+    needed: usize,
+    /// Prepared statement name → text (for recording Executes).
+    statements: HashMap<String, Arc<str>>,
+    /// Portal name → statement text.
+    portals: HashMap<String, Arc<str>>,
+    terminated: bool,
+}
+
+/// Scans complete frames at the front of `buf`, applying policy. Returns the
+/// bytes to forward (None when nothing is ready yet), or a fatal error.
+fn scan_client_frames(
+    context: &RelayContext,
+    shared: &Shared,
+    state: &mut ClientState,
+    buf: &mut BytesMut,
+) -> Result<Option<BytesMut>, String> {
+    let mut pos = 0;
+    let mut copied_up_to = 0;
+    let mut rewritten: Option<BytesMut> = None;
+    state.needed = 0;
+    while pos < buf.len() {
+        if state.passthrough > 0 {
+            let take = state.passthrough.min(buf.len() - pos);
+            pos += take;
+            state.passthrough -= take;
+            continue;
+        }
+        let Some((tag, len)) = peek_header(&buf[pos..]).map_err(|e| e.to_string())? else {
+            break;
+        };
+        if len > context.max_message {
+            return Err(format!(
+                "message of {len} bytes exceeds the limit of {} bytes",
+                context.max_message
+            ));
+        }
+        if !client_frame_needs_inspection(tag) {
+            let take = len.min(buf.len() - pos);
+            pos += take;
+            state.passthrough = len - take;
+            continue;
+        }
+        if buf.len() - pos < len {
+            state.needed = len;
+            break;
+        }
+        let body = &buf[pos + frame::HEADER_LEN..pos + len];
+        if let Some(replacement) = inspect_client_frame(context, shared, state, tag, body)? {
+            let out = rewritten.get_or_insert_with(BytesMut::new);
+            out.extend_from_slice(&buf[copied_up_to..pos]);
+            out.extend_from_slice(&replacement);
+            copied_up_to = pos + len;
+        }
+        pos += len;
+        if state.terminated {
+            break;
+        }
+    }
+    if pos == 0 {
+        return Ok(None);
+    }
+    let out = match rewritten {
+        Some(mut out) => {
+            out.extend_from_slice(&buf[copied_up_to..pos]);
+            buf.advance(pos);
+            out
+        }
+        None => buf.split_to(pos),
+    };
+    Ok(Some(out))
+}
+
+/// Looks at one complete client frame. Returns a replacement frame when the
+/// statement is denied.
+fn inspect_client_frame(
+    context: &RelayContext,
+    shared: &Shared,
+    state: &mut ClientState,
+    tag: u8,
+    body: &[u8],
+) -> Result<Option<BytesMut>, String> {
+    match tag {
+        frontend::QUERY => {
+            let mut pos = 0;
+            let text = read_cstr(body, &mut pos).ok_or("malformed Query message")?;
+            let text = statement_text(text);
+            let decision = decide(context, &text);
+            let started = Instant::now();
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            if decision.is_allowed() {
+                shared.pending().push_back(Pending::Simple {
+                    text,
+                    started,
+                    tags: Vec::new(),
+                    error: None,
+                });
+                Ok(None)
+            } else {
+                let nonce = new_nonce();
+                let replacement = query_message(&marker_sql(&nonce));
+                shared.pending().push_back(Pending::Denied {
+                    nonce,
+                    error: denial_error(&decision),
+                    text,
+                    started,
+                    standalone: true,
+                });
+                Ok(Some(replacement))
+            }
+        }
+        frontend::PARSE => {
+            let mut pos = 0;
+            let name = read_cstr(body, &mut pos).ok_or("malformed Parse message")?;
+            let text = read_cstr(body, &mut pos).ok_or("malformed Parse message")?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            let text = statement_text(text);
+            let decision = decide(context, &text);
+            state.statements.insert(name.clone(), text.clone());
+            if decision.is_allowed() {
+                Ok(None)
+            } else {
+                shared.statements.fetch_add(1, Ordering::Relaxed);
+                let nonce = new_nonce();
+                let replacement = parse_message(&name, &marker_sql(&nonce));
+                shared.pending().push_back(Pending::Denied {
+                    nonce,
+                    error: denial_error(&decision),
+                    text,
+                    started: Instant::now(),
+                    standalone: false,
+                });
+                Ok(Some(replacement))
+            }
+        }
+        frontend::BIND => {
+            let mut pos = 0;
+            let portal = read_cstr(body, &mut pos).ok_or("malformed Bind message")?;
+            let statement = read_cstr(body, &mut pos).ok_or("malformed Bind message")?;
+            let text = state
+                .statements
+                .get(&*String::from_utf8_lossy(statement))
+                .cloned()
+                .unwrap_or_else(|| Arc::from("(unknown prepared statement)"));
+            state
+                .portals
+                .insert(String::from_utf8_lossy(portal).into_owned(), text);
+            Ok(None)
+        }
+        frontend::EXECUTE => {
+            let mut pos = 0;
+            let portal = read_cstr(body, &mut pos).ok_or("malformed Execute message")?;
+            let text = state
+                .portals
+                .get(&*String::from_utf8_lossy(portal))
+                .cloned()
+                .unwrap_or_else(|| Arc::from("(unknown portal)"));
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            shared.pending().push_back(Pending::Execute {
+                text,
+                started: Instant::now(),
+            });
+            Ok(None)
+        }
+        frontend::SYNC => {
+            shared.pending().push_back(Pending::Sync);
+            Ok(None)
+        }
+        frontend::FUNCTION_CALL => {
+            // The fast-path interface calls functions by OID, out of reach of
+            // statement policy: refuse it (fail closed).
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            let nonce = new_nonce();
+            let text: Arc<str> = Arc::from("(fast-path function call)");
+            let error = PgError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "the fast-path function call interface is not allowed through Warden",
+            )
+            .with_hint("Call the function with a SELECT statement instead.");
+            context.gateway.metrics.statements_denied.fetch_add(1, Ordering::Relaxed);
+            shared.pending().push_back(Pending::Denied {
+                nonce: nonce.clone(),
+                error,
+                text,
+                started: Instant::now(),
+                standalone: true,
+            });
+            Ok(Some(query_message(&marker_sql(&nonce))))
+        }
+        frontend::TERMINATE => {
+            state.terminated = true;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Statement text as policy sees it. Text that is not UTF-8 cannot be parsed
+/// the way the server would, so it is given a form that classifies as unknown.
+fn statement_text(bytes: &[u8]) -> Arc<str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Arc::from(text),
+        Err(_) => Arc::from("\u{fffd} (statement text is not valid UTF-8)"),
+    }
+}
+
+fn decide(context: &RelayContext, text: &str) -> Decision {
+    let gateway = &context.gateway;
+    let decision =
+        gateway
+            .policy
+            .check_statement(&context.identity, &context.target, Dialect::Postgres, text);
+    gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
+    if !decision.is_allowed() {
+        gateway
+            .metrics
+            .statements_denied
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    context.recording.record(EventKind::Decision {
+        text: text.to_string(),
+        operation: decision.operation,
+        action: decision.action,
+        rule: decision.rule.clone(),
+        tables: decision.tables.clone(),
+        reason: decision.reason.clone(),
+    });
+    decision
+}
+
+fn denial_error(decision: &Decision) -> PgError {
+    let message = match decision.action {
+        Action::Review => format!(
+            "{} (statement approval is not available yet, so it is refused)",
+            decision.reason
+        ),
+        _ => decision.reason.clone(),
+    };
+    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, message)
+        .with_detail(format!(
+            "Warden policy rule: {}; operation: {}",
+            decision.rule_name(),
+            decision.operation
+        ))
+        .with_hint("Ask an administrator to change the Warden policy if this access is needed.")
+}
+
+fn new_nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// SQL that the upstream refuses at parse time, naming the nonce in its error.
+fn marker_sql(nonce: &str) -> String {
+    format!("WARDEN_DENIED_{nonce}")
+}
+
+fn query_message(sql: &str) -> BytesMut {
+    let mut body = Vec::with_capacity(sql.len() + 1);
+    body.extend_from_slice(sql.as_bytes());
+    body.push(0);
+    let mut out = BytesMut::new();
+    frame::put_message(&mut out, frontend::QUERY, &body);
+    out
+}
+
+fn parse_message(name: &str, sql: &str) -> BytesMut {
+    let mut body = Vec::with_capacity(name.len() + sql.len() + 4);
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    body.extend_from_slice(sql.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    let mut out = BytesMut::new();
+    frame::put_message(&mut out, frontend::PARSE, &body);
+    out
+}
+
+/// Frames the upstream direction inspects in full.
+fn upstream_frame_needs_inspection(tag: u8) -> bool {
+    matches!(
+        tag,
+        backend::COMMAND_COMPLETE
+            | backend::ERROR_RESPONSE
+            | backend::READY_FOR_QUERY
+            | backend::EMPTY_QUERY
+            | backend::PORTAL_SUSPENDED
+    )
+}
+
+/// Upstream → client.
+async fn upstream_to_client(
+    context: &RelayContext,
+    shared: &Shared,
+    upstream: &mut ReadHalfAny,
+    client: &mut WriteHalfAny,
+    to_client: &AtomicU64,
+) -> Stop {
+    let metrics = &context.gateway.metrics;
+    let terminate = context.gateway.shutdown.terminate.clone();
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut passthrough = 0usize;
+    let mut needed = 0usize;
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BUFFER.max(needed.saturating_sub(buf.len())));
+        }
+        let read = tokio::select! {
+            biased;
+            read = upstream.read_buf(&mut buf) => read,
+            _ = terminate.cancelled() => {
+                // Close at a message boundary with a clear error.
+                if passthrough == 0 {
+                    let error = PgError::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection because Warden is shutting down",
+                    );
+                    let _ = client.write_all(&error.encode()).await;
+                }
+                return Stop::Shutdown;
+            }
+        };
+        match read {
+            Ok(0) => {
+                return Stop::UpstreamClosed;
+            }
+            Ok(_) => {}
+            Err(error) => return Stop::Io(format!("reading from upstream: {error}")),
+        }
+        let out = match scan_upstream_frames(context, shared, &mut buf, &mut passthrough, &mut needed)
+        {
+            Ok(out) => out,
+            Err(message) => return Stop::Fatal(message),
+        };
+        if let Some(out) = out {
+            let n = out.len() as u64;
+            if let Err(error) = client.write_all(&out).await {
+                return Stop::Io(format!("writing to client: {error}"));
+            }
+            to_client.fetch_add(n, Ordering::Relaxed);
+            metrics.bytes_to_clients.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+fn scan_upstream_frames(
+    context: &RelayContext,
+    shared: &Shared,
+    buf: &mut BytesMut,
+    passthrough: &mut usize,
+    needed: &mut usize,
+) -> Result<Option<BytesMut>, String> {
+    let mut pos = 0;
+    let mut copied_up_to = 0;
+    let mut rewritten: Option<BytesMut> = None;
+    *needed = 0;
+    while pos < buf.len() {
+        if *passthrough > 0 {
+            let take = (*passthrough).min(buf.len() - pos);
+            pos += take;
+            *passthrough -= take;
+            continue;
+        }
+        let Some((tag, len)) =
+            peek_header(&buf[pos..]).map_err(|e| format!("upstream sent an {e}"))?
+        else {
+            break;
+        };
+        if !upstream_frame_needs_inspection(tag) {
+            let take = len.min(buf.len() - pos);
+            pos += take;
+            *passthrough = len - take;
+            continue;
+        }
+        if buf.len() - pos < len {
+            *needed = len;
+            break;
+        }
+        let body = &buf[pos + frame::HEADER_LEN..pos + len];
+        if let Some(replacement) = observe_upstream_frame(context, shared, tag, body) {
+            let out = rewritten.get_or_insert_with(BytesMut::new);
+            out.extend_from_slice(&buf[copied_up_to..pos]);
+            out.extend_from_slice(&replacement);
+            copied_up_to = pos + len;
+        }
+        pos += len;
+    }
+    if pos == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match rewritten {
+        Some(mut out) => {
+            out.extend_from_slice(&buf[copied_up_to..pos]);
+            buf.advance(pos);
+            out
+        }
+        None => buf.split_to(pos),
+    }))
+}
+
+/// Tracks statement outcomes; returns a replacement for the upstream's answer
+/// to a denial marker.
+fn observe_upstream_frame(
+    context: &RelayContext,
+    shared: &Shared,
+    tag: u8,
+    body: &[u8],
+) -> Option<BytesMut> {
+    let mut pending = shared.pending();
+    match tag {
+        backend::COMMAND_COMPLETE => {
+            let mut pos = 0;
+            let command_tag = read_cstr(body, &mut pos)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .unwrap_or_default();
+            match pending.front_mut() {
+                Some(Pending::Simple { tags, .. }) => tags.push(command_tag),
+                Some(Pending::Execute { .. }) => {
+                    if let Some(Pending::Execute { text, started }) = pending.pop_front() {
+                        record_statement(
+                            context,
+                            &text,
+                            StatementProtocol::Extended,
+                            started,
+                            vec![command_tag],
+                            None,
+                        );
+                    }
+                }
+                _ => {}
+            }
+            None
+        }
+        backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
+            if matches!(pending.front(), Some(Pending::Execute { .. }))
+                && let Some(Pending::Execute { text, started }) = pending.pop_front()
+            {
+                let tag = if tag == backend::EMPTY_QUERY {
+                    "EMPTY"
+                } else {
+                    "SUSPENDED"
+                };
+                record_statement(
+                    context,
+                    &text,
+                    StatementProtocol::Extended,
+                    started,
+                    vec![tag.to_string()],
+                    None,
+                );
+            }
+            None
+        }
+        backend::ERROR_RESPONSE => {
+            let fields = frame::parse_error_fields(body);
+            // A denial marker's syntax error: swap in Warden's own error.
+            if let Some(Pending::Denied { nonce, .. }) = pending.front()
+                && fields.message.contains(nonce.as_str())
+            {
+                let Some(Pending::Denied {
+                    error,
+                    text,
+                    started,
+                    standalone,
+                    ..
+                }) = pending.pop_front()
+                else {
+                    return None;
+                };
+                let error_fields = frame::ErrorFields {
+                    severity: "ERROR".into(),
+                    code: error.code.to_string(),
+                    message: error.message.clone(),
+                };
+                record_statement(
+                    context,
+                    &text,
+                    if standalone {
+                        StatementProtocol::Simple
+                    } else {
+                        StatementProtocol::Extended
+                    },
+                    started,
+                    Vec::new(),
+                    Some(error_fields),
+                );
+                if standalone {
+                    // Its ReadyForQuery still follows: keep a stand-in so it is matched.
+                    pending.push_front(Pending::Sync);
+                } else {
+                    skip_until_sync(&mut pending);
+                }
+                return Some(error.encode());
+            }
+            match pending.front_mut() {
+                Some(Pending::Simple { error, .. }) => *error = Some(fields),
+                Some(Pending::Execute { .. }) => {
+                    if let Some(Pending::Execute { text, started }) = pending.pop_front() {
+                        record_statement(
+                            context,
+                            &text,
+                            StatementProtocol::Extended,
+                            started,
+                            Vec::new(),
+                            Some(fields),
+                        );
+                    }
+                    skip_until_sync(&mut pending);
+                }
+                Some(Pending::Denied {
+                    standalone: false, ..
+                }) => skip_until_sync(&mut pending),
+                _ => {}
+            }
+            None
+        }
+        backend::READY_FOR_QUERY => {
+            while let Some(entry) = pending.pop_front() {
+                match entry {
+                    Pending::Sync => break,
+                    Pending::Simple {
+                        text,
+                        started,
+                        tags,
+                        error,
+                    } => {
+                        record_statement(
+                            context,
+                            &text,
+                            StatementProtocol::Simple,
+                            started,
+                            tags,
+                            error,
+                        );
+                        break;
+                    }
+                    Pending::Denied {
+                        standalone: true, ..
+                    } => break,
+                    // Executes the server skipped after an error never ran.
+                    Pending::Execute { .. } | Pending::Denied { .. } => {}
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// After an error in an extended-protocol batch the server skips to Sync.
+fn skip_until_sync(pending: &mut VecDeque<Pending>) {
+    while let Some(front) = pending.front() {
+        match front {
+            Pending::Sync | Pending::Simple { .. } => break,
+            Pending::Denied {
+                standalone: true, ..
+            } => break,
+            _ => {
+                pending.pop_front();
+            }
+        }
+    }
+}
+
+fn record_statement(
+    context: &RelayContext,
+    text: &str,
+    protocol: StatementProtocol,
+    started: Instant,
+    tags: Vec<String>,
+    error: Option<frame::ErrorFields>,
+) {
+    let rows = tags.iter().filter_map(|tag| rows_from_tag(tag)).reduce(|a, b| a + b);
+    let (error_code, error_message) = match error {
+        Some(fields) => (Some(fields.code), Some(fields.message)),
+        None => (None, None),
+    };
+    context.recording.record(EventKind::Statement {
+        text: text.to_string(),
+        protocol,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        tags,
+        rows,
+        error_code,
+        error_message,
+    });
+}
+
+/// Rows from a CommandComplete tag: `SELECT 5`, `INSERT 0 5`, `UPDATE 5`, `COPY 5` …
+fn rows_from_tag(tag: &str) -> Option<u64> {
+    let mut words = tag.split_ascii_whitespace();
+    let command = words.next()?;
+    match command {
+        "SELECT" | "UPDATE" | "DELETE" | "COPY" | "FETCH" | "MOVE" | "MERGE" | "INSERT" => {
+            words.last()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_come_from_tags() {
+        assert_eq!(rows_from_tag("SELECT 5"), Some(5));
+        assert_eq!(rows_from_tag("INSERT 0 7"), Some(7));
+        assert_eq!(rows_from_tag("CREATE TABLE"), None);
+        assert_eq!(rows_from_tag(""), None);
+    }
+
+    #[test]
+    fn marker_messages_are_well_formed() {
+        let q = query_message(&marker_sql("ab"));
+        assert_eq!(peek_header(&q).unwrap(), Some((b'Q', q.len())));
+        let p = parse_message("s1", &marker_sql("ab"));
+        assert_eq!(peek_header(&p).unwrap(), Some((b'P', p.len())));
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything Warden's demo and test suite need on a fresh Debian 12
+# machine: PostgreSQL 15 (+pgbench), pgbouncer, MariaDB, libclang (for the real
+# PostgreSQL parser), OpenSSL, Python drivers and the Node OIDC provider.
+# Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
+have psql || need_apt+=(postgresql-client)
+have pgbouncer || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
+have mariadbd || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+have mariadb || need_apt+=(mariadb-client)
+have sysbench || need_apt+=(sysbench)
+have openssl || need_apt+=(openssl)
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
+have curl || need_apt+=(curl)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Python driver for the non-Rust driver tests.
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+  echo "setup: installing psycopg (PyPI)"
+  python3 -m pip install --quiet 'psycopg[binary]>=3.1' 'PyMySQL>=1.1'
+fi
+
+# The real OIDC provider used by the identity tests.
+if [ -f crates/test-support/oidc-provider/package.json ] && [ ! -d crates/test-support/oidc-provider/node_modules ]; then
+  echo "setup: installing the test OIDC provider (npm)"
+  (cd crates/test-support/oidc-provider && npm ci --silent --no-audit --no-fund)
+fi
+echo "setup: done"
