@@ -489,11 +489,11 @@ impl Config {
             }
         }
         for listener in &self.listeners {
-            if listener.protocol != Protocol::Postgres {
+            if !matches!(listener.protocol, Protocol::Postgres | Protocol::Mysql) {
                 return fail(
                     &listener.listen.to_string(),
                     format!(
-                        "listener on {}: protocol \"{}\" is not available in this build; use \"postgres\"",
+                        "listener on {}: protocol \"{}\" is not available in this build; use \"postgres\" or \"mysql\"",
                         listener.listen, listener.protocol
                     ),
                 );

@@ -172,9 +172,9 @@ impl Postgres {
         &self.bindir
     }
 
-    /// The self-signed server certificate (PEM) when started with `ssl`.
+    /// The CA (PEM) that signed the server certificate when started with `ssl`.
     pub fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("server.crt")
+        self.dir.path().join("ca.crt")
     }
 
     /// A libpq connection string for the superuser.
@@ -268,31 +268,51 @@ fn wait_ready(
     }
 }
 
-/// Writes `server.crt`/`server.key` for `localhost` and `127.0.0.1` with openssl.
+/// Writes a test CA (`ca.crt`) and `server.crt`/`server.key` it signed for
+/// `localhost` and `127.0.0.1`, with openssl.
 fn write_self_signed(root: &Path) -> Result<()> {
+    let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["req", "-x509"])
+        .args(curve)
+        .args(["-days", "2", "-subj", "/CN=warden-test-ca"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(root.join("ca.key"))
+        .arg("-out")
+        .arg(root.join("ca.crt")))
+    .context("openssl could not make a test CA")?;
+    run(Command::new("openssl")
+        .arg("req")
+        .args(curve)
+        .args(["-subj", "/CN=localhost"])
         .arg("-keyout")
         .arg(root.join("server.key"))
         .arg("-out")
+        .arg(root.join("server.csr")))
+    .context("openssl could not make a certificate request")?;
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(root.join("server.csr"))
+        .arg("-CA")
+        .arg(root.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(root.join("ca.key"))
+        .arg("-extfile")
+        .arg(root.join("server.ext"))
+        .arg("-out")
         .arg(root.join("server.crt")))
-    .context("openssl could not make a test certificate")?;
+    .context("openssl could not sign the test certificate")?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            root.join("server.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )?;
+        std::fs::set_permissions(root.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
 }

@@ -47,8 +47,13 @@ impl Warden {
         let dir = tempfile::Builder::new().prefix("warden-test-").tempdir()?;
         let pg_port = crate::free_port();
         let admin_port = crate::free_port();
+        let grace = if config.server_extra.contains("shutdown_grace") {
+            ""
+        } else {
+            "shutdown_grace = \"5s\"\n"
+        };
         let text = format!(
-            "[server]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\nshutdown_grace = \"5s\"\n{}\n\n[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:{pg_port}\"\n\n{}\n",
+            "[server]\ndata_dir = \"data\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n{grace}{}\n\n[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:{pg_port}\"\n\n{}\n",
             config.server_extra, config.body
         );
         std::fs::write(dir.path().join("warden.toml"), text)?;

@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# Warden vs direct PostgreSQL vs pgbouncer, measured in one run.
+#
+# Starts a throwaway PostgreSQL 15 (scram-sha-256, fsync=off), a pgbouncer in
+# session mode and a Warden (policy and recording on) in front of it, all on
+# random loopback ports in one temp dir, then runs interleaved
+# `pgbench -n -S` rounds through every path plus a "big result" query, and
+# prints TPS, latency and ratios. Everything is stopped and removed on exit.
+#
+# Environment:
+#   BENCH_SECONDS=8            pgbench -T per run
+#   BENCH_ROUNDS=2             interleaved rounds (TPS is averaged over them)
+#   BENCH_CLIENTS="1 8"        client counts
+#   BENCH_MODES="simple prepared"  pgbench -M modes
+#   BENCH_SCALE=4              pgbench -i -s
+#   BENCH_COMPARE_RECORDING=1  also run a second Warden with recording off
+#   BENCH_WARDEN_LOG_LEVEL=info  --log-level for warden serve
+#   WARDEN_BIN=path            the warden binary (default: release build in
+#                              $CARGO_TARGET_DIR or target/, built if missing)
+#   PG_BINDIR=dir              PostgreSQL server binaries (default: newest
+#                              /usr/lib/postgresql/*/bin)
+#   BENCH_KEEP_TMP=1           keep the temp dir (logs) instead of removing it
+set -euo pipefail
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-2}
+CLIENTS=${BENCH_CLIENTS:-"1 8"}
+MODES=${BENCH_MODES:-"simple prepared"}
+SCALE=${BENCH_SCALE:-4}
+COMPARE_RECORDING=${BENCH_COMPARE_RECORDING:-0}
+WARDEN_LOG_LEVEL=${BENCH_WARDEN_LOG_LEVEL:-info}
+THREADS=2
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+	printf '[bench] error: %s\n' "$*" >&2
+	exit 1
+}
+
+# --- processes and clean-up ---------------------------------------------------
+
+TMP=""
+PG_DATA=""
+PIDS=() # processes started directly by this script
+PIDFILES=() # pid files of daemons started through runuser
+
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	set +e
+	if [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
+		as_postgres "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1
+	fi
+	for file in "${PIDFILES[@]}"; do
+		if [[ -s $file ]]; then
+			kill "$(head -n1 "$file")" 2>/dev/null
+		fi
+	done
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null
+	done
+	wait 2>/dev/null
+	if [[ -n $TMP && -d $TMP ]]; then
+		if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+			log "kept $TMP"
+		else
+			rm -rf "$TMP"
+		fi
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+IS_ROOT=0
+[[ $(id -u) == 0 ]] && IS_ROOT=1
+
+# PostgreSQL and pgbouncer refuse to run as root.
+as_postgres() {
+	if [[ $IS_ROOT == 1 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+USED_PORTS=" "
+# A random loopback port nobody listens on (and that this script has not handed out).
+free_port() {
+	local port listening
+	listening=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
+	for _ in $(seq 200); do
+		port=$((20000 + RANDOM % 40000))
+		if [[ " $listening " != *" $port "* && $USED_PORTS != *" $port "* ]]; then
+			USED_PORTS+="$port "
+			echo "$port"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# Waits until 127.0.0.1:$1 accepts TCP connections; $2 = pid that must stay alive.
+wait_port() {
+	local port=$1 pid=${2:-} what=$3
+	for _ in $(seq 300); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+			return 1
+		fi
+		sleep 0.1
+	done
+	log "$what did not listen on $port within 30s"
+	return 1
+}
+
+# --- tools --------------------------------------------------------------------
+
+if [[ -z ${PG_BINDIR:-} ]]; then
+	PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+fi
+[[ -x ${PG_BINDIR:-}/initdb ]] || die "PostgreSQL server binaries not found (set PG_BINDIR)"
+PGBENCH=$PG_BINDIR/pgbench
+[[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found"
+PSQL=$PG_BINDIR/psql
+[[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found"
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+[[ -x $PGBOUNCER ]] || die "pgbouncer not found (apt-get install pgbouncer)"
+command -v jq >/dev/null || die "jq not found (apt-get install jq)"
+
+if [[ -z ${WARDEN_BIN:-} ]]; then
+	WARDEN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/warden
+	if [[ ! -x $WARDEN_BIN ]]; then
+		log "building $WARDEN_BIN (cargo build --release -p warden)"
+		(cd "$ROOT" && cargo build --release -p warden) || die "cargo build failed"
+	fi
+fi
+[[ -x $WARDEN_BIN ]] || die "warden binary not found: $WARDEN_BIN"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")
+chmod 755 "$TMP"
+export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+unset PGSERVICE PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+PG_DIR=$TMP/pg
+PG_DATA=$PG_DIR/data
+PG_SUPER_PASSWORD="pg-$RANDOM$RANDOM$RANDOM"
+BENCH_USER=bench
+BENCH_DB=bench
+BENCH_PASSWORD="bench-$RANDOM$RANDOM$RANDOM"
+mkdir -p "$PG_DIR"
+printf '%s' "$PG_SUPER_PASSWORD" >"$PG_DIR/pwfile"
+[[ $IS_ROOT == 1 ]] && chown -R postgres:postgres "$PG_DIR"
+
+log "initdb ($PG_BINDIR)"
+as_postgres env LC_ALL=C.UTF-8 "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres \
+	--auth=scram-sha-256 --no-sync --pwfile="$PG_DIR/pwfile" >"$PG_DIR/initdb.log" 2>&1 ||
+	die "initdb failed: $(cat "$PG_DIR/initdb.log")"
+cat >"$PG_DATA/pg_hba.conf" <<EOF
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+EOF
+[[ $IS_ROOT == 1 ]] && chown -R postgres:postgres "$PG_DIR"
+
+PG_PORT=$(free_port)
+as_postgres "$PG_BINDIR/postgres" -D "$PG_DATA" -p "$PG_PORT" -k "$PG_DIR" \
+	-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+	-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB \
+	>/dev/null 2>"$PG_DIR/server.log" &
+PIDS+=($!)
+wait_port "$PG_PORT" "$!" postgres || die "postgres did not start: $(cat "$PG_DIR/server.log")"
+
+pg_super() {
+	PGPASSWORD=$PG_SUPER_PASSWORD "$PSQL" -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
+}
+for _ in $(seq 100); do
+	pg_super -d postgres -c 'select 1' >/dev/null 2>&1 && break
+	sleep 0.1
+done
+pg_super -d postgres -q -c "set password_encryption = 'scram-sha-256'" \
+	-c "create role $BENCH_USER login password '$BENCH_PASSWORD'" \
+	-c "create database $BENCH_DB owner $BENCH_USER" >/dev/null
+log "postgres on 127.0.0.1:$PG_PORT; pgbench -i -s $SCALE"
+PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U "$BENCH_USER" "$BENCH_DB" \
+	>"$PG_DIR/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(cat "$PG_DIR/pgbench-init.log")"
+
+# --- pgbouncer ----------------------------------------------------------------
+
+PGB_DIR=$TMP/pgbouncer
+PGB_PORT=$(free_port)
+mkdir -p "$PGB_DIR"
+# A plain password in the userlist lets pgbouncer answer SCRAM from the client
+# and do SCRAM itself towards PostgreSQL.
+printf '"%s" "%s"\n' "$BENCH_USER" "$BENCH_PASSWORD" >"$PGB_DIR/userlist.txt"
+cat >"$PGB_DIR/pgbouncer.ini" <<EOF
+[databases]
+$BENCH_DB = host=127.0.0.1 port=$PG_PORT dbname=$BENCH_DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir = $PGB_DIR
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+chmod 600 "$PGB_DIR/userlist.txt"
+[[ $IS_ROOT == 1 ]] && chown -R postgres:postgres "$PGB_DIR"
+as_postgres "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/stdout.log" 2>&1 &
+PIDS+=($!)
+PIDFILES+=("$PGB_DIR/pgbouncer.pid")
+wait_port "$PGB_PORT" "$!" pgbouncer ||
+	die "pgbouncer did not start: $(cat "$PGB_DIR/stdout.log" "$PGB_DIR/pgbouncer.log" 2>/dev/null)"
+log "pgbouncer $("$PGBOUNCER" --version | head -n1 | awk '{print $2}') on 127.0.0.1:$PGB_PORT"
+
+# --- Warden -------------------------------------------------------------------
+
+# start_warden LABEL RECORDING(true|false): sets WARDEN_PORT_<LABEL> and KEY_<LABEL>.
+start_warden() {
+	local label=$1 recording=$2
+	local dir=$TMP/$label port admin pid key
+	mkdir -p "$dir"
+	port=$(free_port)
+	admin=$(free_port)
+	cat >"$dir/warden.toml" <<EOF
+[server]
+data_dir = "$dir/data"
+admin_listen = "127.0.0.1:$admin"
+shutdown_grace = "2s"
+
+[recording]
+enabled = $recording
+
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:$port"
+
+[[target]]
+name = "$BENCH_DB"
+protocol = "postgres"
+address = "127.0.0.1:$PG_PORT"
+credentials = { mode = "static", user = "$BENCH_USER", password = "env:BENCH_PG_PASSWORD" }
+
+[[policy]]
+name = "bench agents"
+subjects = ["group:agents"]
+targets = ["$BENCH_DB"]
+allow = ["read", "write", "ddl", "admin"]
+EOF
+	BENCH_PG_PASSWORD=$BENCH_PASSWORD RUST_LOG= "$WARDEN_BIN" serve --config "$dir/warden.toml" \
+		--log-level "$WARDEN_LOG_LEVEL" </dev/null >"$dir/warden.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	if ! wait_port "$admin" "$pid" "warden admin" || ! wait_port "$port" "$pid" warden; then
+		tail -n 50 "$dir/warden.log" >&2
+		die "warden ($label) did not start"
+	fi
+	key=$("$WARDEN_BIN" keys create --config "$dir/warden.toml" --name bench --groups agents --json 2>"$dir/keys.err" |
+		jq -r .key) || true
+	[[ -n $key && $key != null ]] || die "warden keys create failed: $(cat "$dir/keys.err")"
+	printf -v "WARDEN_PORT_${label//-/_}" '%s' "$port"
+	printf -v "KEY_${label//-/_}" '%s' "$key"
+	log "warden ($label, recording=$recording) on 127.0.0.1:$port, log $dir/warden.log"
+}
+
+PATHS=(direct pgbouncer warden)
+start_warden warden true
+if [[ $COMPARE_RECORDING == 1 ]]; then
+	start_warden warden-norec false
+	PATHS+=(warden-norec)
+fi
+
+# path_env PATH: prints "port password" for a path.
+path_port() {
+	case $1 in
+	direct) echo "$PG_PORT" ;;
+	pgbouncer) echo "$PGB_PORT" ;;
+	*)
+		local var="WARDEN_PORT_${1//-/_}"
+		echo "${!var}"
+		;;
+	esac
+}
+path_password() {
+	case $1 in
+	direct | pgbouncer) echo "$BENCH_PASSWORD" ;;
+	*)
+		local var="KEY_${1//-/_}"
+		echo "${!var}"
+		;;
+	esac
+}
+path_log() {
+	case $1 in
+	direct) echo "$PG_DIR/server.log" ;;
+	pgbouncer) echo "$PGB_DIR/pgbouncer.log" ;;
+	*) echo "$TMP/$1/warden.log" ;;
+	esac
+}
+
+# Every path must answer the same query before anything is measured.
+EXPECTED_ROWS=$((SCALE * 100000))
+for p in "${PATHS[@]}"; do
+	if ! rows=$(PGPASSWORD=$(path_password "$p") "$PSQL" -X -At -h 127.0.0.1 -p "$(path_port "$p")" \
+		-U "$BENCH_USER" -d "$BENCH_DB" -c 'select count(*) from pgbench_accounts' 2>&1); then
+		log "$p: sanity query failed: $rows"
+		tail -n 30 "$(path_log "$p")" >&2 || true
+		die "path $p does not work"
+	fi
+	[[ $rows == "$EXPECTED_ROWS" ]] || die "$p: expected $EXPECTED_ROWS rows, got '$rows'"
+done
+
+# --- measurements -------------------------------------------------------------
+
+declare -A TPS_SUM LAT_SUM RUNS FAILS BIG
+RUN_LOG=$TMP/runs.log
+: >"$RUN_LOG"
+
+# run_pgbench PATH C MODE: adds TPS/latency of one run to the sums.
+run_pgbench() {
+	local p=$1 c=$2 mode=$3 out tps lat key="$1|$2|$3"
+	if out=$(PGPASSWORD=$(path_password "$p") "$PGBENCH" -n -S -c "$c" -j "$THREADS" -T "$SECONDS_PER_RUN" \
+		-M "$mode" -h 127.0.0.1 -p "$(path_port "$p")" -U "$BENCH_USER" "$BENCH_DB" 2>&1); then
+		tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n1)
+		lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out" | head -n1)
+	fi
+	printf '=== %s c=%s %s\n%s\n' "$p" "$c" "$mode" "$out" >>"$RUN_LOG"
+	if [[ -z ${tps:-} || -z ${lat:-} ]]; then
+		FAILS[$key]=$((${FAILS[$key]:-0} + 1))
+		log "$p c=$c $mode FAILED:"
+		tail -n 5 <<<"$out" | sed 's/^/    /' >&2
+		return
+	fi
+	TPS_SUM[$key]=$(awk -v a="${TPS_SUM[$key]:-0}" -v b="$tps" 'BEGIN { printf "%.3f", a + b }')
+	LAT_SUM[$key]=$(awk -v a="${LAT_SUM[$key]:-0}" -v b="$lat" 'BEGIN { printf "%.4f", a + b }')
+	RUNS[$key]=$((${RUNS[$key]:-0} + 1))
+	log "$(printf '%-13s c=%-2s %-9s %10.0f tps %7.3f ms' "$p" "$c" "$mode" "$tps" "$lat")"
+}
+
+# big_result PATH: wall-clock seconds of a full-table `select *` through psql.
+big_result() {
+	local p=$1 start end
+	start=$(date +%s.%N)
+	PGPASSWORD=$(path_password "$p") "$PSQL" -X -At -h 127.0.0.1 -p "$(path_port "$p")" \
+		-U "$BENCH_USER" -d "$BENCH_DB" -c 'select * from pgbench_accounts' >/dev/null 2>"$TMP/big.err" ||
+		{
+			log "$p: big result failed: $(cat "$TMP/big.err")"
+			echo fail
+			return
+		}
+	end=$(date +%s.%N)
+	awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+}
+
+NPATHS=${#PATHS[@]}
+log "measuring: paths=${PATHS[*]} clients=($CLIENTS) modes=($MODES) ${SECONDS_PER_RUN}s x $ROUNDS rounds"
+for ((round = 0; round < ROUNDS; round++)); do
+	log "round $((round + 1))/$ROUNDS"
+	for c in $CLIENTS; do
+		for mode in $MODES; do
+			for ((i = 0; i < NPATHS; i++)); do
+				run_pgbench "${PATHS[$(((i + round) % NPATHS))]}" "$c" "$mode"
+			done
+		done
+	done
+done
+
+log "big result (select * from pgbench_accounts, $EXPECTED_ROWS rows), best of two"
+for attempt in 1 2; do
+	for ((i = 0; i < NPATHS; i++)); do
+		p=${PATHS[$(((i + attempt) % NPATHS))]}
+		t=$(big_result "$p")
+		log "$(printf '%-13s %s s' "$p" "$t")"
+		if [[ $t != fail ]]; then
+			if [[ -z ${BIG[$p]:-} ]] || awk -v a="$t" -v b="${BIG[$p]}" 'BEGIN { exit !(a < b) }'; then
+				BIG[$p]=$t
+			fi
+		fi
+	done
+done
+
+# --- report -------------------------------------------------------------------
+
+avg_tps() {
+	local key=$1
+	[[ -n ${RUNS[$key]:-} ]] || return 0
+	awk -v s="${TPS_SUM[$key]}" -v n="${RUNS[$key]}" 'BEGIN { printf "%.1f", s / n }'
+}
+avg_lat() {
+	local key=$1
+	[[ -n ${RUNS[$key]:-} ]] || return 0
+	awk -v s="${LAT_SUM[$key]}" -v n="${RUNS[$key]}" 'BEGIN { printf "%.3f", s / n }'
+}
+ratio() {
+	[[ -n $1 && -n $2 ]] || {
+		echo "-"
+		return
+	}
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+echo
+echo "Warden benchmark: PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), pgbench -i -s $SCALE;" \
+	"pgbench -n -S -j $THREADS -T $SECONDS_PER_RUN, $ROUNDS interleaved rounds (TPS averaged); $(nproc) CPUs"
+echo "warden: $WARDEN_BIN (policy on, recording on$([[ $COMPARE_RECORDING == 1 ]] && echo "; warden-norec: recording off"))"
+echo
+printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' path c mode TPS "latency ms" "×direct" "×pgbouncer"
+printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' ------------- --- --------- ---------- ----------- -------- -----------
+for c in $CLIENTS; do
+	for mode in $MODES; do
+		direct=$(avg_tps "direct|$c|$mode")
+		bouncer=$(avg_tps "pgbouncer|$c|$mode")
+		for p in "${PATHS[@]}"; do
+			key="$p|$c|$mode"
+			tps=$(avg_tps "$key")
+			if [[ -z $tps ]]; then
+				printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' "$p" "$c" "$mode" FAILED - - -
+				continue
+			fi
+			note=""
+			[[ -n ${FAILS[$key]:-} ]] && note="  (${FAILS[$key]} failed run(s))"
+			printf '%-13s %3s  %-9s %10.0f %11s %8s %11s%s\n' "$p" "$c" "$mode" "$tps" "$(avg_lat "$key")" \
+				"$(ratio "$tps" "$direct")" "$(ratio "$tps" "$bouncer")" "$note"
+		done
+	done
+done
+echo
+printf '%-13s %12s %8s %11s\n' path "big result s" "×direct" "×pgbouncer"
+printf '%-13s %12s %8s %11s\n' ------------- ------------ -------- -----------
+for p in "${PATHS[@]}"; do
+	t=${BIG[$p]:-}
+	# For time, ×direct > 1 means slower.
+	printf '%-13s %12s %8s %11s\n' "$p" "${t:-FAILED}" "$(ratio "$t" "${BIG[direct]:-}")" "$(ratio "$t" "${BIG[pgbouncer]:-}")"
+done
+echo
+
+summary="summary (simple):"
+for c in $CLIENTS; do
+	w=$(avg_tps "warden|$c|simple")
+	summary+=" c=$c warden/direct=$(ratio "$w" "$(avg_tps "direct|$c|simple")")"
+	summary+=" warden/pgbouncer=$(ratio "$w" "$(avg_tps "pgbouncer|$c|simple")");"
+done
+summary+=" big result warden/direct=$(ratio "${BIG[warden]:-}" "${BIG[direct]:-}")"
+echo "$summary"
+if [[ $COMPARE_RECORDING == 1 ]]; then
+	rec="recording cost (simple):"
+	for c in $CLIENTS; do
+		rec+=" c=$c warden(rec on)/warden(rec off)=$(ratio "$(avg_tps "warden|$c|simple")" "$(avg_tps "warden-norec|$c|simple")");"
+	done
+	echo "$rec"
+fi
+
+# Anything Warden logged at warn/error level during the run is part of the result.
+for p in "${PATHS[@]}"; do
+	case $p in warden*) ;; *) continue ;; esac
+	problems=$(grep -E ' (WARN|ERROR) |"level":"(WARN|ERROR)"' "$TMP/$p/warden.log" | head -n 20 || true)
+	if [[ -n $problems ]]; then
+		echo
+		echo "$p warden.log warnings/errors (first 20):"
+		echo "$problems"
+	fi
+done
+failed=0
+for key in "${!FAILS[@]}"; do failed=$((failed + FAILS[$key])); done
+if ((failed > 0)); then
+	echo
+	echo "$failed pgbench run(s) failed; last lines of each failing run:"
+	grep -B1 -A8 -E '^(pgbench: error|.*FATAL|.*ERROR)' "$RUN_LOG" | head -n 60 || true
+	exit 1
+fi
