@@ -65,6 +65,30 @@ pub trait PolicyEngine: Send + Sync {
         dialect: Dialect,
         sql: &str,
     ) -> Decision;
+
+    /// Per-session classification state (SQL-level `PREPARE` texts, so a later
+    /// `EXECUTE` is judged by what it runs). Engines without such state return `()`.
+    fn new_session_state(&self, _dialect: Dialect) -> Box<dyn std::any::Any + Send> {
+        Box::new(())
+    }
+
+    /// Like [`PolicyEngine::check_statement`], with the session's state.
+    fn check_session_statement(
+        &self,
+        _state: &mut (dyn std::any::Any + Send),
+        identity: &Identity,
+        target: &str,
+        dialect: Dialect,
+        sql: &str,
+    ) -> Decision {
+        self.check_statement(identity, target, dialect, sql)
+    }
+
+    /// True when this identity may only read on this target, so the upstream
+    /// session can be made read-only as a second wall.
+    fn is_read_only(&self, _identity: &Identity, _target: &str) -> bool {
+        false
+    }
 }
 
 /// The user name and password Warden logs in upstream with. The agent never sees it.

@@ -19,7 +19,9 @@ pub struct MariaDb {
 impl MariaDb {
     /// Initialises a data directory and starts the server (~4 s).
     pub fn start() -> Result<MariaDb> {
-        let dir = tempfile::Builder::new().prefix("warden-mariadb-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("warden-mariadb-")
+            .tempdir()?;
         let root = dir.path().to_path_buf();
         let data = root.join("data");
         if is_root() {
@@ -68,7 +70,7 @@ impl MariaDb {
                     };
                     db.socket_sql(&format!(
                         "ALTER USER 'root'@'localhost' IDENTIFIED BY '{pw}'; \
-                         CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY '{pw}'; \
+                         CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY '{pw}'; \
                          GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; \
                          FLUSH PRIVILEGES;",
                         pw = db.root_password
@@ -110,8 +112,20 @@ impl MariaDb {
         let mut command = Command::new("mariadb");
         command
             .arg("--no-defaults")
-            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P", &self.port.to_string()])
-            .args(["-u", "root", "--batch", "--skip-column-names", "--connect-timeout=5"])
+            .args([
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+            ])
+            .args([
+                "-u",
+                "root",
+                "--batch",
+                "--skip-column-names",
+                "--connect-timeout=5",
+            ])
             .env("MYSQL_PWD", &self.root_password);
         if let Some(database) = database {
             command.args(["-D", database]);
@@ -135,7 +149,10 @@ impl MariaDb {
     fn socket_sql(&self, sql: &str) -> Result<String> {
         run(Command::new("mariadb")
             .arg("--no-defaults")
-            .arg(format!("--socket={}", socket_path(self.dir.path()).display()))
+            .arg(format!(
+                "--socket={}",
+                socket_path(self.dir.path()).display()
+            ))
             .args(["-u", "root", "--batch", "--skip-column-names", "-e", sql]))
     }
 }
@@ -159,7 +176,8 @@ fn wait_ready(server: &mut KillOnDrop, root: &Path, port: u16, timeout: Duration
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if ping.is_ok_and(|s| s.success()) && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        if ping.is_ok_and(|s| s.success())
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
             return Ok(());
         }
@@ -181,8 +199,21 @@ mod tests {
         db.create_user("app", "pw'x", Some("*.*")).unwrap();
         let out = run(Command::new("mariadb")
             .arg("--no-defaults")
-            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P", &db.port().to_string()])
-            .args(["-u", "app", "--batch", "--skip-column-names", "-e", "SELECT CURRENT_USER()"])
+            .args([
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &db.port().to_string(),
+            ])
+            .args([
+                "-u",
+                "app",
+                "--batch",
+                "--skip-column-names",
+                "-e",
+                "SELECT CURRENT_USER()",
+            ])
             .env("MYSQL_PWD", "pw'x"))
         .unwrap();
         assert_eq!(out.trim(), "app@%");

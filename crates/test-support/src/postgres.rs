@@ -271,7 +271,13 @@ fn wait_ready(
 /// Writes a test CA (`ca.crt`) and `server.crt`/`server.key` it signed for
 /// `localhost` and `127.0.0.1`, with openssl.
 fn write_self_signed(root: &Path) -> Result<()> {
-    let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let curve = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new("openssl")
         .args(["req", "-x509"])
         .args(curve)
@@ -312,7 +318,10 @@ fn write_self_signed(root: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(
+            root.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
     }
     Ok(())
 }

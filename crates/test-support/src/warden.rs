@@ -137,7 +137,9 @@ impl Warden {
     /// Creates an access key with `warden keys create` and returns it.
     pub fn create_key(&self, name: &str, groups: &[&str]) -> Result<String> {
         let groups = groups.join(",");
-        let out = self.cli(&["keys", "create", "--name", name, "--groups", &groups, "--json"])?;
+        let out = self.cli(&[
+            "keys", "create", "--name", name, "--groups", &groups, "--json",
+        ])?;
         let value: serde_json::Value = serde_json::from_str(&out)?;
         value["key"]
             .as_str()

@@ -49,7 +49,11 @@ impl AsyncRead for MaybeTls {
 }
 
 impl AsyncWrite for MaybeTls {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -98,7 +102,11 @@ impl AsyncRead for ReadHalfAny {
 }
 
 impl AsyncWrite for WriteHalfAny {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalfAny::Plain(s) => Pin::new(s).poll_write(cx, buf),
             WriteHalfAny::Tls(s) => Pin::new(s).poll_write(cx, buf),

@@ -2,21 +2,19 @@
 
 use bytes::BytesMut;
 use pgwire::messages::Message;
-use pgwire::messages::response::{ErrorResponse, NoticeResponse};
+use pgwire::messages::response::ErrorResponse;
 
 /// SQLSTATE codes Warden uses.
 pub mod sqlstate {
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
-    pub const CONNECTION_FAILURE: &str = "08006";
     pub const CANNOT_CONNECT: &str = "08001";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
-    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,17 +112,6 @@ impl PgError {
         self.encode_into(&mut out);
         out
     }
-}
-
-/// Appends a NoticeResponse with severity NOTICE (or WARNING).
-pub fn encode_notice(out: &mut BytesMut, severity: &str, code: &str, message: &str) {
-    let fields = vec![
-        (b'S', severity.to_string()),
-        (b'V', severity.to_string()),
-        (b'C', code.to_string()),
-        (b'M', message.to_string()),
-    ];
-    let _ = NoticeResponse::new(sanitize(fields)).encode(out);
 }
 
 /// NUL bytes would cut a field short on the wire; drop them.

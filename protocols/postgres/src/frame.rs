@@ -24,7 +24,6 @@ pub mod backend {
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
-    pub const DATA_ROW: u8 = b'D';
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 }
 
@@ -50,10 +49,6 @@ pub fn peek_header(buf: &[u8]) -> Result<Option<(u8, usize)>, FrameError> {
 pub enum FrameError {
     #[error("invalid message length {0}")]
     BadLength(u32),
-    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("malformed {0} message")]
-    Malformed(&'static str),
 }
 
 /// Reads a NUL-terminated string starting at `*pos`, advancing past the NUL.
@@ -62,13 +57,6 @@ pub fn read_cstr<'a>(body: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let end = rest.iter().position(|&b| b == 0)?;
     *pos += end + 1;
     Some(&rest[..end])
-}
-
-/// Reads a big-endian i16 at `*pos`.
-pub fn read_i16(body: &[u8], pos: &mut usize) -> Option<i16> {
-    let bytes = body.get(*pos..*pos + 2)?;
-    *pos += 2;
-    Some(i16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
 /// Reads a big-endian i32 at `*pos`.
@@ -140,7 +128,7 @@ mod tests {
         assert_eq!(read_cstr(b"ab\0cd", &mut pos), None);
         let mut pos = 0;
         assert_eq!(read_i32(b"\0\0\0", &mut pos), None);
-        assert_eq!(read_i16(b"\0\x07", &mut pos), Some(7));
+        assert_eq!(read_i32(b"\0\0\0\x07", &mut pos), Some(7));
     }
 
     #[test]

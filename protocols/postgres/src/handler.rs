@@ -46,10 +46,9 @@ impl ConnectionHandler for PostgresHandler {
                 sqlstate::TOO_MANY_CONNECTIONS,
                 "sorry, too many clients already",
             ),
-            Refusal::ShuttingDown => PgError::fatal(
-                sqlstate::CANNOT_CONNECT_NOW,
-                "Warden is shutting down",
-            ),
+            Refusal::ShuttingDown => {
+                PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, "Warden is shutting down")
+            }
         };
         let _ = stream.write_all(&error.encode()).await;
         let _ = stream.shutdown().await;

@@ -177,7 +177,14 @@ async fn client_to_upstream(
     from_client: &AtomicU64,
 ) -> Stop {
     let metrics = &context.gateway.metrics;
-    let mut state = ClientState::default();
+    let mut state = ClientState {
+        passthrough: 0,
+        needed: 0,
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        terminated: false,
+        policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
+    };
     buf.reserve(READ_BUFFER);
     loop {
         if !buf.is_empty() || state.passthrough > 0 {
@@ -212,7 +219,6 @@ async fn client_to_upstream(
     }
 }
 
-#[derive(Default)]
 struct ClientState {
     /// Bytes of a streaming frame still to forward untouched.
     passthrough: usize,
@@ -223,6 +229,8 @@ struct ClientState {
     /// Portal name → statement text.
     portals: HashMap<String, Arc<str>>,
     terminated: bool,
+    /// The policy engine's per-session state (SQL-level PREPARE texts).
+    policy_state: Box<dyn std::any::Any + Send>,
 }
 
 /// Scans complete frames at the front of `buf`, applying policy. Returns the
@@ -303,7 +311,7 @@ fn inspect_client_frame(
             let mut pos = 0;
             let text = read_cstr(body, &mut pos).ok_or("malformed Query message")?;
             let text = statement_text(text);
-            let decision = decide(context, &text);
+            let decision = decide(context, state, &text);
             let started = Instant::now();
             shared.statements.fetch_add(1, Ordering::Relaxed);
             if decision.is_allowed() {
@@ -333,7 +341,7 @@ fn inspect_client_frame(
             let text = read_cstr(body, &mut pos).ok_or("malformed Parse message")?;
             let name = String::from_utf8_lossy(name).into_owned();
             let text = statement_text(text);
-            let decision = decide(context, &text);
+            let decision = decide(context, state, &text);
             state.statements.insert(name.clone(), text.clone());
             if decision.is_allowed() {
                 Ok(None)
@@ -395,7 +403,11 @@ fn inspect_client_frame(
                 "the fast-path function call interface is not allowed through Warden",
             )
             .with_hint("Call the function with a SELECT statement instead.");
-            context.gateway.metrics.statements_denied.fetch_add(1, Ordering::Relaxed);
+            context
+                .gateway
+                .metrics
+                .statements_denied
+                .fetch_add(1, Ordering::Relaxed);
             shared.pending().push_back(Pending::Denied {
                 nonce: nonce.clone(),
                 error,
@@ -422,12 +434,15 @@ fn statement_text(bytes: &[u8]) -> Arc<str> {
     }
 }
 
-fn decide(context: &RelayContext, text: &str) -> Decision {
+fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decision {
     let gateway = &context.gateway;
-    let decision =
-        gateway
-            .policy
-            .check_statement(&context.identity, &context.target, Dialect::Postgres, text);
+    let decision = gateway.policy.check_session_statement(
+        state.policy_state.as_mut(),
+        &context.identity,
+        &context.target,
+        Dialect::Postgres,
+        text,
+    );
     gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
     if !decision.is_allowed() {
         gateway
@@ -544,11 +559,11 @@ async fn upstream_to_client(
             Ok(_) => {}
             Err(error) => return Stop::Io(format!("reading from upstream: {error}")),
         }
-        let out = match scan_upstream_frames(context, shared, &mut buf, &mut passthrough, &mut needed)
-        {
-            Ok(out) => out,
-            Err(message) => return Stop::Fatal(message),
-        };
+        let out =
+            match scan_upstream_frames(context, shared, &mut buf, &mut passthrough, &mut needed) {
+                Ok(out) => out,
+                Err(message) => return Stop::Fatal(message),
+            };
         if let Some(out) = out {
             let n = out.len() as u64;
             if let Err(error) = client.write_all(&out).await {
@@ -787,7 +802,10 @@ fn record_statement(
     tags: Vec<String>,
     error: Option<frame::ErrorFields>,
 ) {
-    let rows = tags.iter().filter_map(|tag| rows_from_tag(tag)).reduce(|a, b| a + b);
+    let rows = tags
+        .iter()
+        .filter_map(|tag| rows_from_tag(tag))
+        .reduce(|a, b| a + b);
     let (error_code, error_message) = match error {
         Some(fields) => (Some(fields.code), Some(fields.message)),
         None => (None, None),

@@ -238,7 +238,11 @@ async fn handshake(
         protocol: Protocol::Postgres,
         target: target_name.clone(),
     };
-    let identity = match gateway.authenticator.authenticate(&password, &context).await {
+    let identity = match gateway
+        .authenticator
+        .authenticate(&password, &context)
+        .await
+    {
         Ok(identity) => identity,
         Err(error) => {
             gateway
@@ -295,8 +299,7 @@ async fn read_password(stream: &mut MaybeTls) -> Result<Option<SecretString>, Pg
         Some((0, text)) => text,
         _ => return Err(protocol_error("password message is not NUL-terminated")),
     };
-    let text = String::from_utf8(text.to_vec())
-        .map_err(|_| PgError::auth_failed())?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| PgError::auth_failed())?;
     Ok(Some(SecretString::from(text)))
 }
 
@@ -382,7 +385,11 @@ async fn run_session(
             return;
         }
     };
-    let parameters = startup::forwardable_parameters(&startup).unwrap_or_default();
+    let mut parameters = startup::forwardable_parameters(&startup).unwrap_or_default();
+    if gateway.policy.is_read_only(&identity, &target.name) {
+        // A second wall behind statement policy: the upstream itself refuses writes.
+        parameters.push(("default_transaction_read_only".into(), "on".into()));
+    }
     let login = Login {
         user: &credential.user,
         password: &credential.password,

@@ -47,7 +47,9 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("invalid startup packet length {0}")]
     BadLength(i32),
-    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.{NEWEST_MINOR}")]
+    #[error(
+        "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.{NEWEST_MINOR}"
+    )]
     UnsupportedVersion { major: u16, minor: u16 },
     #[error("invalid startup packet layout: {0}")]
     Malformed(&'static str),
@@ -308,7 +310,10 @@ mod tests {
         let hostile = StartupMessage {
             major: 3,
             minor: 0,
-            parameters: vec![("options".into(), "--default-transaction-read-only=off".into())],
+            parameters: vec![(
+                "options".into(),
+                "--default-transaction-read-only=off".into(),
+            )],
         };
         assert!(forwardable_parameters(&hostile).is_err());
         let replication = StartupMessage {

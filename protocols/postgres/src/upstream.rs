@@ -25,7 +25,6 @@ pub struct Upstream {
     pub secret_key: Vec<u8>,
     /// The ReadyForQuery frame that ended startup (forwarded to the client as is).
     pub ready_for_query: BytesMut,
-    pub tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +77,7 @@ pub async fn connect(target: &TargetConfig, login: Login<'_>) -> Result<Upstream
     }
 }
 
-async fn connect_inner(
-    target: &TargetConfig,
-    login: Login<'_>,
-) -> Result<Upstream, UpstreamError> {
+async fn connect_inner(target: &TargetConfig, login: Login<'_>) -> Result<Upstream, UpstreamError> {
     let mut stream = open_transport(target).await?;
     let tls = stream.is_tls();
     send_startup(&mut stream, &login).await?;
@@ -130,7 +126,6 @@ async fn connect_inner(
                     process_id,
                     secret_key,
                     ready_for_query,
-                    tls,
                 });
             }
             other => {
@@ -202,11 +197,12 @@ fn client_tls_config(
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert
-                    .map_err(|e| UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display())))?;
+                let cert = cert.map_err(|e| {
+                    UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display()))
+                })?;
             }
         }
         None => {
@@ -281,7 +277,12 @@ async fn send_startup(stream: &mut MaybeTls, login: &Login<'_>) -> Result<(), Up
     body.put_i32(196608); // protocol 3.0
     for (key, value) in [("user", login.user), ("database", login.database)]
         .into_iter()
-        .chain(login.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain(
+            login
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     {
         body.put_slice(key.as_bytes());
         body.put_u8(0);
@@ -362,11 +363,8 @@ async fn authenticate_step(
                 .get(..4)
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| UpstreamError::Protocol("short MD5 salt".into()))?;
-            let hash = postgres_protocol::authentication::md5_hash(
-                login.user.as_bytes(),
-                password,
-                salt,
-            );
+            let hash =
+                postgres_protocol::authentication::md5_hash(login.user.as_bytes(), password, salt);
             let mut message = hash.into_bytes();
             message.push(0);
             send_password_message(stream, &message).await
@@ -411,7 +409,9 @@ async fn authenticate_step(
                 .finish(rest)
                 .map_err(|e| UpstreamError::Auth(format!("server signature: {e}")))
         }
-        other => Err(UpstreamError::UnsupportedAuth(format!("method code {other}"))),
+        other => Err(UpstreamError::UnsupportedAuth(format!(
+            "method code {other}"
+        ))),
     }
 }
 
