@@ -374,6 +374,8 @@ big_result() {
 }
 
 NPATHS=${#PATHS[@]}
+# Other work on the machine skews absolute numbers; say so in the report.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 log "measuring: paths=${PATHS[*]} clients=($CLIENTS) modes=($MODES) ${SECONDS_PER_RUN}s x $ROUNDS rounds"
 for ((round = 0; round < ROUNDS; round++)); do
 	log "round $((round + 1))/$ROUNDS"
@@ -423,6 +425,8 @@ ratio() {
 echo
 echo "Warden benchmark: PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), pgbench -i -s $SCALE;" \
 	"pgbench -n -S -j $THREADS -T $SECONDS_PER_RUN, $ROUNDS interleaved rounds (TPS averaged); $(nproc) CPUs"
+echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")" \
+	"(c=8 runs raise it by themselves; a high value before means other work was running and skews absolute numbers: compare ratios)"
 echo "warden: $WARDEN_BIN (policy on, recording on$([[ $COMPARE_RECORDING == 1 ]] && echo "; warden-norec: recording off"))"
 echo
 printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' path c mode TPS "latency ms" "×direct" "×pgbouncer"

@@ -79,19 +79,21 @@ impl Broker {
             .collect()
     }
 
-    /// Accepts until `shutdown.draining` fires, then lets sessions finish for
-    /// `shutdown_grace`, then fires `shutdown.terminate` and waits for them to close.
+    /// Accepts until `shutdown.draining` fires; then refuses new connections
+    /// with a "shutting down" error while sessions finish for `shutdown_grace`,
+    /// then fires `shutdown.terminate` and waits for them to close.
     pub async fn run(self) {
         let gateway = self.gateway;
         let limit = Arc::new(Semaphore::new(gateway.config.server.max_connections));
         let tracker = TaskTracker::new();
+        let mut accept_loops = Vec::new();
         for (listener, config, handler) in self.listeners {
             let gateway = gateway.clone();
             let limit = limit.clone();
             let sessions = tracker.clone();
-            tracker.spawn(accept_loop(
+            accept_loops.push(tokio::spawn(accept_loop(
                 gateway, listener, config, handler, limit, sessions,
-            ));
+            )));
         }
         gateway.shutdown.draining.cancelled().await;
         tracker.close();
@@ -115,6 +117,9 @@ impl Broker {
                 tracing::warn!("some sessions did not close within 5 s of being told to");
             }
         }
+        for accept_loop in accept_loops {
+            accept_loop.abort();
+        }
         tracing::info!("all sessions closed");
     }
 }
@@ -129,10 +134,7 @@ async fn accept_loop(
 ) {
     tracing::info!(protocol = %config.protocol, address = %config.listen, "listening");
     loop {
-        let accepted = tokio::select! {
-            _ = gateway.shutdown.draining.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
+        let accepted = listener.accept().await;
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
@@ -144,6 +146,17 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        if gateway.shutdown.draining.is_cancelled() {
+            // Draining: tell new clients why instead of resetting them.
+            gateway
+                .metrics
+                .connections_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                handler.refuse(stream, peer, Refusal::ShuttingDown).await;
+            });
+            continue;
+        }
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
                 let config = config.clone();

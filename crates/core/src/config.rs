@@ -2,8 +2,8 @@
 //!
 //! Every table rejects unknown keys, so a typo is an error with file and line
 //! rather than a silently ignored setting. Semantic checks (a policy naming a
-//! target that does not exist, a listener with no TLS on a public address …)
-//! run after parsing and also point at the line they are about.
+//! name used twice, an operation that does not exist …) run after parsing and
+//! also point at the line they are about.
 
 use crate::secret::SecretRef;
 use crate::units::ByteSize;
@@ -418,12 +418,36 @@ impl Config {
         })?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
         config.source = Some(path.to_path_buf());
-        if config.server.data_dir.is_relative()
-            && let Some(dir) = path.parent()
-        {
-            config.server.data_dir = dir.join(&config.server.data_dir);
+        if let Some(dir) = path.parent() {
+            config.resolve_relative_paths(dir);
         }
         Ok(config)
+    }
+
+    /// Makes every file path in the config relative to the config file's directory.
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.server.data_dir);
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        if let Some(dir) = &mut self.recording.dir {
+            resolve(dir);
+        }
+        for target in &mut self.targets {
+            if let Some(ca) = &mut target.upstream_ca {
+                resolve(ca);
+            }
+            let CredentialsConfig::Static { password, .. } = &mut target.credentials;
+            if let SecretRef::File(path) = password {
+                resolve(path);
+            }
+        }
     }
 
     /// Parses and validates config text; `origin` names it in errors.
@@ -499,6 +523,17 @@ impl Config {
                 );
             }
         }
+        for target in &self.targets {
+            if !matches!(target.protocol, Protocol::Postgres | Protocol::Mysql) {
+                return fail(
+                    &format!("\"{}\"", target.name),
+                    format!(
+                        "target \"{}\": protocol \"{}\" is not available in this build; use \"postgres\" or \"mysql\"",
+                        target.name, target.protocol
+                    ),
+                );
+            }
+        }
         let mut policy_names = std::collections::HashSet::new();
         for policy in &self.policies {
             if !policy_names.insert(policy.name.as_str()) {
@@ -553,6 +588,13 @@ impl Config {
                     );
                 }
             }
+        }
+        let keys = &self.identity.access_keys;
+        if keys.default_ttl > keys.max_ttl {
+            return fail(
+                "default_ttl",
+                "[identity.access_keys] default_ttl is longer than max_ttl; lower default_ttl or raise max_ttl".into(),
+            );
         }
         if let Some(url) = &self.store.url
             && !url.starts_with("sqlite:")

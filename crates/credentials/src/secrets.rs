@@ -20,17 +20,19 @@ pub enum SecretError {
 pub async fn resolve(reference: &SecretRef) -> Result<SecretString, SecretError> {
     let name = reference.to_string();
     let value = match reference {
-        SecretRef::Env(variable) => std::env::var(variable)
-            .map_err(|_| SecretError::EnvMissing {
+        SecretRef::Env(variable) => {
+            std::env::var(variable).map_err(|_| SecretError::EnvMissing {
                 reference: name.clone(),
-            })?,
+            })?
+        }
         SecretRef::File(path) => {
-            let mut text = tokio::fs::read_to_string(path)
-                .await
-                .map_err(|error| SecretError::File {
-                    reference: name.clone(),
-                    reason: error.kind().to_string(),
-                })?;
+            let mut text =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|error| SecretError::File {
+                        reference: name.clone(),
+                        reason: error.kind().to_string(),
+                    })?;
             if text.ends_with('\n') {
                 text.pop();
                 if text.ends_with('\r') {
@@ -65,10 +67,19 @@ mod tests {
 
         let missing = SecretRef::Env("WARDEN_TEST_SURELY_UNSET_VARIABLE".into());
         let error = resolve(&missing).await.unwrap_err().to_string();
-        assert!(error.contains("env:WARDEN_TEST_SURELY_UNSET_VARIABLE"), "{error}");
+        assert!(
+            error.contains("env:WARDEN_TEST_SURELY_UNSET_VARIABLE"),
+            "{error}"
+        );
 
         std::fs::write(&path, "").unwrap();
-        let error = resolve(&SecretRef::File(path)).await.unwrap_err().to_string();
-        assert!(error.contains("empty") && !error.contains("s3cret"), "{error}");
+        let error = resolve(&SecretRef::File(path))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("empty") && !error.contains("s3cret"),
+            "{error}"
+        );
     }
 }

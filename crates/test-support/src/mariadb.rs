@@ -16,6 +16,35 @@ pub struct MariaDb {
     _server: KillOnDrop,
 }
 
+/// `mariadb-install-db`, one at a time across test processes (several at once
+/// on two cores sometimes fail), retried once.
+fn install_db(data: &Path) -> Result<()> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("warden-test-mariadb-install.lock"))?;
+    lock.lock()?;
+    let install = || {
+        run(Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args([
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ]))
+    };
+    let result = install().or_else(|_| {
+        let _ = std::fs::remove_dir_all(data);
+        install()
+    });
+    let _ = lock.unlock();
+    result
+        .map(|_| ())
+        .context("mariadb-install-db failed (is the mariadb-server package installed?)")
+}
+
 impl MariaDb {
     /// Initialises a data directory and starts the server (~4 s).
     pub fn start() -> Result<MariaDb> {
@@ -27,15 +56,7 @@ impl MariaDb {
         if is_root() {
             run(Command::new("chown").args(["-R", "mysql:mysql"]).arg(&root))?;
         }
-        run(Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args([
-                "--user=mysql",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ]))
-        .context("mariadb-install-db failed (is the mariadb-server package installed?)")?;
+        install_db(&data)?;
         let root_password = format!("maria-{}", rand::random::<u64>());
         let mut last_error = None;
         for _attempt in 0..3 {

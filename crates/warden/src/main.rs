@@ -2,6 +2,7 @@
 
 mod commands;
 mod logging;
+mod mysql_keys;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -70,7 +71,11 @@ fn main() -> ExitCode {
             logging::init(log_format, &log_level);
             serve::run(&config.config)
         }
-        Command::Check { config } => commands::check::run(&config.config),
+        Command::Check { config } => {
+            // Show the config's warnings (literal secrets, plaintext upstreams).
+            logging::init(logging::LogFormat::Text, "warn");
+            commands::check::run(&config.config)
+        }
         Command::Keys(command) => commands::keys::run(command),
         Command::Sessions(command) => commands::sessions::run(command),
         Command::Replay(args) => commands::sessions::replay(args),

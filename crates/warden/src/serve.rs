@@ -54,6 +54,9 @@ async fn serve(config: Config) -> Result<ExitCode> {
         .await
         .context("cannot set up identity providers")?;
     let identity = Arc::new(identity);
+    let native_password = Arc::new(crate::mysql_keys::AccessKeyNativePassword {
+        identity: identity.clone(),
+    });
     {
         let identity = identity.clone();
         tokio::spawn(async move { identity.warm_up().await });
@@ -100,6 +103,12 @@ async fn serve(config: Config) -> Result<ExitCode> {
     handlers.insert(
         Protocol::Postgres,
         Arc::new(warden_postgres::PostgresHandler::new(gateway.clone())),
+    );
+    handlers.insert(
+        Protocol::Mysql,
+        Arc::new(
+            warden_mysql::MysqlHandler::new(gateway.clone()).with_native_password(native_password),
+        ),
     );
     let broker = Broker::bind(gateway.clone(), &handlers).await?;
     for (protocol, address) in broker.local_addrs() {

@@ -1,6 +1,8 @@
 //! Statement policy enforced in the live relay: denied statements get 42501
 //! with the rule, the session goes on, and every decision is recorded.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use warden_test_support::warden::psql;
@@ -19,13 +21,23 @@ fn reader_gets_rows_then_42501_for_delete_then_rows_again() {
          SHOW default_transaction_read_only;\n",
     )
     .unwrap();
-    let (ok, out, err) = psql(&env.conninfo(), &key, &["-At", "-f", script.to_str().unwrap()]);
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &key,
+        &["-At", "-f", script.to_str().unwrap()],
+    );
     assert!(ok, "psql without ON_ERROR_STOP exits 0: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["apple", "3", "on"], "{out}\n{err}");
     assert_eq!(err.matches("ERROR:").count(), 2, "{err}");
-    assert!(err.contains("readers read orders") || err.contains("no rule"), "{err}");
-    assert!(err.contains("write"), "the error names the operation: {err}");
+    assert!(
+        err.contains("readers read orders") || err.contains("no rule"),
+        "{err}"
+    );
+    assert!(
+        err.contains("write"),
+        "the error names the operation: {err}"
+    );
 
     // Nothing was deleted upstream.
     let count = env
@@ -59,7 +71,10 @@ fn reader_gets_rows_then_42501_for_delete_then_rows_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_denial_is_answered_in_order_and_session_goes_on() {
     let env = common::start();
-    let key = env.warden.create_key("reader-driver", &["readers"]).unwrap();
+    let key = env
+        .warden
+        .create_key("reader-driver", &["readers"])
+        .unwrap();
     let client = env.connect(&key).await;
     // Parse of a denied statement fails with 42501 …
     let error = client
@@ -115,7 +130,13 @@ deny = ["ddl", "admin"]
     let (ok, out, err) = psql(
         &env.conninfo(),
         &token,
-        &["-At", "-c", "DELETE FROM items WHERE name = 'apple'", "-c", "SELECT count(*) FROM items"],
+        &[
+            "-At",
+            "-c",
+            "DELETE FROM items WHERE name = 'apple'",
+            "-c",
+            "SELECT count(*) FROM items",
+        ],
     );
     assert!(ok, "{err}");
     assert!(out.contains("2"), "{out}");
@@ -125,7 +146,10 @@ deny = ["ddl", "admin"]
         err.contains("42501") || err.contains("agents write orders"),
         "{err}"
     );
-    assert!(err.contains("agents write orders"), "the rule is named: {err}");
+    assert!(
+        err.contains("agents write orders"),
+        "the rule is named: {err}"
+    );
 }
 
 #[test]

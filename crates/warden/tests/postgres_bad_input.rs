@@ -1,6 +1,8 @@
 //! Hostile and broken clients: each gets a protocol-correct error (or a clean
 //! close) — never a panic, a hang or a leaked detail — and Warden keeps serving.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -72,14 +74,21 @@ fn malformed_packets_get_protocol_errors_and_warden_keeps_serving() {
 
     // Random bytes before startup: an impossible length.
     let mut s = connect(&env);
-    s.write_all(b"\x16\x03\x01\x02\x00GET / HTTP/1.1\r\n\r\n").unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("08P01"));
+    s.write_all(b"\x16\x03\x01\x02\x00GET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("08P01")
+    );
 
     // A startup length of 2^31-1: refused without allocating it.
     let mut s = connect(&env);
     s.write_all(&0x7fff_ffffu32.to_be_bytes()).unwrap();
     s.write_all(&196608u32.to_be_bytes()).unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("08P01"));
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("08P01")
+    );
 
     // Truncated startup packet, then the client goes away: clean close.
     let mut s = connect(&env);
@@ -89,23 +98,40 @@ fn malformed_packets_get_protocol_errors_and_warden_keeps_serving() {
 
     // Unknown protocol version.
     let mut s = connect(&env);
-    s.write_all(&startup(&[("user", b"a")], 0x0004_0000)).unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("0A000"));
+    s.write_all(&startup(&[("user", b"a")], 0x0004_0000))
+        .unwrap();
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("0A000")
+    );
 
     // Non-UTF-8 startup parameters.
     let mut s = connect(&env);
-    s.write_all(&startup(&[("user", b"\xff\xfe"), ("database", b"orders")], 196608))
-        .unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("08P01"));
+    s.write_all(&startup(
+        &[("user", b"\xff\xfe"), ("database", b"orders")],
+        196608,
+    ))
+    .unwrap();
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("08P01")
+    );
 
     // Replication connections are refused.
     let mut s = connect(&env);
     s.write_all(&startup(
-        &[("user", b"a"), ("database", b"orders"), ("replication", b"true")],
+        &[
+            ("user", b"a"),
+            ("database", b"orders"),
+            ("replication", b"true"),
+        ],
         196608,
     ))
     .unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("0A000"));
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("0A000")
+    );
 
     // An oversized password message (length 2^31-1) after the startup.
     let mut s = connect(&env);
@@ -115,7 +141,10 @@ fn malformed_packets_get_protocol_errors_and_warden_keeps_serving() {
     s.read_exact(&mut request).unwrap();
     assert_eq!(request[0], b'R', "cleartext password request");
     s.write_all(b"p\x7f\xff\xff\xff").unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("08P01"));
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("08P01")
+    );
 
     // An oversized message after login: 2^31-1 declared, refused with a FATAL.
     let mut s = connect(&env);
@@ -136,7 +165,10 @@ fn malformed_packets_get_protocol_errors_and_warden_keeps_serving() {
         greeting.extend_from_slice(&buf[..n]);
     }
     s.write_all(b"Q\x7f\xff\xff\xffSELECT 1").unwrap();
-    assert_eq!(sqlstate(&read_until_close(&mut s)).as_deref(), Some("08P01"));
+    assert_eq!(
+        sqlstate(&read_until_close(&mut s)).as_deref(),
+        Some("08P01")
+    );
 
     // A GSSENCRequest is declined with 'N' and the connection goes on.
     let mut s = connect(&env);
@@ -188,7 +220,15 @@ fn ssl_request_with_pipelined_bytes_is_refused() {
         "host=127.0.0.1 port={} user=a dbname=orders sslmode=require",
         warden.pg_port
     );
-    let (ok, out, err) = psql(&conninfo, &key, &["-At", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"]);
+    let (ok, out, err) = psql(
+        &conninfo,
+        &key,
+        &[
+            "-At",
+            "-c",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
+    );
     assert!(ok, "{err}");
     // The upstream leg is plain on loopback; the client leg is TLS (checked by psql's sslmode).
     assert_eq!(out.trim(), "f");
@@ -203,7 +243,9 @@ fn bad_tokens_and_keys_get_one_generic_error() {
     env.warden.cli(&["keys", "revoke", &revoked_id]).unwrap();
     let expired = env
         .warden
-        .cli(&["keys", "create", "--name", "short", "--groups", "agents", "--ttl", "1s", "--json"])
+        .cli(&[
+            "keys", "create", "--name", "short", "--groups", "agents", "--ttl", "1s", "--json",
+        ])
         .unwrap();
     let expired: serde_json::Value = serde_json::from_str(&expired).unwrap();
     let expired = expired["key"].as_str().unwrap().to_string();
@@ -230,7 +272,14 @@ fn bad_tokens_and_keys_get_one_generic_error() {
             err.contains("authentication failed"),
             "{name}: expected the generic message, got {err}"
         );
-        for leak in ["expired", "audience", "signature", "kid", "revoked", "issuer"] {
+        for leak in [
+            "expired",
+            "audience",
+            "signature",
+            "kid",
+            "revoked",
+            "issuer",
+        ] {
             assert!(
                 !err.to_lowercase().contains(leak),
                 "{name}: the client learned why ({leak}): {err}"
@@ -281,7 +330,14 @@ pub fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathB
     let cert = dir.join("warden.pem");
     let key = dir.join("warden-key.pem");
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .arg("-keyout")

@@ -1,6 +1,8 @@
 //! psql, tokio-postgres and psycopg through the real `warden` binary to a real
 //! PostgreSQL: identity, injected credentials, relay features and recording.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::APP_USER;
@@ -37,9 +39,15 @@ fn psql_session_with_access_key_is_relayed_and_recorded() {
         &["-v", "ON_ERROR_STOP=1", "-f", script.to_str().unwrap()],
     );
     assert!(ok, "psql failed: {err}\n{out}");
-    assert!(out.contains(APP_USER), "current_user is the injected user: {out}");
+    assert!(
+        out.contains(APP_USER),
+        "current_user is the injected user: {out}"
+    );
     assert!(out.contains("items"), "\\d lists the table: {out}");
-    assert!(out.contains("INSERT 0 1") && out.contains("COMMIT"), "{out}");
+    assert!(
+        out.contains("INSERT 0 1") && out.contains("COMMIT"),
+        "{out}"
+    );
     assert!(out.contains("COPY 2"), "{out}");
     assert!(out.contains("13"), "prepared statement result: {out}");
     assert!(out.contains(" 6\n"), "3 seeded + fig + kiwi + lime: {out}");
@@ -56,13 +64,22 @@ fn psql_session_with_access_key_is_relayed_and_recorded() {
         "EXECUTE by_name",
         "SELECT count(*)",
     ] {
-        assert!(replay.contains(statement), "replay lacks {statement}:\n{replay}");
+        assert!(
+            replay.contains(statement),
+            "replay lacks {statement}:\n{replay}"
+        );
     }
     for outcome in ["INSERT 0 1", "COPY 2", "SELECT 1"] {
-        assert!(replay.contains(outcome), "replay lacks outcome {outcome}:\n{replay}");
+        assert!(
+            replay.contains(outcome),
+            "replay lacks outcome {outcome}:\n{replay}"
+        );
     }
     let shown = env.warden.cli(&["sessions", "show", &id[..8]]).unwrap();
-    assert!(shown.contains("key:bot") && shown.contains("orders"), "{shown}");
+    assert!(
+        shown.contains("key:bot") && shown.contains("orders"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -84,8 +101,9 @@ fn psql_with_oidc_token_sees_injected_user() {
 fn real_oidc_provider_token_is_accepted() {
     use warden_test_support::oidc::{OidcClient, RealOidcProvider};
     let (pg, app_password) = common::upstream();
-    let provider = RealOidcProvider::start_with("warden", vec![OidcClient::new("ci-agent", &["agents"])])
-        .expect("start the node oidc-provider (scripts/setup.sh installs it)");
+    let provider =
+        RealOidcProvider::start_with("warden", vec![OidcClient::new("ci-agent", &["agents"])])
+            .expect("start the node oidc-provider (scripts/setup.sh installs it)");
     let body = format!(
         r#"
 [[identity.oidc]]
@@ -114,7 +132,11 @@ credentials = {{ mode = "static", user = "app", password = "env:ORDERS_PASSWORD"
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let token = runtime.block_on(provider.token("ci-agent")).unwrap();
-    let (ok, out, err) = psql(&warden.conninfo("orders"), &token, &["-At", "-c", "SELECT 42"]);
+    let (ok, out, err) = psql(
+        &warden.conninfo("orders"),
+        &token,
+        &["-At", "-c", "SELECT 42"],
+    );
     assert!(ok, "{err}\n{}", warden.logs());
     assert_eq!(out.trim(), "42");
 }
@@ -169,7 +191,11 @@ async fn tokio_postgres_extended_protocol_pipelining_copy_notify_and_cancel() {
     let error = client.query("SELECT 1/0", &[]).await.unwrap_err();
     assert_eq!(error.code().unwrap().code(), "22012");
     assert_eq!(
-        client.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0),
+        client
+            .query_one("SELECT 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
         7
     );
 
@@ -189,7 +215,10 @@ async fn tokio_postgres_extended_protocol_pipelining_copy_notify_and_cancel() {
             }
         }
     });
-    listener.batch_execute("LISTEN orders_events").await.unwrap();
+    listener
+        .batch_execute("LISTEN orders_events")
+        .await
+        .unwrap();
     client
         .batch_execute("NOTIFY orders_events, 'shipped'")
         .await
@@ -214,7 +243,11 @@ async fn tokio_postgres_extended_protocol_pipelining_copy_notify_and_cancel() {
     assert!(started.elapsed() < std::time::Duration::from_secs(25));
     sleeper.await.unwrap().unwrap();
     assert_eq!(
-        client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
         1
     );
 }

@@ -1,6 +1,8 @@
 //! Operational behaviour: secrets stay out of logs, graceful shutdown, upstream
 //! TLS and every upstream authentication method, config errors, compose file.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -22,7 +24,11 @@ fn secrets_never_reach_the_log_or_the_recording_at_debug_level() {
         assert!(ok, "{err}");
     }
     // A failed login with a real-looking token must not log it either.
-    let (ok, _, _) = psql(&env.conninfo(), &env.issuer.expired_token(), &["-c", "SELECT 1"]);
+    let (ok, _, _) = psql(
+        &env.conninfo(),
+        &env.issuer.expired_token(),
+        &["-c", "SELECT 1"],
+    );
     assert!(!ok);
     let id = env.last_session_id();
     env.events(&id); // wait until the recording is complete
@@ -42,9 +48,38 @@ fn secrets_never_reach_the_log_or_the_recording_at_debug_level() {
         for entry in walk(&env.warden.dir().join("data")) {
             let bytes = std::fs::read(&entry).unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
-            assert!(!text.contains(secret), "the {name} is in {}", entry.display());
+            assert!(
+                !text.contains(secret),
+                "the {name} is in {}",
+                entry.display()
+            );
         }
     }
+}
+
+/// A self-signed certificate for localhost (openssl).
+fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -64,7 +99,12 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_closes_sessions_with_a_clear_error() {
-    let mut env = common::start_with(common::DEFAULT_POLICIES, "", "info", "shutdown_grace = \"2s\"");
+    let mut env = common::start_with(
+        common::DEFAULT_POLICIES,
+        "",
+        "info",
+        "shutdown_grace = \"2s\"",
+    );
     let key = env.warden.create_key("drain", &["agents"]).unwrap();
     let (client, connection) = env
         .pg_config(&key)
@@ -127,7 +167,10 @@ fn upstream_tls_and_every_upstream_auth_method() {
         target(
             "verified",
             "ssluser",
-            &format!("upstream_tls = \"verify-full\"\nupstream_ca = \"{}\"\nupstream_server_name = \"localhost\"", ca.display())
+            &format!(
+                "upstream_tls = \"verify-full\"\nupstream_ca = \"{}\"\nupstream_server_name = \"localhost\"",
+                ca.display()
+            )
         ),
         target("unverified", "ssluser", "upstream_tls = \"verify-full\""),
         target("required", "ssluser", "upstream_tls = \"require\""),
@@ -186,7 +229,8 @@ fn warden_check_names_file_line_and_fix() {
     );
     assert!(stderr.contains("docs/config.md"), "{stderr}");
 
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/warden.toml");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/warden.toml");
     let output = std::process::Command::new(common::binary())
         .args(["check", "--config"])
         .arg(&example)
@@ -216,10 +260,38 @@ fn docker_compose_file_parses_and_describes_the_fixture() {
     let ports = format!("{:?}", warden["ports"]);
     assert!(ports.contains("15432"), "{ports}");
     // The config it mounts is the one the demo uses, and it is valid.
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compose/warden.toml");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compose/warden.toml");
     let output = std::process::Command::new(common::binary())
         .args(["check", "--config"])
         .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The complete example at the top of docs/config.md is valid.
+#[test]
+fn config_reference_example_passes_warden_check() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let text = std::fs::read_to_string(docs).unwrap();
+    let start = text.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, &text[start..end]).unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key) = make_cert(&certs);
+    std::fs::rename(cert, certs.join("warden.pem")).unwrap();
+    std::fs::rename(key, certs.join("warden-key.pem")).unwrap();
+    let output = std::process::Command::new(common::binary())
+        .args(["check", "--config"])
+        .arg(&path)
         .output()
         .unwrap();
     assert!(

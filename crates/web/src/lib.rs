@@ -10,7 +10,10 @@ use std::sync::Arc;
 use warden_core::metrics::Metrics;
 
 /// Builds the admin router.
-pub fn admin_router(metrics: Arc<Metrics>, draining: tokio_util::sync::CancellationToken) -> Router {
+pub fn admin_router(
+    metrics: Arc<Metrics>,
+    draining: tokio_util::sync::CancellationToken,
+) -> Router {
     let health_draining = draining.clone();
     Router::new()
         .route(

@@ -63,7 +63,7 @@ impl ClientError {
             ClientError::Timeout => (1159, "08S01"),
             ClientError::Malformed(_) => (1835, "HY000"),
             ClientError::TlsRequired => (3159, "HY000"),
-            ClientError::UpstreamUnavailable(_) => (2003, "HY000"),
+            ClientError::UpstreamUnavailable(_) => (1429, "HY000"),
             ClientError::StatementDenied(_) => (1142, "42000"),
             ClientError::AdminDenied(_) => (1227, "42000"),
             ClientError::DatabaseDenied(_) => (1044, "42000"),

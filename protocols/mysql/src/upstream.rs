@@ -254,3 +254,7 @@ impl Context for Ctx<'_> {
         None
     }
 }
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const SYSTEM_ERROR: &str = "58000";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

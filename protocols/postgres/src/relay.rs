@@ -23,7 +23,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warden_core::engines::{Dialect, SessionRecording};
 use warden_core::events::{EventKind, StatementProtocol};
-use warden_core::{Action, Decision, Gateway, Identity};
+use warden_core::{Decision, Gateway, Identity};
 
 /// Size of each direction's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -462,14 +462,7 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
 }
 
 fn denial_error(decision: &Decision) -> PgError {
-    let message = match decision.action {
-        Action::Review => format!(
-            "{} (statement approval is not available yet, so it is refused)",
-            decision.reason
-        ),
-        _ => decision.reason.clone(),
-    };
-    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, message)
+    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, decision.reason.clone())
         .with_detail(format!(
             "Warden policy rule: {}; operation: {}",
             decision.rule_name(),
@@ -539,7 +532,6 @@ async fn upstream_to_client(
         }
         let read = tokio::select! {
             biased;
-            read = upstream.read_buf(&mut buf) => read,
             _ = terminate.cancelled() => {
                 // Close at a message boundary with a clear error.
                 if passthrough == 0 {
@@ -551,6 +543,7 @@ async fn upstream_to_client(
                 }
                 return Stop::Shutdown;
             }
+            read = upstream.read_buf(&mut buf) => read,
         };
         match read {
             Ok(0) => {

@@ -427,7 +427,10 @@ async fn run_session(
         tracing::error!(%error, "cannot index the session; refusing it");
         refuse(
             &mut stream,
-            PgError::fatal("58000", "Warden cannot record this session right now"),
+            PgError::fatal(
+                sqlstate::SYSTEM_ERROR,
+                "Warden cannot record this session right now",
+            ),
         )
         .await;
         return;
@@ -444,7 +447,10 @@ async fn run_session(
                 let _ = gateway.sessions.session_ended(&session.id, &summary).await;
                 refuse(
                     &mut stream,
-                    PgError::fatal("58000", "Warden cannot record this session right now"),
+                    PgError::fatal(
+                        sqlstate::SYSTEM_ERROR,
+                        "Warden cannot record this session right now",
+                    ),
                 )
                 .await;
                 return;

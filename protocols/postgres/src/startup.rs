@@ -166,7 +166,6 @@ const REFUSED_PARAMETERS: &[&str] = &[
     "session_replication_role",
     "local_preload_libraries",
     "session_preload_libraries",
-    "default_transaction_isolation_level",
 ];
 
 /// Checks the client's startup parameters. Returns those to forward upstream

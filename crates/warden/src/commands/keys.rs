@@ -58,6 +58,11 @@ async fn run_async(command: KeysCommand) -> Result<ExitCode> {
         } => {
             let config = Config::load(&config.config)?;
             let limits = &config.identity.access_keys;
+            if !limits.enabled {
+                bail!(
+                    "access keys are disabled in this config ([identity.access_keys] enabled = false)"
+                );
+            }
             let ttl = ttl.unwrap_or(limits.default_ttl);
             if ttl > limits.max_ttl {
                 bail!(
@@ -106,7 +111,10 @@ async fn run_async(command: KeysCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<18} {:<20} {:<24} {:<25} STATE", "ID", "NAME", "GROUPS", "EXPIRES");
+            println!(
+                "{:<18} {:<20} {:<24} {:<25} STATE",
+                "ID", "NAME", "GROUPS", "EXPIRES"
+            );
             let now = time::OffsetDateTime::now_utc();
             for key in keys {
                 let state = if key.revoked_at.is_some() {

@@ -19,7 +19,10 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
 /// Opens the store named by the config.
 pub async fn open_store(config: &warden_core::config::Config) -> Result<warden_store::SqliteStore> {
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-        format!("cannot create data_dir {}", config.server.data_dir.display())
+        format!(
+            "cannot create data_dir {}",
+            config.server.data_dir.display()
+        )
     })?;
     warden_store::SqliteStore::open(&config.store_url())
         .await

@@ -96,7 +96,12 @@ async fn run_async(command: SessionsCommand) -> Result<ExitCode> {
             } else {
                 print_session_detail(&row);
                 for event in audit {
-                    println!("  audit  {} {} {}", rfc3339(event.at), event.kind, event.detail);
+                    println!(
+                        "  audit  {} {} {}",
+                        rfc3339(event.at),
+                        event.kind,
+                        event.detail
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
