@@ -472,7 +472,7 @@ if [[ $COMPARE_RECORDING == 1 ]]; then
 	for c in $CLIENTS; do
 		rec+=" c=$c warden(rec on)/warden(rec off)=$(ratio "$(avg_tps "warden|$c|simple")" "$(avg_tps "warden-norec|$c|simple")");"
 	done
-	echo "$rec"
+	echo "${rec%;}"
 fi
 
 # Anything Warden logged at warn/error level during the run is part of the result.
