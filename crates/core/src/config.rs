@@ -62,6 +62,8 @@ pub struct ServerConfig {
     /// Time allowed for a client to finish the handshake and authenticate.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Threads relaying sessions; one per CPU core when omitted.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +76,7 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             max_message_size: default_max_message_size(),
             handshake_timeout: default_handshake_timeout(),
+            worker_threads: None,
         }
     }
 }

@@ -3,11 +3,10 @@
 use crate::error::RecordingError;
 use crate::line::{Note, Recorded};
 use crate::reader::{check_session_id, recording_path};
-use crate::writer::{self, Msg, Slot};
+use crate::writer::{self, Msg, QueueSender, Slot};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
 use time::OffsetDateTime;
 use warden_core::engines::{Recorder, SessionRecording, StoreError};
 use warden_core::events::{EventKind, SessionInfo, SessionSummary};
@@ -27,7 +26,7 @@ pub const DEFAULT_QUEUE_LIMIT: usize = 1 << 20;
 /// everything recorded so far is on disk.
 pub struct LocalRecorder {
     dir: PathBuf,
-    tx: Sender<Msg>,
+    tx: QueueSender,
     next_slot: AtomicU64,
     pending: Arc<AtomicUsize>,
     queue_limit: usize,
@@ -56,9 +55,8 @@ impl LocalRecorder {
             path: dir.clone(),
             source,
         })?;
-        let (tx, rx) = std::sync::mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        writer::spawn(rx, pending.clone()).map_err(RecordingError::SpawnWriter)?;
+        let tx = writer::spawn(pending.clone()).map_err(RecordingError::SpawnWriter)?;
         Ok(LocalRecorder {
             dir,
             tx,
@@ -83,13 +81,15 @@ impl LocalRecorder {
             .open(&path)
             .map_err(|source| RecordingError::Create { path, source })?;
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        // The writer thread lives as long as any sender, so this cannot fail.
-        let _ = self.tx.send(Msg::Open {
-            slot,
-            session_id: session.id.clone(),
-            started_at: session.started_at,
-            file,
-        });
+        self.tx.send(
+            Msg::Open {
+                slot,
+                session_id: session.id.clone(),
+                started_at: session.started_at,
+                file,
+            },
+            true,
+        );
         Ok(LocalRecording {
             slot,
             tx: self.tx.clone(),
@@ -104,9 +104,8 @@ impl LocalRecorder {
     /// and fsynced, and every finished recording is closed.
     pub async fn flush_all(&self) {
         let (reply, done) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::Barrier(reply)).is_ok() {
-            let _ = done.await;
-        }
+        self.tx.send(Msg::Barrier(reply), true);
+        let _ = done.await;
     }
 }
 
@@ -122,7 +121,7 @@ impl Recorder for LocalRecorder {
 /// without an `end` line (the reader then shows the session as cut short).
 pub struct LocalRecording {
     slot: Slot,
-    tx: Sender<Msg>,
+    tx: QueueSender,
     pending: Arc<AtomicUsize>,
     queue_limit: usize,
     /// Events dropped since the last `dropped` line.
@@ -138,15 +137,15 @@ impl LocalRecording {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        let sent = self.tx.send(Msg::Event {
-            slot: self.slot,
-            at: OffsetDateTime::now_utc(),
-            event,
+        self.tx.send(
+            Msg::Event {
+                slot: self.slot,
+                at: OffsetDateTime::now_utc(),
+                event,
+                last,
+            },
             last,
-        });
-        if sent.is_err() {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        }
+        );
         true
     }
 
@@ -189,7 +188,7 @@ impl Drop for LocalRecording {
     fn drop(&mut self) {
         if !self.finished.swap(true, Ordering::Relaxed) {
             self.report_dropped(true);
-            let _ = self.tx.send(Msg::Close { slot: self.slot });
+            self.tx.send(Msg::Close { slot: self.slot }, true);
         }
     }
 }

@@ -12,7 +12,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -20,6 +21,100 @@ use time::OffsetDateTime;
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 const BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long queued events may wait before the writer picks them up. The relay
+/// does not wake the writer for ordinary events (a futex wake per statement
+/// costs more than the statement's relaying): the writer collects them in
+/// batches at this pace, or sooner when [`WAKE_AT`] events are waiting.
+const COLLECT_EVERY: Duration = Duration::from_millis(20);
+
+/// Queue length at which a sender wakes the writer early.
+const WAKE_AT: usize = 4096;
+
+/// A many-producer queue the writer drains in batches.
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+struct QueueState {
+    items: Vec<Msg>,
+    senders: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The sending side; the writer ends once every sender is dropped.
+pub(crate) struct QueueSender {
+    queue: Arc<Queue>,
+}
+
+impl QueueSender {
+    /// Queues a message. `urgent` wakes the writer now (opens, ends, barriers).
+    pub(crate) fn send(&self, msg: Msg, urgent: bool) {
+        let len = {
+            let mut state = self.queue.lock();
+            state.items.push(msg);
+            state.items.len()
+        };
+        if urgent || len == WAKE_AT {
+            self.queue.wake.notify_one();
+        }
+    }
+}
+
+impl Clone for QueueSender {
+    fn clone(&self) -> Self {
+        self.queue.lock().senders += 1;
+        QueueSender {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for QueueSender {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.queue.lock();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.queue.wake.notify_one();
+        }
+    }
+}
+
+/// Takes every queued message, waiting up to `timeout` (forever when `None`)
+/// for one. `None` when every sender is gone and nothing is left.
+fn take_batch(queue: &Queue, timeout: Option<Duration>) -> Option<Vec<Msg>> {
+    let mut state = queue.lock();
+    if state.items.is_empty() && state.senders > 0 {
+        state = match timeout {
+            Some(timeout) => {
+                queue
+                    .wake
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0
+            }
+            None => queue
+                .wake
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
+    }
+    if state.items.is_empty() && state.senders == 0 {
+        return None;
+    }
+    Some(std::mem::take(&mut state.items))
+}
 
 /// Identifies a session's file inside one writer (cheaper than its id text).
 pub(crate) type Slot = u64;
@@ -105,41 +200,65 @@ impl OpenFile {
 }
 
 /// Starts the writer and fsync threads; they end when every sender is gone.
-pub(crate) fn spawn(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) -> Result<(), std::io::Error> {
+pub(crate) fn spawn(pending: Arc<AtomicUsize>) -> Result<QueueSender, std::io::Error> {
+    let queue = Arc::new(Queue {
+        state: Mutex::new(QueueState {
+            items: Vec::new(),
+            senders: 1,
+        }),
+        wake: Condvar::new(),
+    });
     let (sync_tx, sync_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("warden-rec-fsync".into())
         .spawn(move || fsync_loop(sync_rx))?;
+    let writer_queue = queue.clone();
     std::thread::Builder::new()
         .name("warden-recorder".into())
-        .spawn(move || write_loop(rx, sync_tx, pending))?;
-    Ok(())
+        .spawn(move || write_loop(&writer_queue, sync_tx, pending))?;
+    Ok(QueueSender { queue })
 }
 
-fn write_loop(rx: Receiver<Msg>, sync_tx: Sender<SyncMsg>, pending: Arc<AtomicUsize>) {
+fn write_loop(queue: &Queue, sync_tx: Sender<SyncMsg>, pending: Arc<AtomicUsize>) {
     let mut files: HashMap<Slot, OpenFile> = HashMap::new();
     let mut next_flush = Instant::now() + FLUSH_EVERY;
     loop {
-        let any_dirty = files.values().any(|f| f.dirty);
-        let msg = if any_dirty {
-            match rx.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
-                Ok(msg) => Some(msg),
-                Err(_) => break,
-            }
+        // With files open, collect at COLLECT_EVERY; idle, sleep until woken.
+        let timeout = (!files.is_empty()).then_some(COLLECT_EVERY);
+        let Some(batch) = take_batch(queue, timeout) else {
+            break;
         };
+        for msg in batch {
+            handle(msg, &mut files, &sync_tx, &pending);
+        }
+        if Instant::now() >= next_flush {
+            for file in files.values_mut() {
+                file.flush();
+            }
+            next_flush = Instant::now() + FLUSH_EVERY;
+        }
+    }
+    // Every sender is gone: close what is still open.
+    let slots: Vec<Slot> = files.keys().copied().collect();
+    for slot in slots {
+        close(&mut files, slot, &sync_tx);
+    }
+}
+
+fn handle(
+    msg: Msg,
+    files: &mut HashMap<Slot, OpenFile>,
+    sync_tx: &Sender<SyncMsg>,
+    pending: &AtomicUsize,
+) {
+    {
         match msg {
-            Some(Msg::Open {
+            Msg::Open {
                 slot,
                 session_id,
                 started_at,
                 file,
-            }) => {
+            } => {
                 files.insert(
                     slot,
                     OpenFile {
@@ -152,22 +271,22 @@ fn write_loop(rx: Receiver<Msg>, sync_tx: Sender<SyncMsg>, pending: Arc<AtomicUs
                     },
                 );
             }
-            Some(Msg::Event {
+            Msg::Event {
                 slot,
                 at,
                 event,
                 last,
-            }) => {
+            } => {
                 pending.fetch_sub(1, Ordering::Relaxed);
                 if let Some(file) = files.get_mut(&slot) {
                     file.write(at, &event);
                 }
                 if last {
-                    close(&mut files, slot, &sync_tx);
+                    close(files, slot, sync_tx);
                 }
             }
-            Some(Msg::Close { slot }) => close(&mut files, slot, &sync_tx),
-            Some(Msg::Barrier(reply)) => {
+            Msg::Close { slot } => close(files, slot, sync_tx),
+            Msg::Barrier(reply) => {
                 for file in files.values_mut() {
                     file.flush();
                     if let Err(e) = file.out.get_ref().sync_data() {
@@ -181,19 +300,7 @@ fn write_loop(rx: Receiver<Msg>, sync_tx: Sender<SyncMsg>, pending: Arc<AtomicUs
                     let _ = reply.send(());
                 }
             }
-            None => {}
         }
-        if Instant::now() >= next_flush {
-            for file in files.values_mut() {
-                file.flush();
-            }
-            next_flush = Instant::now() + FLUSH_EVERY;
-        }
-    }
-    // Every sender is gone: close what is still open.
-    let slots: Vec<Slot> = files.keys().copied().collect();
-    for slot in slots {
-        close(&mut files, slot, &sync_tx);
     }
 }
 

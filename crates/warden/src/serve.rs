@@ -16,7 +16,11 @@ use warden_store::Store;
 
 pub fn run(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.server.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    runtime
         .enable_all()
         .thread_name("warden")
         .build()

@@ -8,6 +8,7 @@
 
 mod cache;
 mod functions;
+mod literals;
 mod mysql;
 mod mysql_lex;
 mod pg_walk;
@@ -247,7 +248,12 @@ impl Classifier {
         if sql.len() > MAX_CACHED_TEXT {
             return Arc::new(self.classify_uncached(dialect, sql));
         }
-        let key = (dialect, Box::<str>::from(sql));
+        // Statements that differ only in numbers share a classification.
+        let text = match dialect {
+            Dialect::Postgres => literals::postgres_key(sql).unwrap_or_else(|| sql.to_string()),
+            Dialect::Mysql => sql.to_string(),
+        };
+        let key = (dialect, text.into_boxed_str());
         if let Some(hit) = self.cache.get(&key) {
             return hit;
         }
