@@ -30,7 +30,8 @@ fn psql_session_with_access_key_is_relayed_and_recorded() {
          \\.\n\
          PREPARE by_name(text) AS SELECT qty FROM items WHERE name = $1;\n\
          EXECUTE by_name('kiwi');\n\
-         SELECT count(*) AS total FROM items;\n",
+         SELECT count(*) AS total FROM items;\n\
+         COPY (SELECT name FROM items WHERE qty = 17) TO STDOUT;\n",
     )
     .unwrap();
     let (ok, out, err) = psql(
@@ -51,6 +52,7 @@ fn psql_session_with_access_key_is_relayed_and_recorded() {
     assert!(out.contains("COPY 2"), "{out}");
     assert!(out.contains("13"), "prepared statement result: {out}");
     assert!(out.contains(" 6\n"), "3 seeded + fig + kiwi + lime: {out}");
+    assert!(out.trim_end().ends_with("lime"), "COPY TO STDOUT: {out}");
 
     let id = env.last_session_id();
     let replay = env.replay(&id);

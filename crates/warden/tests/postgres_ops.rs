@@ -300,3 +300,46 @@ fn config_reference_example_passes_warden_check() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refuses_with_53300_and_frees_slots() {
+    let env = common::start_with(common::DEFAULT_POLICIES, "", "info", "max_connections = 2");
+    let key = env.warden.create_key("limit", &["agents"]).unwrap();
+    let first = env.connect(&key).await;
+    let second = env.connect(&key).await;
+    let error = env
+        .pg_config(&key)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a third connection is refused");
+    assert_eq!(error.code().map(|c| c.code()), Some("53300"), "{error}");
+    drop(first);
+    // The slot frees once the first session has ended.
+    let mut third = None;
+    for _ in 0..50 {
+        if let Ok((client, connection)) = env.pg_config(&key).connect(tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            third = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let third = third.expect("a slot frees after a session ends");
+    assert_eq!(
+        third
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    assert_eq!(
+        second
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+}

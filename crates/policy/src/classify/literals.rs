@@ -31,7 +31,10 @@ pub fn postgres_key(sql: &str) -> Option<String> {
             b'"' => i = skip_quoted(bytes, i, b'"')?,
             b'$' => {
                 // `$1` parameters are fine; `$tag$` dollar quotes are not followed.
-                let digits = bytes[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
                 if digits == 0 {
                     return None;
                 }
@@ -198,6 +201,9 @@ mod soundness {
             assert_eq!(original.operation, normalized.operation, "{sql} vs {key}");
             assert_eq!(original.tables, normalized.tables, "{sql} vs {key}");
         }
-        assert!(folded >= 10, "only {folded} corpus statements have numbers to fold");
+        assert!(
+            folded >= 10,
+            "only {folded} corpus statements have numbers to fold"
+        );
     }
 }
