@@ -16,6 +16,7 @@ pub mod operation;
 pub mod secret;
 pub mod tls;
 pub mod units;
+pub mod upstream_tls;
 
 pub use gateway::Gateway;
 pub use identity::{Identity, IdentityKind};

@@ -205,7 +205,7 @@ fn malformed_packets_get_protocol_errors_and_warden_keeps_serving() {
 #[test]
 fn ssl_request_with_pipelined_bytes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key_path) = make_cert(dir.path());
+    let (cert, key_path) = warden_test_support::tls::self_signed(dir.path(), "warden").unwrap();
     let (pg, app_password) = common::upstream();
     let issuer = warden_test_support::oidc::TestIssuer::start().unwrap();
     let extra = format!(
@@ -345,30 +345,4 @@ fn unknown_and_forbidden_targets_look_the_same_and_upstream_down_is_clear() {
         "unclear upstream error: {err}"
     );
     assert!(started.elapsed() < Duration::from_secs(15));
-}
-
-/// A self-signed certificate for 127.0.0.1/localhost (openssl).
-pub fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cert = dir.join("warden.pem");
-    let key = dir.join("warden-key.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (cert, key)
 }

@@ -57,29 +57,13 @@ fn secrets_never_reach_the_log_or_the_recording_at_debug_level() {
     }
 }
 
-/// A self-signed certificate for localhost (openssl).
-fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (cert, key)
+/// Runs `warden check --config PATH`.
+fn warden_check(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(common::binary())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -216,11 +200,7 @@ fn warden_check_names_file_line_and_fix() {
         "[server]\ndata_dir = \"x\"\n\n[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:15432\"\nallow_plaintxt = true\n",
     )
     .unwrap();
-    let output = std::process::Command::new(common::binary())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = warden_check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -231,11 +211,7 @@ fn warden_check_names_file_line_and_fix() {
 
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/warden.toml");
-    let output = std::process::Command::new(common::binary())
-        .args(["check", "--config"])
-        .arg(&example)
-        .output()
-        .unwrap();
+    let output = warden_check(&example);
     assert!(
         output.status.success(),
         "examples/warden.toml must be valid: {}",
@@ -262,11 +238,7 @@ fn docker_compose_file_parses_and_describes_the_fixture() {
     // The config it mounts is the one the demo uses, and it is valid.
     let config =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compose/warden.toml");
-    let output = std::process::Command::new(common::binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let output = warden_check(&config);
     assert!(
         output.status.success(),
         "{}",
@@ -286,14 +258,8 @@ fn config_reference_example_passes_warden_check() {
     std::fs::write(&path, &text[start..end]).unwrap();
     let certs = dir.path().join("certs");
     std::fs::create_dir(&certs).unwrap();
-    let (cert, key) = make_cert(&certs);
-    std::fs::rename(cert, certs.join("warden.pem")).unwrap();
-    std::fs::rename(key, certs.join("warden-key.pem")).unwrap();
-    let output = std::process::Command::new(common::binary())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    warden_test_support::tls::self_signed(&certs, "warden").unwrap();
+    let output = warden_check(&path);
     assert!(
         output.status.success(),
         "{}",

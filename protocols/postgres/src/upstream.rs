@@ -5,8 +5,6 @@ use crate::client_stream::MaybeTls;
 use crate::frame::{self, backend, peek_header, read_cstr, read_i32};
 use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,110 +164,15 @@ pub async fn open_transport(target: &TargetConfig) -> Result<MaybeTls, UpstreamE
             }
         )));
     }
-    let config = client_tls_config(target, mode)?;
-    let server_name = target
-        .upstream_server_name
-        .clone()
-        .unwrap_or_else(|| target.host().to_string());
-    let server_name = ServerName::try_from(server_name.clone())
-        .map_err(|_| UpstreamError::Tls(format!("invalid server name {server_name:?}")))?;
+    let config =
+        warden_core::upstream_tls::client_config(target, mode).map_err(UpstreamError::Tls)?;
+    let server_name = warden_core::upstream_tls::server_name(target).map_err(UpstreamError::Tls)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tls = connector
         .connect(server_name, tcp)
         .await
         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
     Ok(MaybeTls::ClientTls(Box::new(tls)))
-}
-
-fn client_tls_config(
-    target: &TargetConfig,
-    mode: UpstreamTls,
-) -> Result<rustls::ClientConfig, UpstreamError> {
-    if mode == UpstreamTls::Require {
-        return Ok(rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new()))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &target.upstream_ca {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| {
-                    UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    UpstreamError::Tls(format!("upstream_ca {}: {e}", path.display()))
-                })?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// `upstream_tls = "require"`: encryption without authentication of the server,
-/// like libpq's `sslmode=require`. Signatures are still checked.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl AcceptAnyCertificate {
-    fn new() -> Self {
-        AcceptAnyCertificate(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-    }
-}
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 async fn send_startup(stream: &mut MaybeTls, login: &Login<'_>) -> Result<(), UpstreamError> {
