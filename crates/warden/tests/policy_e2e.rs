@@ -175,3 +175,54 @@ fn policy_explain_shows_classification_rule_and_action() {
     assert!(text.contains("items"), "{text}");
     assert!(text.contains("deny"), "{text}");
 }
+
+#[test]
+fn policy_file_changes_apply_to_new_statements_and_bad_files_are_refused() {
+    let env = common::start();
+    let key = env.warden.create_key("reloaded", &["readers"]).unwrap();
+    let delete = ["-c", "DELETE FROM items WHERE name = 'plum'"];
+    let (ok, _, err) = psql(&env.conninfo(), &key, &delete);
+    assert!(!ok && err.contains("no rule allows write"), "{err}");
+
+    let path = env.warden.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    // An invalid edit is refused with file:line and the old rules stay.
+    std::fs::write(
+        &path,
+        original.replace("allow = [\"read\"]\n", "allow = [\"reed\"]\n"),
+    )
+    .unwrap();
+    let mut logged = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if env.warden.logs().contains("unknown operation \"reed\"") {
+            logged = true;
+            break;
+        }
+    }
+    assert!(logged, "the reload error is logged:\n{}", env.warden.logs());
+    assert!(env.warden.logs().contains("warden.toml:"), "with file:line");
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &key,
+        &["-At", "-c", "SELECT count(*) FROM items"],
+    );
+    assert!(ok && out.trim() == "3", "old rules still serve: {err}");
+
+    // A valid edit applies to new statements without a restart.
+    std::fs::write(
+        &path,
+        original.replace("allow = [\"read\"]\n", "allow = [\"read\", \"write\"]\n"),
+    )
+    .unwrap();
+    let mut allowed = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (ok, _, _) = psql(&env.conninfo(), &key, &delete);
+        if ok {
+            allowed = true;
+            break;
+        }
+    }
+    assert!(allowed, "the new rule applies:\n{}", env.warden.logs());
+}
