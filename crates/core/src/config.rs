@@ -62,7 +62,8 @@ pub struct ServerConfig {
     /// Time allowed for a client to finish the handshake and authenticate.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Threads relaying sessions; one per CPU core when omitted.
+    /// Threads relaying sessions; half the CPU cores (at least one) when omitted.
+    /// With one, every session runs on a single event loop, as pgbouncer does.
     pub worker_threads: Option<usize>,
 }
 
