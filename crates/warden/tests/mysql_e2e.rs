@@ -1,0 +1,513 @@
+//! MySQL/MariaDB through the real `warden` binary: the `mariadb` CLI with an
+//! OIDC token (cleartext, loopback and TLS), access keys over
+//! `mysql_native_password`, PyMySQL with parameters, statement policy with
+//! error 1142 and recorded decisions, and multi-statement batches.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_test_support::mariadb::MariaDb;
+use warden_test_support::oidc::{Algorithm, TestIssuer};
+use warden_test_support::warden::{Warden, WardenConfig};
+
+/// The upstream user Warden logs in as.
+const APP_USER: &str = "app";
+
+/// `agents` may read, write and run DDL; `readers` may only read.
+const POLICIES: &str = r#"
+[[policy]]
+name = "agents work on orders"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read", "write", "ddl"]
+
+[[policy]]
+name = "readers read orders"
+subjects = ["group:readers"]
+targets = ["orders"]
+allow = ["read"]
+"#;
+
+struct Env {
+    db: MariaDb,
+    issuer: TestIssuer,
+    warden: Warden,
+    mysql_port: u16,
+    /// The `[tls]` certificate, when Warden has one.
+    cert: Option<PathBuf>,
+    _certs: tempfile::TempDir,
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+/// A MariaDB with user `app` owning database `orders` and a table `items`.
+fn upstream() -> (MariaDb, String) {
+    warden_test_support::init();
+    let db = MariaDb::start().expect("start mariadb");
+    let password = format!("app-pw-{:016x}", rand::random::<u64>());
+    db.sql("CREATE DATABASE orders").unwrap();
+    db.create_user(APP_USER, &password, Some("orders.*"))
+        .unwrap();
+    db.sql_db(
+        Some("orders"),
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, qty INT NOT NULL); \
+         INSERT INTO items (name, qty) VALUES ('apple', 3), ('pear', 5), ('plum', 7);",
+    )
+    .unwrap();
+    (db, password)
+}
+
+/// MariaDB, an OIDC issuer and Warden with a MySQL listener (and `[tls]` when asked).
+fn start(tls: bool) -> Env {
+    let (db, app_password) = upstream();
+    let issuer = TestIssuer::start().expect("start issuer");
+    let certs = tempfile::tempdir().unwrap();
+    let mysql_port = warden_test_support::free_port();
+    let mut cert = None;
+    let mut tls_section = String::new();
+    if tls {
+        let (cert_path, key_path) =
+            warden_test_support::tls::self_signed(certs.path(), "warden").unwrap();
+        tls_section = format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        );
+        cert = Some(cert_path);
+    }
+    let body = format!(
+        r#"
+[[listener]]
+protocol = "mysql"
+listen = "127.0.0.1:{mysql_port}"
+
+{tls_section}
+[[identity.oidc]]
+issuer = "{issuer}"
+audience = "warden"
+
+[[target]]
+name = "orders"
+protocol = "mysql"
+address = "{address}"
+credentials = {{ mode = "static", user = "{APP_USER}", password = "env:ORDERS_PASSWORD" }}
+
+{POLICIES}
+"#,
+        issuer = issuer.issuer_url(),
+        address = db.address(),
+    );
+    let warden = Warden::start(
+        binary(),
+        WardenConfig {
+            body,
+            env: vec![("ORDERS_PASSWORD".into(), app_password)],
+            ..WardenConfig::default()
+        },
+    )
+    .expect("start warden");
+    wait_port(mysql_port, &warden);
+    Env {
+        db,
+        issuer,
+        warden,
+        mysql_port,
+        cert,
+        _certs: certs,
+    }
+}
+
+/// `Warden::start` waits for the Postgres listener; the MySQL one binds alongside.
+fn wait_port(port: u16, warden: &Warden) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the mysql listener did not open:\n{}",
+            warden.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a client process did.
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn output(command: &mut Command) -> Output {
+    let out = command.stdin(Stdio::null()).output().expect("run a client");
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Env {
+    fn token(&self, sub: &str, groups: &[&str]) -> String {
+        self.issuer
+            .mint(Algorithm::RS256, self.issuer.default_claims(sub, groups))
+    }
+
+    /// `mariadb` against Warden's MySQL listener, database `orders`, batch mode
+    /// without column names; `extra` goes before `-e SQL`.
+    fn mariadb(&self, user: &str, password: &str, extra: &[&str], sql: &str) -> Output {
+        output(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+                .arg(self.mysql_port.to_string())
+                .args(["-u", user, "-D", "orders", "--connect-timeout=10"])
+                .args(["--batch", "--skip-column-names"])
+                .args(extra)
+                .args(["-e", sql])
+                .env("MYSQL_PWD", password),
+        )
+    }
+
+    /// `mariadb` reading `script` from stdin (batch mode, like a piped file).
+    fn mariadb_stdin(&self, user: &str, password: &str, extra: &[&str], script: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("mariadb")
+            .arg("--no-defaults")
+            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(self.mysql_port.to_string())
+            .args(["-u", user, "-D", "orders", "--connect-timeout=10"])
+            .args(extra)
+            .env("MYSQL_PWD", password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mariadb");
+        // The CLI reads all of stdin before it exits; closing it ends the script.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(script.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The id of the newest session.
+    fn last_session_id(&self) -> String {
+        let out = self
+            .warden
+            .cli(&["sessions", "list", "--json", "--limit", "1"])
+            .unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows[0]["id"].as_str().expect("a session").to_string()
+    }
+
+    /// Recorded events of a session (waits for its `end` event).
+    fn events(&self, session_id: &str) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let out = self
+                .warden
+                .cli(&["replay", session_id, "--json"])
+                .unwrap_or_default();
+            let events: Vec<serde_json::Value> = out
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect();
+            if events.iter().any(|e| e["type"] == "end") {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("session {session_id} has no end event")
+    }
+}
+
+/// Output lines without the CLI's own warnings (MariaDB's client prints
+/// "option '--enable-cleartext-plugin' is obsolete" on stdout: it always
+/// allows the cleartext plugin).
+fn rows(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|line| !line.starts_with("WARNING: "))
+        .collect()
+}
+
+/// The key id part (`wdn_<16 hex>`) of an access key: the MySQL user name.
+fn key_id(key: &str) -> &str {
+    assert!(key.starts_with("wdn_") && key.len() > 20, "a key: {key}");
+    &key[..20]
+}
+
+#[test]
+fn mariadb_cli_with_token_over_cleartext_on_loopback_and_tls() {
+    let env = start(true);
+    let token = env.token("agent-1", &["agents"]);
+    let sql = "SELECT CURRENT_USER(); SELECT name FROM items ORDER BY id;";
+
+    // Loopback, no TLS (this client uses TLS whenever offered unless told
+    // not to): the cleartext token is accepted.
+    let out = env.mariadb(
+        "agent",
+        &token,
+        &["--enable-cleartext-plugin", "--skip-ssl"],
+        sql,
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    assert_eq!(
+        rows(&out.stdout),
+        ["app@%", "apple", "pear", "plum"],
+        "{}",
+        out.stderr
+    );
+    let plain = env.last_session_id();
+
+    // TLS, verifying Warden's certificate.
+    let cert = env.cert.as_ref().unwrap().to_str().unwrap().to_string();
+    let ssl_ca = format!("--ssl-ca={cert}");
+    let out = env.mariadb(
+        "agent",
+        &token,
+        &[
+            "--enable-cleartext-plugin",
+            "--ssl",
+            &ssl_ca,
+            "--ssl-verify-server-cert",
+        ],
+        "SELECT CURRENT_USER()",
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    assert_eq!(rows(&out.stdout), ["app@%"], "{}", out.stdout);
+    let tls_session = env.last_session_id();
+    assert_ne!(plain, tls_session);
+
+    // The client really checks Warden's certificate: another CA fails.
+    let (other, _) = warden_test_support::tls::self_signed(env._certs.path(), "other").unwrap();
+    let other_ca = format!("--ssl-ca={}", other.display());
+    let out = env.mariadb(
+        "agent",
+        &token,
+        &["--ssl", &other_ca, "--ssl-verify-server-cert"],
+        "SELECT 1",
+    );
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(out.stderr.contains("ERROR 2026"), "{}", out.stderr);
+
+    // The recordings say who came in, over what, as whom upstream.
+    for (id, tls) in [(&plain, false), (&tls_session, true)] {
+        let events = env.events(id);
+        let start = events.iter().find(|e| e["type"] == "start").unwrap();
+        assert_eq!(start["client_tls"], tls, "{start}");
+        assert_eq!(start["upstream_user"], APP_USER, "{start}");
+        assert_eq!(start["protocol"], "mysql", "{start}");
+        assert!(start["identity"].to_string().contains("agent-1"), "{start}");
+    }
+
+    // A token that is not valid is refused with 1045.
+    let out = env.mariadb(
+        "agent",
+        &env.issuer.expired_token(),
+        &["--enable-cleartext-plugin"],
+        "SELECT 1",
+    );
+    assert!(!out.ok);
+    assert!(out.stderr.contains("ERROR 1045"), "{}", out.stderr);
+}
+
+#[test]
+fn access_key_via_native_password_and_wrong_key_gets_1045() {
+    let env = start(false);
+    let key = env.warden.create_key("native", &["agents"]).unwrap();
+    let id = key_id(&key);
+
+    let out = env.mariadb(id, &key, &[], "SELECT CURRENT_USER(), COUNT(*) FROM items");
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    assert_eq!(out.stdout.trim(), "app@%\t3");
+
+    // The key id without the `wdn_` prefix names the same key.
+    let out = env.mariadb(&id[4..], &key, &[], "SELECT 40 + 2");
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "42");
+
+    // Writes are allowed for agents and reach the upstream.
+    let out = env.mariadb(
+        id,
+        &key,
+        &[],
+        "INSERT INTO items (name, qty) VALUES ('fig', 11)",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let count = env
+        .db
+        .sql_db(
+            Some("orders"),
+            "SELECT COUNT(*) FROM items WHERE name = 'fig'",
+        )
+        .unwrap();
+    assert_eq!(count.trim(), "1");
+
+    // Same id, another secret.
+    let mut wrong = key.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    let out = env.mariadb(id, &wrong, &[], "SELECT 1");
+    assert!(!out.ok);
+    assert!(out.stderr.contains("ERROR 1045"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // A key id that does not exist.
+    let out = env.mariadb("wdn_0123456789abcdef", &key, &[], "SELECT 1");
+    assert!(!out.ok);
+    assert!(out.stderr.contains("ERROR 1045"), "{}", out.stderr);
+}
+
+#[test]
+fn pymysql_with_parameters() {
+    let env = start(false);
+    let key = env.warden.create_key("pymysql", &["agents"]).unwrap();
+    let token = env.token("agent-py", &["agents"]);
+    let script = r#"
+import json, os, sys, pymysql
+port = int(sys.argv[1])
+out = {}
+conn = pymysql.connect(host="127.0.0.1", port=port, user=os.environ["KEY_ID"],
+                       password=os.environ["KEY"], database="orders", connect_timeout=10)
+with conn.cursor() as cur:
+    cur.execute("SELECT name, qty FROM items WHERE qty > %s AND name <> %s ORDER BY id", (4, "plum"))
+    out["rows"] = [list(r) for r in cur.fetchall()]
+    cur.execute("INSERT INTO items (name, qty) VALUES (%s, %s)", ("o'brien \"quoted\"", 9))
+    conn.commit()
+    cur.execute("SELECT qty FROM items WHERE name = %s", ("o'brien \"quoted\"",))
+    out["quoted"] = cur.fetchall()[0][0]
+    cur.executemany("INSERT INTO items (name, qty) VALUES (%s, %s)", [("a", 1), ("b", 2)])
+    conn.commit()
+    cur.execute("SELECT COUNT(*) FROM items")
+    out["count"] = cur.fetchone()[0]
+conn.close()
+conn = pymysql.connect(host="127.0.0.1", port=port, user="agent-py",
+                       password=os.environ["TOKEN"], database="orders", connect_timeout=10)
+with conn.cursor() as cur:
+    cur.execute("SELECT CURRENT_USER(), %s", ("token",))
+    out["token_user"] = list(cur.fetchone())
+conn.close()
+print(json.dumps(out))
+"#;
+    let out = output(
+        Command::new("python3")
+            .args(["-c", script, &env.mysql_port.to_string()])
+            .env("KEY_ID", key_id(&key))
+            .env("KEY", &key)
+            .env("TOKEN", &token),
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let value: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(value["rows"], serde_json::json!([["pear", 5]]), "{value}");
+    assert_eq!(value["quoted"], 9);
+    assert_eq!(value["count"], 6);
+    assert_eq!(value["token_user"], serde_json::json!(["app@%", "token"]));
+    let upstream = env
+        .db
+        .sql_db(
+            Some("orders"),
+            "SELECT qty FROM items WHERE name LIKE 'o''brien%'",
+        )
+        .unwrap();
+    assert_eq!(upstream.trim(), "9");
+}
+
+#[test]
+fn reader_gets_rows_then_1142_for_delete_then_rows_again() {
+    let env = start(false);
+    let key = env.warden.create_key("reader", &["readers"]).unwrap();
+    // `-e` turns `--force` off, so the script comes on stdin.
+    let out = env.mariadb_stdin(
+        key_id(&key),
+        &key,
+        &["--batch", "--skip-column-names", "--force"],
+        "SELECT name FROM items WHERE qty = 3;\nDELETE FROM items;\nSELECT COUNT(*) FROM items;\n",
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["apple", "3"], "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.matches("ERROR").count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ERROR 1142"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("readers read orders") || out.stderr.contains("no matching rule"),
+        "the error names the rule: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("write"), "{}", out.stderr);
+
+    // Nothing was deleted upstream.
+    let count = env
+        .db
+        .sql_db(Some("orders"), "SELECT COUNT(*) FROM items")
+        .unwrap();
+    assert_eq!(count.trim(), "3");
+
+    let events = env.events(&env.last_session_id());
+    let decisions: Vec<_> = events.iter().filter(|e| e["type"] == "decision").collect();
+    assert_eq!(decisions.len(), 3, "{decisions:?}");
+    let denied: Vec<_> = decisions.iter().filter(|e| e["action"] == "deny").collect();
+    assert_eq!(denied.len(), 1, "{decisions:?}");
+    assert!(
+        denied[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("DELETE FROM items"),
+        "{}",
+        denied[0]
+    );
+    assert_eq!(denied[0]["operation"], "write", "{}", denied[0]);
+    let allowed = decisions.iter().filter(|e| e["action"] == "allow").count();
+    assert_eq!(allowed, 2, "{decisions:?}");
+}
+
+#[test]
+fn multi_statement_batch_returns_every_result_set() {
+    let env = start(false);
+    let key = env.warden.create_key("batch", &["agents"]).unwrap();
+    let out = env.mariadb(
+        key_id(&key),
+        &key,
+        &["--comments"],
+        "select '', 'marker'; show schemas;",
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["\tmarker", "information_schema", "orders"],
+        "{}",
+        out.stdout
+    );
+
+    // Piped into the CLI (batch mode from stdin), with a comment in front.
+    let out = env.mariadb_stdin(
+        key_id(&key),
+        &key,
+        &["--comments", "--batch"],
+        "/* first */ select '', 'marker'; show schemas;\nselect 7 as seven;\n",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let stdout = out.stdout;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "\tmarker",
+            "\tmarker",
+            "Database",
+            "information_schema",
+            "orders",
+            "seven",
+            "7"
+        ],
+        "{stdout}"
+    );
+}
