@@ -14,7 +14,21 @@ use std::process::ExitCode;
 /// with policy, logs in upstream with credentials the caller never sees, and
 /// records every session.
 #[derive(Parser)]
-#[command(name = "warden", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "warden",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "\
+Quick start:
+  warden check --config warden.toml
+  warden serve --config warden.toml
+  warden keys create --config warden.toml --name ci-bot --groups agents --ttl 24h
+  PGPASSWORD=<key or OIDC token> psql \"host=127.0.0.1 port=15432 user=agent dbname=<target>\"
+
+Every key of warden.toml is described in docs/config.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
