@@ -106,23 +106,7 @@ fn real_oidc_provider_token_is_accepted() {
     let provider =
         RealOidcProvider::start_with("warden", vec![OidcClient::new("ci-agent", &["agents"])])
             .expect("start the node oidc-provider (scripts/setup.sh installs it)");
-    let body = format!(
-        r#"
-[[identity.oidc]]
-issuer = "{issuer}"
-audience = "warden"
-
-[[target]]
-name = "orders"
-protocol = "postgres"
-address = "{address}"
-credentials = {{ mode = "static", user = "app", password = "env:ORDERS_PASSWORD" }}
-{policies}
-"#,
-        issuer = provider.issuer_url(),
-        address = pg.address(),
-        policies = common::DEFAULT_POLICIES,
-    );
+    let body = common::config_for_issuer(&pg, provider.issuer_url(), common::DEFAULT_POLICIES, "");
     let warden = warden_test_support::warden::Warden::start(
         common::binary(),
         warden_test_support::warden::WardenConfig {

@@ -323,16 +323,7 @@ fn inspect_client_frame(
                 });
                 Ok(None)
             } else {
-                let nonce = new_nonce();
-                let replacement = query_message(&marker_sql(&nonce));
-                shared.pending().push_back(Pending::Denied {
-                    nonce,
-                    error: denial_error(&decision),
-                    text,
-                    started,
-                    standalone: true,
-                });
-                Ok(Some(replacement))
+                Ok(Some(deny(shared, &decision, text, started, None)))
             }
         }
         frontend::PARSE => {
@@ -347,16 +338,13 @@ fn inspect_client_frame(
                 Ok(None)
             } else {
                 shared.statements.fetch_add(1, Ordering::Relaxed);
-                let nonce = new_nonce();
-                let replacement = parse_message(&name, &marker_sql(&nonce));
-                shared.pending().push_back(Pending::Denied {
-                    nonce,
-                    error: denial_error(&decision),
+                Ok(Some(deny(
+                    shared,
+                    &decision,
                     text,
-                    started: Instant::now(),
-                    standalone: false,
-                });
-                Ok(Some(replacement))
+                    Instant::now(),
+                    Some(&name),
+                )))
             }
         }
         frontend::BIND => {
@@ -423,6 +411,31 @@ fn inspect_client_frame(
         }
         _ => Ok(None),
     }
+}
+
+/// Queues a refused statement and returns the marker that replaces it: a
+/// Query for a simple query, a Parse of statement `parse_name` otherwise.
+fn deny(
+    shared: &Shared,
+    decision: &Decision,
+    text: Arc<str>,
+    started: Instant,
+    parse_name: Option<&str>,
+) -> BytesMut {
+    let nonce = new_nonce();
+    let marker = marker_sql(&nonce);
+    let replacement = match parse_name {
+        Some(name) => parse_message(name, &marker),
+        None => query_message(&marker),
+    };
+    shared.pending().push_back(Pending::Denied {
+        nonce,
+        error: denial_error(decision),
+        text,
+        started,
+        standalone: parse_name.is_none(),
+    });
+    replacement
 }
 
 /// Statement text as policy sees it. Text that is not UTF-8 cannot be parsed

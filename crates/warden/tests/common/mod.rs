@@ -58,6 +58,11 @@ pub fn rand_suffix() -> String {
 
 /// The config body for target `orders` on `pg`, trusting `issuer`.
 pub fn target_config(pg: &Postgres, issuer: &TestIssuer, policies: &str, extra: &str) -> String {
+    config_for_issuer(pg, issuer.issuer_url(), policies, extra)
+}
+
+/// The config body for target `orders` on `pg`, trusting the issuer at `issuer_url`.
+pub fn config_for_issuer(pg: &Postgres, issuer_url: &str, policies: &str, extra: &str) -> String {
     format!(
         r#"
 [[identity.oidc]]
@@ -72,7 +77,7 @@ credentials = {{ mode = "static", user = "{APP_USER}", password = "env:ORDERS_PA
 {extra}
 {policies}
 "#,
-        issuer = issuer.issuer_url(),
+        issuer = issuer_url,
         address = pg.address(),
     )
 }
