@@ -18,7 +18,10 @@ have openssl || need_apt+=(openssl)
 have node || need_apt+=(nodejs)
 have npm || need_apt+=(npm)
 have curl || need_apt+=(curl)
-ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# bindgen (for the real PostgreSQL parser) needs the libclang development package.
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+have jq || need_apt+=(jq)
+have ss || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,10 +30,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# Python driver for the non-Rust driver tests.
-if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
-  echo "setup: installing psycopg (PyPI)"
-  python3 -m pip install --quiet 'psycopg[binary]>=3.1' 'PyMySQL>=1.1'
+# Python drivers for the non-Rust driver tests, each checked on its own.
+need_pip=()
+python3 -c 'import psycopg' >/dev/null 2>&1 || need_pip+=('psycopg[binary]>=3.1')
+python3 -c 'import pymysql' >/dev/null 2>&1 || need_pip+=('PyMySQL>=1.1')
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "setup: installing from PyPI: ${need_pip[*]}"
+  python3 -m pip install --quiet "${need_pip[@]}"
 fi
 
 # The real OIDC provider used by the identity tests.
