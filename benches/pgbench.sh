@@ -31,25 +31,14 @@ COMPARE_RECORDING=${BENCH_COMPARE_RECORDING:-0}
 WARDEN_LOG_LEVEL=${BENCH_WARDEN_LOG_LEVEL:-info}
 THREADS=2
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-	printf '[bench] error: %s\n' "$*" >&2
-	exit 1
-}
-
-# --- processes and clean-up ---------------------------------------------------
-
-TMP=""
 PG_DATA=""
-PIDS=() # processes started directly by this script
 PIDFILES=() # pid files of daemons started through runuser
 
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	set +e
+# Stops what was not started as a child of this script.
+cleanup_extra() {
 	if [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
 		as_postgres "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1
 	fi
@@ -58,32 +47,7 @@ cleanup() {
 			kill "$(head -n1 "$file")" 2>/dev/null
 		fi
 	done
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null
-	done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$pid" 2>/dev/null
-	done
-	wait 2>/dev/null
-	if [[ -n $TMP && -d $TMP ]]; then
-		if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
-			log "kept $TMP"
-		else
-			rm -rf "$TMP"
-		fi
-	fi
-	exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-IS_ROOT=0
-[[ $(id -u) == 0 ]] && IS_ROOT=1
 
 # PostgreSQL and pgbouncer refuse to run as root.
 as_postgres() {
@@ -92,38 +56,6 @@ as_postgres() {
 	else
 		"$@"
 	fi
-}
-
-USED_PORTS=" "
-# A random loopback port nobody listens on (and that this script has not handed out).
-free_port() {
-	local port listening
-	listening=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
-	for _ in $(seq 200); do
-		port=$((20000 + RANDOM % 40000))
-		if [[ " $listening " != *" $port "* && $USED_PORTS != *" $port "* ]]; then
-			USED_PORTS+="$port "
-			echo "$port"
-			return
-		fi
-	done
-	die "no free port found"
-}
-
-# Waits until 127.0.0.1:$1 accepts TCP connections; $2 = pid that must stay alive.
-wait_port() {
-	local port=$1 pid=${2:-} what=$3
-	for _ in $(seq 300); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-			return 1
-		fi
-		sleep 0.1
-	done
-	log "$what did not listen on $port within 30s"
-	return 1
 }
 
 # --- tools --------------------------------------------------------------------
@@ -140,14 +72,7 @@ PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 [[ -x $PGBOUNCER ]] || die "pgbouncer not found (apt-get install pgbouncer)"
 command -v jq >/dev/null || die "jq not found (apt-get install jq)"
 
-if [[ -z ${WARDEN_BIN:-} ]]; then
-	WARDEN_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/warden
-	if [[ ! -x $WARDEN_BIN ]]; then
-		log "building $WARDEN_BIN (cargo build --release -p warden)"
-		(cd "$ROOT" && cargo build --release -p warden) || die "cargo build failed"
-	fi
-fi
-[[ -x $WARDEN_BIN ]] || die "warden binary not found: $WARDEN_BIN"
+find_warden_bin
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")
 chmod 755 "$TMP"
