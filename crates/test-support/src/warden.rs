@@ -147,6 +147,35 @@ impl Warden {
             .context("no key in `warden keys create --json` output")
     }
 
+    /// The id of the newest session (`warden sessions list --json`).
+    pub fn last_session_id(&self) -> Result<String> {
+        let out = self.cli(&["sessions", "list", "--json", "--limit", "1"])?;
+        let rows: serde_json::Value = serde_json::from_str(&out)?;
+        rows[0]["id"]
+            .as_str()
+            .map(str::to_string)
+            .context("no session has been recorded")
+    }
+
+    /// A session's recorded events (`warden replay ID --json`), once its
+    /// `end` event is written (waits up to 10 s).
+    pub fn session_events(&self, session_id: &str) -> Result<Vec<serde_json::Value>> {
+        for _ in 0..100 {
+            let out = self
+                .cli(&["replay", session_id, "--json"])
+                .unwrap_or_default();
+            let events: Vec<serde_json::Value> = out
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect();
+            if events.iter().any(|e| e["type"] == "end") {
+                return Ok(events);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("session {session_id} has no end event within 10 s")
+    }
+
     /// A libpq connection string for `target` with `password` (no TLS).
     pub fn conninfo(&self, target: &str) -> String {
         format!(

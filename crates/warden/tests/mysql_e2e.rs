@@ -5,30 +5,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_test_support::mariadb::MariaDb;
 use warden_test_support::oidc::{Algorithm, TestIssuer};
 use warden_test_support::warden::{Warden, WardenConfig};
 
-/// The upstream user Warden logs in as.
-const APP_USER: &str = "app";
+mod common;
 
-/// `agents` may read, write and run DDL; `readers` may only read.
-const POLICIES: &str = r#"
-[[policy]]
-name = "agents work on orders"
-subjects = ["group:agents"]
-targets = ["orders"]
-allow = ["read", "write", "ddl"]
-
-[[policy]]
-name = "readers read orders"
-subjects = ["group:readers"]
-targets = ["orders"]
-allow = ["read"]
-"#;
+use common::{APP_USER, DEFAULT_POLICIES as POLICIES, binary};
 
 struct Env {
     db: MariaDb,
@@ -38,10 +24,6 @@ struct Env {
     /// The `[tls]` certificate, when Warden has one.
     cert: Option<PathBuf>,
     _certs: tempfile::TempDir,
-}
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_warden"))
 }
 
 /// A MariaDB with user `app` owning database `orders` and a table `items`.
@@ -201,31 +183,12 @@ impl Env {
 
     /// The id of the newest session.
     fn last_session_id(&self) -> String {
-        let out = self
-            .warden
-            .cli(&["sessions", "list", "--json", "--limit", "1"])
-            .unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-        rows[0]["id"].as_str().expect("a session").to_string()
+        self.warden.last_session_id().unwrap()
     }
 
     /// Recorded events of a session (waits for its `end` event).
     fn events(&self, session_id: &str) -> Vec<serde_json::Value> {
-        for _ in 0..100 {
-            let out = self
-                .warden
-                .cli(&["replay", session_id, "--json"])
-                .unwrap_or_default();
-            let events: Vec<serde_json::Value> = out
-                .lines()
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect();
-            if events.iter().any(|e| e["type"] == "end") {
-                return events;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("session {session_id} has no end event")
+        self.warden.session_events(session_id).unwrap()
     }
 }
 

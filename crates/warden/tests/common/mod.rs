@@ -143,12 +143,7 @@ impl Env {
 
     /// The id of the newest session.
     pub fn last_session_id(&self) -> String {
-        let out = self
-            .warden
-            .cli(&["sessions", "list", "--json", "--limit", "1"])
-            .unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-        rows[0]["id"].as_str().expect("a session").to_string()
+        self.warden.last_session_id().unwrap()
     }
 
     /// `warden replay ID` output once the session has ended and its recording is flushed.
@@ -159,20 +154,6 @@ impl Env {
 
     /// Recorded events of a session as JSON values (waits for the `end` event).
     pub fn events(&self, session_id: &str) -> Vec<serde_json::Value> {
-        for _ in 0..100 {
-            let out = self
-                .warden
-                .cli(&["replay", session_id, "--json"])
-                .unwrap_or_default();
-            let events: Vec<serde_json::Value> = out
-                .lines()
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect();
-            if events.iter().any(|e| e["type"] == "end") {
-                return events;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("session {session_id} has no end event")
+        self.warden.session_events(session_id).unwrap()
     }
 }
