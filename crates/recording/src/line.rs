@@ -25,7 +25,7 @@ pub enum Note {
 }
 
 /// What a line holds.
-// Events are the common case and are moved once into the writer's channel:
+// Events are the common case and are moved once into the writer's queue:
 // boxing them would add an allocation per event on the relay's hot path.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize)]

@@ -19,7 +19,7 @@ pub const DEFAULT_QUEUE_LIMIT: usize = 1 << 20;
 
 /// Writes each session to `{dir}/{session_id}.ndjson`.
 ///
-/// `record` and `finish` only send to a channel: one writer thread per
+/// `record` and `finish` only append to a queue: one writer thread per
 /// recorder serializes, writes, flushes (at least every 200 ms) and closes
 /// the files, and fsyncs each one when its session finishes. Call
 /// [`LocalRecorder::flush_all`] at shutdown (and in tests) to wait until

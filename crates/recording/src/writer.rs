@@ -1,5 +1,5 @@
 //! The writer thread: owns every open recording file, serializes events and
-//! writes them, so the relay only pays for a channel send.
+//! writes them, so the relay only pays for appending to a queue.
 //!
 //! One thread per [`crate::LocalRecorder`] serves all its sessions: it
 //! flushes buffered lines at least every [`FLUSH_EVERY`], and hands each

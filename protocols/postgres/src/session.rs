@@ -28,6 +28,8 @@ const MAX_PASSWORD_MESSAGE: usize = 16 * 1024;
 struct Authenticated {
     stream: MaybeTls,
     startup: StartupMessage,
+    /// The startup parameters to forward upstream (already checked).
+    parameters: Vec<(String, String)>,
     identity: Identity,
     target_name: String,
 }
@@ -174,22 +176,25 @@ async fn handshake(
         return None;
     }
 
-    if let Err(name) = startup::forwardable_parameters(&startup) {
-        let error = if name == "replication" {
-            PgError::fatal(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "replication connections are not allowed through Warden",
-            )
-        } else {
-            PgError::fatal(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("startup parameter {name} is not allowed through Warden"),
-            )
-            .with_hint("Session identity and read-only settings are set by Warden's policy.")
-        };
-        refuse(&mut stream, error).await;
-        return None;
-    }
+    let parameters = match startup::forwardable_parameters(&startup) {
+        Ok(parameters) => parameters,
+        Err(name) => {
+            let error = if name == "replication" {
+                PgError::fatal(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "replication connections are not allowed through Warden",
+                )
+            } else {
+                PgError::fatal(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("startup parameter {name} is not allowed through Warden"),
+                )
+                .with_hint("Session identity and read-only settings are set by Warden's policy.")
+            };
+            refuse(&mut stream, error).await;
+            return None;
+        }
+    };
 
     let protocol_options = startup::protocol_options(&startup);
     if startup.minor > NEWEST_MINOR || !protocol_options.is_empty() {
@@ -263,6 +268,7 @@ async fn handshake(
     Some(Authenticated {
         stream,
         startup,
+        parameters,
         identity,
         target_name,
     })
@@ -327,6 +333,7 @@ async fn run_session(
     let Authenticated {
         mut stream,
         startup,
+        mut parameters,
         identity,
         target_name,
     } = authenticated;
@@ -385,7 +392,6 @@ async fn run_session(
             return;
         }
     };
-    let mut parameters = startup::forwardable_parameters(&startup).unwrap_or_default();
     if gateway.policy.is_read_only(&identity, &target.name) {
         // A second wall behind statement policy: the upstream itself refuses writes.
         parameters.push(("default_transaction_read_only".into(), "on".into()));
