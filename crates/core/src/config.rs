@@ -34,6 +34,10 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     #[serde(default)]
     pub classifier: ClassifierConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// Where the file was read from; set by the loader.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -207,16 +211,51 @@ pub struct StoreConfig {
 pub struct RecordingConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// `local` (the default): files under `dir`.
+    /// `local` (the default): files under `dir`; `s3`: an S3-compatible bucket.
     #[serde(default = "default_sink")]
     pub sink: String,
-    /// Defaults to `{data_dir}/recordings`.
+    /// The `local` sink's directory. Defaults to `{data_dir}/recordings`.
     pub dir: Option<PathBuf>,
-    /// Record statement texts (the default). Result rows are not captured in v0.
+    /// Where chunks are written before the sink has them. Defaults to `{data_dir}/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// Record statement texts (the default).
     #[serde(default = "default_true")]
     pub capture_statements: bool,
+    /// Record result rows (masked) as well as their summaries.
     #[serde(default)]
     pub capture_results: bool,
+    /// Record result values before masking. Needs `encryption_key`.
+    #[serde(default)]
+    pub capture_raw: bool,
+    /// A chunk is closed (and becomes uploadable) at this size of events…
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: ByteSize,
+    /// …or after this long, whichever comes first.
+    #[serde(default = "default_chunk_interval", with = "humantime_serde")]
+    pub chunk_interval: Duration,
+    /// How often the open chunk is fsync'd.
+    #[serde(default = "default_fsync_interval", with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// `refuse`: new sessions are refused while the spool disk is full.
+    #[serde(default = "default_on_spool_full")]
+    pub on_spool_full: String,
+    /// How long recordings are kept (`90d`); per-target `retention` overrides it.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// Signs each session's manifest (ed25519 seed, 32 bytes, hex or base64 secret).
+    pub signing_key: Option<SecretRef>,
+    /// Encrypts chunks at rest (32-byte key, hex or base64 secret).
+    pub encryption_key: Option<SecretRef>,
+    /// `s3` sink: the bucket, endpoint and addressing.
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style addressing (most self-hosted S3 servers need it).
+    #[serde(default = "default_true")]
+    pub path_style: bool,
 }
 
 impl Default for RecordingConfig {
@@ -225,10 +264,40 @@ impl Default for RecordingConfig {
             enabled: true,
             sink: default_sink(),
             dir: None,
+            spool_dir: None,
             capture_statements: true,
             capture_results: false,
+            capture_raw: false,
+            chunk_size: default_chunk_size(),
+            chunk_interval: default_chunk_interval(),
+            fsync_interval: default_fsync_interval(),
+            on_spool_full: default_on_spool_full(),
+            retention: None,
+            signing_key: None,
+            encryption_key: None,
+            bucket: None,
+            endpoint: None,
+            region: None,
+            prefix: String::new(),
+            path_style: true,
         }
     }
+}
+
+fn default_chunk_size() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+
+fn default_chunk_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_fsync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_on_spool_full() -> String {
+    "refuse".into()
 }
 
 fn default_sink() -> String {
@@ -301,6 +370,9 @@ pub struct TargetConfig {
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     pub credentials: CredentialsConfig,
+    /// How long this target's recordings are kept; `[recording] retention` when unset.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -351,6 +423,186 @@ pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
 pub enum CredentialsConfig {
     /// One fixed upstream user whose password is a secret reference.
     Static { user: String, password: SecretRef },
+    /// A role created for each session with the admin secret and dropped after.
+    Ephemeral(EphemeralCredentials),
+}
+
+impl CredentialsConfig {
+    /// The secret reference Warden needs to log in upstream (or to create roles).
+    pub fn secret(&self) -> &SecretRef {
+        match self {
+            CredentialsConfig::Static { password, .. } => password,
+            CredentialsConfig::Ephemeral(ephemeral) => &ephemeral.admin_password,
+        }
+    }
+
+    fn secret_mut(&mut self) -> &mut SecretRef {
+        match self {
+            CredentialsConfig::Static { password, .. } => password,
+            CredentialsConfig::Ephemeral(ephemeral) => &mut ephemeral.admin_password,
+        }
+    }
+}
+
+/// `credentials = { mode = "ephemeral", … }`: per-session database roles.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EphemeralCredentials {
+    /// The upstream user that may create and drop roles.
+    pub admin_user: String,
+    pub admin_password: SecretRef,
+    /// Roles (Postgres `IN ROLE`, MariaDB roles) or privileges granted to each session's role.
+    #[serde(default)]
+    pub grant: Vec<String>,
+    /// How long a role is valid before it must be renewed.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The longest a session's role may live, renewals included.
+    #[serde(default = "default_lease_max_ttl", with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Statements that create the role, replacing the built-in ones. Placeholders:
+    /// `{{name}}`, `{{password}}`, `{{expiration}}`, `{{grants}}` (quoted safely).
+    #[serde(default)]
+    pub creation_statements: Vec<String>,
+    /// Statements that remove the role, replacing the built-in ones (`{{name}}`).
+    #[serde(default)]
+    pub revocation_statements: Vec<String>,
+    /// What to do with objects the role created: `reassign` them to
+    /// `reassign_to` (default: the admin user) or `drop` them.
+    #[serde(default = "default_owned_objects")]
+    pub owned_objects: String,
+    pub reassign_to: Option<String>,
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_lease_max_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+fn default_owned_objects() -> String {
+    "reassign".into()
+}
+
+/// `[secrets]`: where `vault:` and `aws-sm:` references are fetched from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// How long a fetched secret is reused before it is fetched again.
+    #[serde(default = "default_secret_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    pub vault: Option<VaultConfig>,
+    pub aws: Option<AwsSecretsConfig>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            cache_ttl: default_secret_cache_ttl(),
+            vault: None,
+            aws: None,
+        }
+    }
+}
+
+fn default_secret_cache_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `[secrets.vault]`: HashiCorp Vault (KV v2).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// e.g. `https://vault.internal:8200`.
+    pub address: String,
+    /// Token auth: a reference to the token (`env:VAULT_TOKEN`).
+    pub token: Option<SecretRef>,
+    /// AppRole auth, used when `token` is not set.
+    pub approle: Option<VaultAppRole>,
+    /// Enterprise namespace, sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+    /// PEM CA bundle for the Vault server's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+/// `[secrets.vault.approle]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultAppRole {
+    pub role_id: String,
+    pub secret_id: SecretRef,
+    /// Where the AppRole auth method is mounted.
+    #[serde(default = "default_approle_mount")]
+    pub mount: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+/// `[secrets.aws]`: AWS Secrets Manager. Credentials come from the usual AWS
+/// environment (variables, profile, instance role).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSecretsConfig {
+    pub region: Option<String>,
+    /// Overrides the service endpoint (e.g. a local test server).
+    pub endpoint: Option<String>,
+}
+
+/// `[masking]`: how masked values are rewritten (rules live in `[[policy]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// `redact` (default), `partial`, `hash` or `null`.
+    #[serde(default = "default_mask_strategy")]
+    pub strategy: String,
+    /// Characters kept at the end by `partial`.
+    #[serde(default = "default_keep_last")]
+    pub keep_last: usize,
+    /// Key for `hash` (a secret reference); required by that strategy.
+    pub hash_key: Option<SecretRef>,
+    /// A covered value that cannot be rewritten in place (binary format of a
+    /// non-text type): `null` sends NULL, `refuse` fails the statement.
+    #[serde(default = "default_unmaskable")]
+    pub unmaskable: String,
+    /// User-defined detectors: `[[masking.detector]] name = "order_id", regex = "ORD-[0-9]{8}"`.
+    #[serde(default, rename = "detector")]
+    pub detectors: Vec<CustomDetector>,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            strategy: default_mask_strategy(),
+            keep_last: default_keep_last(),
+            hash_key: None,
+            unmaskable: default_unmaskable(),
+            detectors: Vec::new(),
+        }
+    }
+}
+
+fn default_mask_strategy() -> String {
+    "redact".into()
+}
+
+fn default_keep_last() -> usize {
+    4
+}
+
+fn default_unmaskable() -> String {
+    "null".into()
+}
+
+/// A named regex detector.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetector {
+    pub name: String,
+    pub regex: String,
 }
 
 /// `[[policy]]`: who may do what on which targets.
@@ -447,8 +699,7 @@ impl Config {
             if let Some(ca) = &mut target.upstream_ca {
                 resolve(ca);
             }
-            let CredentialsConfig::Static { password, .. } = &mut target.credentials;
-            if let SecretRef::File(path) = password {
+            if let SecretRef::File(path) = target.credentials.secret_mut() {
                 resolve(path);
             }
         }
@@ -508,8 +759,7 @@ impl Config {
                     "upstream_tls = \"disable\" for a non-loopback address: the upstream password crosses the network in clear"
                 );
             }
-            let CredentialsConfig::Static { password, .. } = &target.credentials;
-            if password.is_literal() {
+            if target.credentials.secret().is_literal() {
                 tracing::warn!(
                     target = %target.name,
                     "a literal password is written in the config; use env:NAME or file:PATH instead"

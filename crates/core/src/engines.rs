@@ -95,6 +95,35 @@ pub trait PolicyEngine: Send + Sync {
 pub struct UpstreamCredential {
     pub user: String,
     pub password: SecretString,
+    /// Set for credentials that exist only for this session (ephemeral roles):
+    /// the session watches it and releases it when it ends.
+    pub lease: Option<Box<dyn CredentialLease>>,
+}
+
+impl UpstreamCredential {
+    /// A long-lived credential with no lease.
+    pub fn fixed(user: impl Into<String>, password: SecretString) -> Self {
+        UpstreamCredential {
+            user: user.into(),
+            password,
+            lease: None,
+        }
+    }
+}
+
+/// A per-session credential's lifetime. The session selects on
+/// [`CredentialLease::ended`] beside its relay and calls
+/// [`CredentialLease::release`] exactly once when it finishes.
+#[async_trait]
+pub trait CredentialLease: Send + Sync {
+    /// The lease id (as `warden leases list` shows it).
+    fn id(&self) -> &str;
+    /// Resolves when the credential may no longer be used: `max_ttl` reached,
+    /// renewal failed, or an operator revoked it. The text is for the client.
+    async fn ended(&self) -> String;
+    /// Ends the credential's upstream connections and removes it. Never fails
+    /// loudly: a failure is logged and left for the sweeper.
+    async fn release(&self);
 }
 
 impl std::fmt::Debug for UpstreamCredential {
@@ -102,6 +131,7 @@ impl std::fmt::Debug for UpstreamCredential {
         f.debug_struct("UpstreamCredential")
             .field("user", &self.user)
             .field("password", &"[redacted]")
+            .field("lease", &self.lease.as_ref().map(|lease| lease.id().to_string()))
             .finish()
     }
 }

@@ -28,11 +28,14 @@ impl CredentialSource for StaticCredentials {
                 let password = resolve(password).await.map_err(|error| CredentialError {
                     message: format!("target \"{}\": {error}", target.name),
                 })?;
-                Ok(UpstreamCredential {
-                    user: user.clone(),
-                    password,
-                })
+                Ok(UpstreamCredential::fixed(user.clone(), password))
             }
+            CredentialsConfig::Ephemeral(_) => Err(CredentialError {
+                message: format!(
+                    "target \"{}\": ephemeral credentials are not available in this build",
+                    target.name
+                ),
+            }),
         }
     }
 }

@@ -74,14 +74,12 @@ fn target(address: String) -> TargetConfig {
             user: "app".into(),
             password: SecretRef::Env("UNUSED".into()),
         },
+        retention: None,
     }
 }
 
 fn credential() -> UpstreamCredential {
-    UpstreamCredential {
-        user: "app".into(),
-        password: SecretString::from("secret"),
-    }
+    UpstreamCredential::fixed("app", SecretString::from("secret"))
 }
 
 fn greeting(plugin: &[u8], nonce: &[u8; 20]) -> Vec<u8> {

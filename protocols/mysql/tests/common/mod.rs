@@ -145,10 +145,10 @@ impl CredentialSource for StaticCredential {
         _target: &TargetConfig,
         _session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
-        Ok(UpstreamCredential {
-            user: self.user.clone(),
-            password: SecretString::from(self.password.clone()),
-        })
+        Ok(UpstreamCredential::fixed(
+            self.user.clone(),
+            SecretString::from(self.password.clone()),
+        ))
     }
 }
 
