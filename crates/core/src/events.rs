@@ -97,6 +97,36 @@ pub enum EventKind {
         tables: Vec<String>,
         reason: String,
     },
+    /// Rows of a statement's result as captured (already masked unless
+    /// `capture_raw`), when `capture_results` is on.
+    Result {
+        columns: Vec<String>,
+        rows: Vec<Vec<Option<String>>>,
+        /// True when more rows were returned than were captured.
+        truncated: bool,
+    },
+    /// Values of one column that masking rewrote in one statement's result
+    /// (never the values themselves).
+    Masked {
+        column: String,
+        detector: String,
+        count: u64,
+    },
+    /// A per-session credential's lifecycle: `issued`, `renewed`, `revoked`, `swept`, `expired`.
+    Lease {
+        lease_id: String,
+        action: String,
+        upstream_user: String,
+        detail: String,
+    },
+    /// A human review of a held statement or access request: `requested`,
+    /// `approved`, `denied`, `timed_out`, `cancelled`.
+    Review {
+        review_id: String,
+        action: String,
+        actor: String,
+        comment: Option<String>,
+    },
     End {
         bytes_from_client: u64,
         bytes_to_client: u64,

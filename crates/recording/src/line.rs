@@ -46,6 +46,10 @@ impl Recorded {
             Recorded::Event(EventKind::Start { .. }) => "start",
             Recorded::Event(EventKind::Statement { .. }) => "statement",
             Recorded::Event(EventKind::Decision { .. }) => "decision",
+            Recorded::Event(EventKind::Result { .. }) => "result",
+            Recorded::Event(EventKind::Masked { .. }) => "masked",
+            Recorded::Event(EventKind::Lease { .. }) => "lease",
+            Recorded::Event(EventKind::Review { .. }) => "review",
             Recorded::Event(EventKind::End { .. }) => "end",
             Recorded::Note(Note::Dropped { .. }) => "dropped",
             Recorded::Unknown(fields) => fields

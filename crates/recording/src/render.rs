@@ -169,6 +169,71 @@ fn describe(kind: &EventKind, event: &RecordedEvent, line: &mut String) {
                 let _ = write!(line, "  ({})", clean(reason));
             }
         }
+        EventKind::Result {
+            columns,
+            rows,
+            truncated,
+        } => {
+            let _ = write!(
+                line,
+                "result     {} column(s), {} row(s) captured{}",
+                columns.len(),
+                rows.len(),
+                if *truncated { " (truncated)" } else { "" }
+            );
+            for row in rows {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|cell| cell.as_deref().map_or("NULL".to_string(), clean))
+                    .collect();
+                let _ = write!(line, "\n             | {}", cells.join(" | "));
+            }
+        }
+        EventKind::Masked {
+            column,
+            detector,
+            count,
+        } => {
+            let _ = write!(
+                line,
+                "masked     column {} by {}: {count} value(s)",
+                clean(column),
+                clean(detector)
+            );
+        }
+        EventKind::Lease {
+            lease_id,
+            action,
+            upstream_user,
+            detail,
+        } => {
+            let _ = write!(
+                line,
+                "lease      {} {} (upstream user {}) {}",
+                clean(action),
+                clean(lease_id),
+                clean(upstream_user),
+                clean(detail)
+            );
+        }
+        EventKind::Review {
+            review_id,
+            action,
+            actor,
+            comment,
+        } => {
+            let _ = write!(
+                line,
+                "review     {} {} by {}{}",
+                clean(review_id),
+                clean(action),
+                clean(actor),
+                comment
+                    .as_deref()
+                    .map(|c| format!(": {}", clean(c)))
+                    .unwrap_or_default()
+            );
+        }
         EventKind::End {
             bytes_from_client,
             bytes_to_client,
