@@ -89,6 +89,92 @@ pub trait PolicyEngine: Send + Sync {
     fn is_read_only(&self, _identity: &Identity, _target: &str) -> bool {
         false
     }
+
+    /// The masking rules of every policy that matches this identity and target.
+    fn mask_rules(&self, _identity: &Identity, _target: &str) -> crate::masking::MaskRules {
+        crate::masking::MaskRules::default()
+    }
+}
+
+/// Holds a session's lease and releases it when dropped, whatever path the
+/// session ends by (the release runs on the runtime, in the background).
+#[derive(Default)]
+pub struct LeaseGuard {
+    lease: Option<std::sync::Arc<dyn CredentialLease>>,
+}
+
+impl LeaseGuard {
+    pub fn new(lease: Option<Box<dyn CredentialLease>>) -> Self {
+        LeaseGuard {
+            lease: lease.map(std::sync::Arc::from),
+        }
+    }
+
+    /// The lease, for watching [`CredentialLease::ended`].
+    pub fn lease(&self) -> Option<std::sync::Arc<dyn CredentialLease>> {
+        self.lease.clone()
+    }
+
+    /// Releases now and waits for it.
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { lease.release().await });
+        }
+    }
+}
+
+/// A request to end a live session from outside its relay (its credential's
+/// lease ended), with the message the client gets.
+#[derive(Default)]
+pub struct SessionEnd {
+    token: tokio_util::sync::CancellationToken,
+    reason: std::sync::Mutex<String>,
+}
+
+impl SessionEnd {
+    pub fn end(&self, reason: String) {
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+        self.token.cancel();
+    }
+
+    /// Resolves once [`SessionEnd::end`] was called.
+    pub async fn ended(&self) {
+        self.token.cancelled().await;
+    }
+
+    pub fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Ends the session when the guarded lease ends. Abort the returned task
+    /// when the session finishes first.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        lease: &LeaseGuard,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let lease = lease.lease()?;
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            let reason = lease.ended().await;
+            this.end(reason);
+        }))
+    }
 }
 
 /// The user name and password Warden logs in upstream with. The agent never sees it.
@@ -131,7 +217,10 @@ impl std::fmt::Debug for UpstreamCredential {
         f.debug_struct("UpstreamCredential")
             .field("user", &self.user)
             .field("password", &"[redacted]")
-            .field("lease", &self.lease.as_ref().map(|lease| lease.id().to_string()))
+            .field(
+                "lease",
+                &self.lease.as_ref().map(|lease| lease.id().to_string()),
+            )
             .finish()
     }
 }

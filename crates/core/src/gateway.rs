@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::engines::{Authenticator, CredentialSource, PolicyEngine, Recorder, SessionLog};
+use crate::masking::MaskingEngine;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -23,6 +24,7 @@ pub struct Gateway {
     pub credentials: Arc<dyn CredentialSource>,
     pub sessions: Arc<dyn SessionLog>,
     pub recorder: Arc<dyn Recorder>,
+    pub masking: Arc<dyn MaskingEngine>,
     pub metrics: Arc<Metrics>,
     /// Client-facing TLS, when `[tls]` is configured.
     pub tls: Option<TlsAcceptor>,

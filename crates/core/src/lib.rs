@@ -11,6 +11,8 @@ pub mod engines;
 pub mod events;
 pub mod gateway;
 pub mod identity;
+pub mod leases;
+pub mod masking;
 pub mod metrics;
 pub mod operation;
 pub mod secret;

@@ -1,10 +1,17 @@
 //! Upstream credentials. Today: `static` credentials whose password is a
-//! secret reference (`env:`, `file:` or, with a warning, a literal).
-//! Vault, AWS Secrets Manager and per-session (JIT) roles plug in here.
+//! secret reference (`env:`, `file:`, `vault:`, `aws-sm:` or, with a
+//! warning, a literal), resolved by a [`SecretResolver`]. Per-session (JIT)
+//! roles plug in here.
 
+pub mod ephemeral;
+mod providers;
 mod secrets;
 
+pub use providers::{AwsCredentials, SecretResolver};
 pub use secrets::{SecretError, resolve};
+pub use ephemeral::{EphemeralCredentials, EphemeralOptions, ResolveSecrets, SecretFetch, SweepReport};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use warden_core::config::{CredentialsConfig, TargetConfig};
@@ -13,8 +20,16 @@ use warden_core::events::SessionInfo;
 
 /// Resolves each target's configured credential when a session needs it, so
 /// a rotated secret file or environment takes effect on the next session.
-#[derive(Debug, Default)]
-pub struct StaticCredentials;
+#[derive(Debug)]
+pub struct StaticCredentials {
+    secrets: Arc<SecretResolver>,
+}
+
+impl StaticCredentials {
+    pub fn new(secrets: Arc<SecretResolver>) -> StaticCredentials {
+        StaticCredentials { secrets }
+    }
+}
 
 #[async_trait]
 impl CredentialSource for StaticCredentials {
@@ -25,9 +40,13 @@ impl CredentialSource for StaticCredentials {
     ) -> Result<UpstreamCredential, CredentialError> {
         match &target.credentials {
             CredentialsConfig::Static { user, password } => {
-                let password = resolve(password).await.map_err(|error| CredentialError {
-                    message: format!("target \"{}\": {error}", target.name),
-                })?;
+                let password =
+                    self.secrets
+                        .resolve(password)
+                        .await
+                        .map_err(|error| CredentialError {
+                            message: format!("target \"{}\": {error}", target.name),
+                        })?;
                 Ok(UpstreamCredential::fixed(user.clone(), password))
             }
             CredentialsConfig::Ephemeral(_) => Err(CredentialError {

@@ -11,8 +11,26 @@ pub enum SecretError {
     File { reference: String, reason: String },
     #[error("secret {reference}: the value is empty")]
     Empty { reference: String },
-    #[error("secret {reference}: this provider is not available in this build")]
+    /// `vault:`/`aws-sm:` passed to the free [`resolve`], which has no
+    /// `[secrets]` configuration; use a `SecretResolver`.
+    #[error("secret {reference}: this provider needs a SecretResolver configured from [secrets]")]
     Unsupported { reference: String },
+    /// The reference needs a `[secrets.vault]` or `[secrets.aws]` section.
+    #[error("secret {reference}: no [secrets.{section}] section is configured")]
+    NotConfigured {
+        reference: String,
+        section: &'static str,
+    },
+    /// The provider answered, but not with the secret (denied, not found,
+    /// unreachable, malformed). `reason` never holds a value or a token.
+    #[error("secret {reference}: {reason}")]
+    Provider { reference: String, reason: String },
+    /// The secret exists but has no such field.
+    #[error("secret {reference}: the secret has no field \"{field}\"")]
+    MissingField { reference: String, field: String },
+    /// `[secrets]` itself is unusable (bad address, unreadable CA, no auth).
+    #[error("[secrets]: {0}")]
+    Config(String),
 }
 
 /// Fetches the secret a reference points at. Files are read with one trailing

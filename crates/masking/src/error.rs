@@ -21,4 +21,7 @@ pub enum MaskingError {
     /// The combined detector set could not be compiled (too large, usually).
     #[error("cannot compile detector set: {0}")]
     Compile(#[source] regex::Error),
+    /// A `[masking]` setting or rule is not valid.
+    #[error("{0}")]
+    Config(String),
 }

@@ -18,6 +18,7 @@
 //! # Ok::<(), warden_masking::MaskingError>(())
 //! ```
 
+mod engine;
 mod error;
 mod kind;
 mod patterns;
@@ -25,6 +26,7 @@ mod scanner;
 mod strategy;
 pub mod validate;
 
+pub use engine::{MaskingSettings, PolicyMasking, RuleMasker};
 pub use error::MaskingError;
 pub use kind::{DetectorKind, KNOWN_NAMES, parse_detector_names};
 pub use scanner::{Match, MatchKind, Scanner};

@@ -141,6 +141,10 @@ impl PolicyEngine for ReloadablePolicy {
     fn is_read_only(&self, identity: &Identity, target: &str) -> bool {
         self.current.load().set.is_read_only(identity, target)
     }
+
+    fn mask_rules(&self, identity: &Identity, target: &str) -> warden_core::masking::MaskRules {
+        self.current.load().set.mask_rules(identity, target)
+    }
 }
 
 /// What the reloader compares to notice a change to the file.

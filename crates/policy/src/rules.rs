@@ -7,6 +7,7 @@ use crate::classify::{Classification, Classifier, StatementClass, TableRef};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use warden_core::config::{ClassifierConfig, Config, PolicyConfig};
 use warden_core::engines::Dialect;
+use warden_core::masking::MaskRules;
 use warden_core::{Action, Decision, Identity, IdentityKind, Operation};
 
 /// A rule set could not be compiled.
@@ -240,6 +241,8 @@ struct Rule {
     deny: OpSet,
     tables: Vec<TablePattern>,
     schemas: Vec<NameGlob>,
+    mask: Vec<String>,
+    mask_columns: Vec<String>,
 }
 
 impl Rule {
@@ -284,6 +287,8 @@ impl Rule {
                 .collect::<Result<_, _>>()?,
             subjects,
             targets,
+            mask: config.mask.clone(),
+            mask_columns: config.mask_columns.clone(),
             name,
         })
     }
@@ -436,6 +441,20 @@ impl PolicySet {
             None,
             format!("no rule allows connect on target \"{target}\""),
         )
+    }
+
+    /// Masking applies from every matching rule: rules only add masks.
+    pub fn mask_rules(&self, identity: &Identity, target: &str) -> MaskRules {
+        let mut rules = MaskRules::default();
+        for rule in self.rules.iter().filter(|r| r.matches(identity, target)) {
+            rules.detectors.extend(rule.mask.iter().cloned());
+            rules.columns.extend(rule.mask_columns.iter().cloned());
+        }
+        rules.detectors.sort();
+        rules.detectors.dedup();
+        rules.columns.sort();
+        rules.columns.dedup();
+        rules
     }
 
     /// True when no rule lets this identity do anything but read on the

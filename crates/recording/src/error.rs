@@ -1,4 +1,4 @@
-//! What can go wrong writing or reading a recording.
+//! What can go wrong writing, storing, reading or checking a recording.
 
 use std::path::PathBuf;
 
@@ -33,5 +33,42 @@ pub enum RecordingError {
         path: PathBuf,
         line: usize,
         message: String,
+    },
+    /// The spool cannot take a new session: the gateway refuses it.
+    #[error(
+        "the recording spool {} has {available} bytes free, below the {needed} bytes a session needs; \
+         free disk space or move [recording] spool_dir",
+        path.display()
+    )]
+    SpoolFull {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
+    #[error("the recording spool {} is not writable: {message}", path.display())]
+    SpoolUnwritable { path: PathBuf, message: String },
+    #[error("[recording] {0}")]
+    Config(String),
+    /// A signing or encryption key that is not 32 bytes of hex or base64.
+    /// Never carries the key itself.
+    #[error("[recording] {which}: {message}")]
+    BadKey {
+        which: &'static str,
+        message: String,
+    },
+    #[error("recording sink: {0}")]
+    Sink(#[from] crate::sink::SinkError),
+    /// A chunk or manifest that does not decode (bad header, hash, key …).
+    #[error("session {session_id}, {part}: {message}")]
+    BadPart {
+        session_id: String,
+        part: String,
+        message: String,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 }

@@ -1,5 +1,6 @@
 //! One line of a recording: the envelope (`v`, `seq`, `at`, `offset_ms`)
-//! around an event whose `type` field says what it is.
+//! around an event whose `type` field says what it is. v1 lines have the same
+//! shape as v0 lines; v1 is what changed around them (chunks, manifest).
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -10,7 +11,10 @@ use time::{OffsetDateTime, UtcOffset};
 use warden_core::events::EventKind;
 
 /// The format version written in every line's `v`.
-pub const FORMAT_VERSION: u64 = 0;
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The oldest line version this reader accepts (v0: one NDJSON file).
+pub const OLDEST_FORMAT_VERSION: u64 = 0;
 
 /// `at`: RFC 3339 UTC with milliseconds, fixed width.
 const AT_FORMAT: &[BorrowedFormatItem<'static>] =
@@ -129,9 +133,9 @@ pub(crate) fn parse_line(text: &str) -> Result<RecordedEvent, String> {
     let mut fields: Map<String, Value> =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     let version = take_u64(&mut fields, "v")?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "recording format v{version} is not supported (this Warden reads v{FORMAT_VERSION})"
+            "recording format v{version} is not supported (this Warden reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION})"
         ));
     }
     let seq = take_u64(&mut fields, "seq")?;
@@ -150,10 +154,12 @@ pub(crate) fn parse_line(text: &str) -> Result<RecordedEvent, String> {
         .ok_or("`type` is missing or not a string")?
         .to_string();
     let event = match type_name.as_str() {
-        "start" | "statement" | "decision" | "end" => Recorded::Event(
-            serde_json::from_value(Value::Object(fields))
-                .map_err(|e| format!("bad `{type_name}` event: {e}"))?,
-        ),
+        "start" | "statement" | "decision" | "result" | "masked" | "lease" | "review" | "end" => {
+            Recorded::Event(
+                serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| format!("bad `{type_name}` event: {e}"))?,
+            )
+        }
         "dropped" => Recorded::Note(Note::Dropped {
             count: take_u64(&mut fields, "count")?,
         }),
@@ -197,7 +203,7 @@ mod tests {
     fn line_layout() {
         let event = Recorded::Event(statement());
         let line = Line {
-            v: 0,
+            v: 1,
             seq: 3,
             at: At(datetime!(2025-01-31 13:00:00.123456 +01:00)),
             offset_ms: 12.5,
@@ -206,7 +212,7 @@ mod tests {
         let text = serde_json::to_string(&line).unwrap();
         assert!(
             text.starts_with(
-                r#"{"v":0,"seq":3,"at":"2025-01-31T12:00:00.123Z","offset_ms":12.5,"type":"statement","text":"SELECT 1","#
+                r#"{"v":1,"seq":3,"at":"2025-01-31T12:00:00.123Z","offset_ms":12.5,"type":"statement","text":"SELECT 1","#
             ),
             "{text}"
         );
@@ -225,7 +231,7 @@ mod tests {
     fn notes_and_unknown_types_round_trip() {
         let note = Recorded::Note(Note::Dropped { count: 7 });
         let line = Line {
-            v: 0,
+            v: 1,
             seq: 0,
             at: At(datetime!(2025-01-31 12:00:00 UTC)),
             offset_ms: 0.0,
@@ -239,9 +245,10 @@ mod tests {
             Recorded::Note(Note::Dropped { count: 7 })
         ));
 
-        let future = r#"{"v":0,"seq":1,"at":"2025-01-31T12:00:00.000Z","offset_ms":1,"type":"review","id":"r1"}"#;
+        let future = r#"{"v":1,"seq":1,"at":"2025-01-31T12:00:00.000Z","offset_ms":1,"type":"asciicast","id":"r1"}"#;
         let back = parse_line(future).unwrap();
-        assert_eq!(back.event.type_name(), "review");
+        assert_eq!(back.event.type_name(), "asciicast");
+        assert!(matches!(back.event, Recorded::Unknown(_)));
         let again: Value = serde_json::to_value(&back).unwrap();
         let mut expected: Value = serde_json::from_str(future).unwrap();
         expected["offset_ms"] = 1.0.into();
@@ -254,7 +261,7 @@ mod tests {
             "",
             "[]",
             "{}",
-            r#"{"v":1,"seq":0,"at":"2025-01-31T12:00:00Z","offset_ms":0,"type":"end"}"#,
+            r#"{"v":2,"seq":0,"at":"2025-01-31T12:00:00Z","offset_ms":0,"type":"end"}"#,
             r#"{"v":0,"seq":-1,"at":"2025-01-31T12:00:00Z","offset_ms":0,"type":"end"}"#,
             r#"{"v":0,"seq":0,"at":"noon","offset_ms":0,"type":"end"}"#,
             r#"{"v":0,"seq":0,"at":"2025-01-31T12:00:00Z","offset_ms":"x","type":"end"}"#,

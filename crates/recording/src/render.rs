@@ -179,14 +179,14 @@ fn describe(kind: &EventKind, event: &RecordedEvent, line: &mut String) {
                 "result     {} column(s), {} row(s) captured{}",
                 columns.len(),
                 rows.len(),
-                if *truncated { " (truncated)" } else { "" }
+                if *truncated {
+                    " (more rows were returned than captured)"
+                } else {
+                    ""
+                }
             );
-            for row in rows {
-                let cells: Vec<String> = row
-                    .iter()
-                    .map(|cell| cell.as_deref().map_or("NULL".to_string(), clean))
-                    .collect();
-                let _ = write!(line, "\n             | {}", cells.join(" | "));
+            for table_line in psql_table(columns, rows) {
+                let _ = write!(line, "\n{TABLE_INDENT}{table_line}");
             }
         }
         EventKind::Masked {
@@ -250,6 +250,99 @@ fn describe(kind: &EventKind, event: &RecordedEvent, line: &mut String) {
     }
 }
 
+/// Result tables start under the event text.
+const TABLE_INDENT: &str = "              ";
+/// Longer cells are cut (with `…`) to keep tables readable.
+const MAX_CELL: usize = 200;
+
+/// A result as `psql` prints it: centred headers, `-+-` rule, numbers
+/// right-aligned, text left-aligned, `(N rows)`. NULL is shown as `NULL`.
+fn psql_table(columns: &[String], rows: &[Vec<Option<String>>]) -> Vec<String> {
+    let cell = |text: &str| {
+        let cleaned = clean(text);
+        if cleaned.chars().count() > MAX_CELL {
+            let mut cut: String = cleaned.chars().take(MAX_CELL - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            cleaned
+        }
+    };
+    let width_of = |s: &str| s.chars().count();
+    let ncols = columns
+        .len()
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0));
+    let headers: Vec<String> = (0..ncols)
+        .map(|i| columns.get(i).map_or_else(String::new, |c| cell(c)))
+        .collect();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            (0..ncols)
+                .map(|i| match row.get(i) {
+                    Some(Some(value)) => cell(value),
+                    Some(None) => "NULL".to_string(),
+                    None => String::new(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width_of(h)).collect();
+    for row in &body {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width_of(c));
+        }
+    }
+    let numeric: Vec<bool> = (0..ncols)
+        .map(|i| {
+            body.iter().all(|row| {
+                let c = &row[i];
+                c == "NULL" || c.is_empty() || c.parse::<f64>().is_ok()
+            }) && body.iter().any(|row| row[i].parse::<f64>().is_ok())
+        })
+        .collect();
+    let mut out = Vec::with_capacity(rows.len() + 3);
+    if ncols > 0 {
+        let header: Vec<String> = headers
+            .iter()
+            .zip(&widths)
+            .map(|(h, w)| {
+                let pad = w - width_of(h);
+                format!("{}{h}{}", " ".repeat(pad / 2), " ".repeat(pad - pad / 2))
+            })
+            .collect();
+        out.push(format!(" {} ", header.join(" | ")).trim_end().to_string());
+        out.push(
+            widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("+"),
+        );
+        for row in &body {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .zip(&numeric)
+                .map(|((c, w), num)| {
+                    let pad = " ".repeat(w - width_of(c));
+                    if *num {
+                        format!("{pad}{c}")
+                    } else {
+                        format!("{c}{pad}")
+                    }
+                })
+                .collect();
+            out.push(format!(" {} ", cells.join(" | ")).trim_end().to_string());
+        }
+    }
+    out.push(match rows.len() {
+        1 => "(1 row)".to_string(),
+        n => format!("({n} rows)"),
+    });
+    out
+}
+
 /// Escapes control characters (newlines, tabs, ESC …) so the text stays on
 /// one line and cannot send terminal escape sequences.
 fn clean(text: &str) -> String {
@@ -267,7 +360,37 @@ fn clean(text: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::clean;
+    use super::{clean, psql_table};
+
+    #[test]
+    fn results_render_like_psql() {
+        let columns = vec!["id".to_string(), "name".to_string()];
+        let rows = vec![
+            vec![Some("1".to_string()), Some("alice".to_string())],
+            vec![Some("10".to_string()), None],
+        ];
+        assert_eq!(
+            psql_table(&columns, &rows),
+            [
+                " id | name",
+                "----+-------",
+                "  1 | alice",
+                " 10 | NULL",
+                "(2 rows)"
+            ]
+        );
+        assert_eq!(
+            psql_table(&columns, &[]),
+            [" id | name", "----+------", "(0 rows)"]
+        );
+        let evil = vec![vec![Some("a\nb\u{1b}[2J".to_string())]];
+        let table = psql_table(&["x".to_string()], &evil);
+        assert!(
+            table
+                .iter()
+                .all(|l| !l.contains('\n') && !l.contains('\u{1b}'))
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped() {

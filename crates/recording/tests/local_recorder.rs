@@ -1,4 +1,5 @@
-//! The local recorder writing real files in a temp dir, read back and rendered.
+//! The recorder with the local sink writing real files in a temp dir, read
+//! back and rendered; v0 files still read.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write as _;
@@ -9,8 +10,8 @@ use warden_core::engines::Recorder;
 use warden_core::events::{EventKind, SessionInfo, SessionSummary, StatementProtocol};
 use warden_core::{Action, Identity, IdentityKind, Operation};
 use warden_recording::{
-    LocalRecorder, Note, Recorded, RecordingError, read_recording, recording_path, render_timeline,
-    replay_paced,
+    DROPPED_REASON, LocalRecorder, Note, Recorded, RecordingError, read_recording, recording_path,
+    render_timeline, replay_paced,
 };
 
 fn identity() -> Identity {
@@ -98,7 +99,7 @@ async fn synthetic_session_reads_back_in_order() {
     record_synthetic(&recorder, &s);
     recorder.flush_all().await;
 
-    let recording = read_recording(recorder.dir(), &s.id).unwrap();
+    let recording = read_recording(&dir.path().join("recordings"), &s.id).unwrap();
     assert!(!recording.truncated);
     assert!(recording.is_complete());
     let types: Vec<&str> = recording
@@ -158,16 +159,25 @@ async fn synthetic_session_reads_back_in_order() {
         other => panic!("last event is {other:?}"),
     }
 
-    // The file itself: one JSON object per line with the envelope first.
-    let text = std::fs::read_to_string(recording_path(recorder.dir(), &s.id)).unwrap();
-    assert_eq!(text.lines().count(), 5);
-    assert!(text.ends_with('\n'));
-    for (i, line) in text.lines().enumerate() {
-        assert!(
-            line.starts_with(&format!("{{\"v\":0,\"seq\":{i},\"at\":\"")),
-            "{line}"
-        );
-    }
+    // Sealed: a manifest listing the chunks, v1 lines inside.
+    let manifest = recording.manifest.as_ref().expect("sealed");
+    assert_eq!(manifest.events, 5);
+    assert!(!manifest.interrupted);
+    assert_eq!(manifest.end_reason, "client closed");
+    assert_eq!(manifest.target, "orders");
+    assert_eq!(recording.format, 1);
+    assert!(
+        recorder
+            .wait_uploaded(&s.id, std::time::Duration::from_secs(60))
+            .await
+    );
+    let stored = &dir.path().join("recordings").join(&s.id);
+    assert!(stored.join("manifest.json").exists());
+    assert!(stored.join("chunk-000001.wrc").exists());
+    let again = read_recording(&dir.path().join("recordings"), &s.id).unwrap();
+    assert_eq!(again.events.len(), 5);
+    let json = serde_json::to_string(&again.events[0]).unwrap();
+    assert!(json.starts_with("{\"v\":1,\"seq\":0,\"at\":\""), "{json}");
 }
 
 #[tokio::test]
@@ -381,8 +391,20 @@ async fn dropped_without_finish_is_closed_without_end() {
     rec.record(start(&s));
     drop(rec);
     recorder.flush_all().await;
+    // v1 seals it with an `end` event saying so.
     let recording = read_recording(dir.path(), &s.id).unwrap();
-    assert_eq!(recording.events.len(), 1);
+    assert_eq!(recording.events.len(), 2);
+    assert!(recording.is_complete());
+    assert!(recording.manifest.as_ref().unwrap().interrupted);
+    let mut out = Vec::new();
+    render_timeline(&recording.events, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(DROPPED_REASON), "{text}");
+
+    // A v0 file without `end` still renders the note.
+    let v0 = r#"{"v":0,"seq":0,"at":"2025-01-31T12:00:00.000Z","offset_ms":0.0,"type":"dropped","count":1}"#;
+    std::fs::write(dir.path().join("v0cut.ndjson"), format!("{v0}\n")).unwrap();
+    let recording = read_recording(dir.path(), "v0cut").unwrap();
     assert!(!recording.is_complete());
     let mut out = Vec::new();
     render_timeline(&recording.events, &mut out).unwrap();
@@ -396,7 +418,17 @@ async fn truncated_last_line_is_tolerated() {
     let s = session();
     record_synthetic(&recorder, &s);
     recorder.flush_all().await;
+    // Make a v0 file of the same events, as v0 Warden wrote them.
+    let mut v0 = String::new();
+    for event in read_recording(dir.path(), &s.id).unwrap().events {
+        let line = serde_json::to_string(&event).unwrap();
+        v0.push_str(&line.replacen("{\"v\":1,", "{\"v\":0,", 1));
+        v0.push('\n');
+    }
+    let s = session();
     let path = recording_path(dir.path(), &s.id);
+    std::fs::write(&path, &v0).unwrap();
+    assert_eq!(read_recording(dir.path(), &s.id).unwrap().events.len(), 5);
     let full = std::fs::read(&path).unwrap();
 
     // Cut in the middle of the last line, as a crash would.
@@ -484,4 +516,90 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         EVENTS,
         "every event is written or counted"
     );
+}
+
+#[tokio::test]
+async fn a_full_or_unwritable_spool_refuses_sessions() {
+    use warden_recording::{LocalSink, RecorderOptions, SpoolRecorder};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(LocalSink::new(dir.path().join("recordings")));
+
+    // Less free space than a session needs (here: more than any disk has).
+    let mut options = RecorderOptions::new(dir.path().join("spool-full"));
+    options.min_free_bytes = u64::MAX;
+    let full = SpoolRecorder::start(options, sink.clone()).unwrap();
+    let err = full.open(&session()).err().unwrap();
+    assert!(err.message.contains("bytes free"), "{err}");
+    assert!(matches!(
+        full.check_spool(),
+        Err(RecordingError::SpoolFull { .. })
+    ));
+
+    // A spool that cannot be written (its directory replaced by a file).
+    let spool = dir.path().join("spool");
+    let mut options = RecorderOptions::new(spool.clone());
+    options.min_free_bytes = 0;
+    let rec = SpoolRecorder::start(options, sink).unwrap();
+    rec.check_spool().unwrap();
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, b"not a directory").unwrap();
+    assert!(rec.open(&session()).is_err());
+    assert!(matches!(
+        rec.check_spool(),
+        Err(RecordingError::SpoolUnwritable { .. })
+    ));
+    // Fixed: sessions are accepted again.
+    std::fs::remove_file(&spool).unwrap();
+    std::fs::create_dir(&spool).unwrap();
+    rec.check_spool().unwrap();
+    let s = session();
+    let r = rec.open(&s).unwrap();
+    r.finish(&summary(0));
+    rec.flush_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_tails_a_live_session_across_chunks() {
+    use warden_recording::{
+        LocalSink, RecorderOptions, RecordingKeys, RecordingReader, SpoolRecorder,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let stored = dir.path().join("recordings");
+    let mut options = RecorderOptions::new(spool.clone());
+    options.chunk_size = 2048;
+    options.min_free_bytes = 0;
+    let rec = SpoolRecorder::start(options, Arc::new(LocalSink::new(stored.clone()))).unwrap();
+    let s = session();
+    let r = rec.open(&s).unwrap();
+    r.record(start(&s));
+
+    let reader = RecordingReader::new(Arc::new(LocalSink::new(stored)), RecordingKeys::default())
+        .with_spool(spool);
+    let id = s.id.clone();
+    let follower = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        reader
+            .follow(&id, std::time::Duration::from_millis(10), |event| {
+                seen.push((event.seq, event.event.type_name().to_string()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        seen
+    });
+    for i in 0..300u64 {
+        r.record(statement(&format!("SELECT {i}"), Some(i)));
+        if i % 50 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    }
+    r.finish(&summary(300));
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), follower)
+        .await
+        .expect("follow ends at the end event")
+        .unwrap();
+    let seqs: Vec<u64> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (0..302).collect::<Vec<u64>>());
+    assert_eq!(seen.last().unwrap().1, "end");
 }

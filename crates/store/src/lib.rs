@@ -6,6 +6,7 @@
 
 mod audit;
 mod keys;
+mod leases;
 mod rows;
 mod sessions;
 mod sqlite;
@@ -14,13 +15,14 @@ mod timefmt;
 pub use rows::{SessionFilter, SessionRow};
 pub use sqlite::{SqliteStore, StoreOpenError};
 pub use warden_core::engines::StoreError;
+pub use warden_core::leases::{LeaseRecord, LeaseStore};
 
 use async_trait::async_trait;
 use warden_core::engines::{AccessKeyStore, SessionLog};
 use warden_core::events::AuditEvent;
 
 /// Everything Warden keeps in its state database: the engine traits the
-/// gateway calls ([`SessionLog`], [`AccessKeyStore`]) plus the queries the CLI
+/// gateway calls ([`SessionLog`], [`AccessKeyStore`], [`LeaseStore`]) plus the queries the CLI
 /// and the web API need.
 ///
 /// # Writing a PostgreSQL implementation
@@ -47,7 +49,7 @@ use warden_core::events::AuditEvent;
 ///   was cut by a crash; with several, only this node's sessions were (add a
 ///   `node` column in a new migration and filter on it).
 #[async_trait]
-pub trait Store: SessionLog + AccessKeyStore + Send + Sync {
+pub trait Store: SessionLog + AccessKeyStore + LeaseStore + Send + Sync {
     /// Sessions matching the filter, newest first.
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>, StoreError>;
 

@@ -3,6 +3,7 @@
 //! Nothing here relies on a service someone left running.
 
 pub mod mariadb;
+pub mod moto;
 pub mod oidc;
 pub mod postgres;
 pub mod process;

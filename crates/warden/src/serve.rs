@@ -94,6 +94,10 @@ async fn serve(config: Config) -> Result<ExitCode> {
         warden_policy::spawn_reloader(path.clone(), policy.clone());
     }
 
+    let secrets = warden_credentials::SecretResolver::new(&config.secrets)
+        .context("cannot set up [secrets]")?;
+    let masking = masking_engine(&config, policy.clone(), &secrets).await?;
+
     let recorder = Arc::new(
         warden_recording::LocalRecorder::new(config.recording_dir())
             .context("cannot open the recordings directory")?,
@@ -115,9 +119,10 @@ async fn serve(config: Config) -> Result<ExitCode> {
         config: config.clone(),
         authenticator: identity,
         policy,
-        credentials: Arc::new(warden_credentials::StaticCredentials),
+        credentials: Arc::new(warden_credentials::StaticCredentials::new(secrets)),
         sessions,
         recorder: recorder_dyn,
+        masking,
         metrics: metrics.clone(),
         tls,
         shutdown: shutdown.clone(),
@@ -214,4 +219,33 @@ impl Recorder for NullRecorder {
 impl warden_core::engines::SessionRecording for NullRecording {
     fn record(&self, _event: warden_core::events::EventKind) {}
     fn finish(&self, _summary: &warden_core::events::SessionSummary) {}
+}
+
+/// Builds the masking engine from `[masking]` and checks every policy's rules.
+async fn masking_engine(
+    config: &Config,
+    policy: Arc<warden_policy::ReloadablePolicy>,
+    secrets: &warden_credentials::SecretResolver,
+) -> anyhow::Result<Arc<dyn warden_core::masking::MaskingEngine>> {
+    use secrecy::ExposeSecret;
+    let hash_key = match &config.masking.hash_key {
+        Some(reference) => Some(
+            secrets
+                .resolve(reference)
+                .await
+                .context("cannot read [masking] hash_key")?
+                .expose_secret()
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    let settings = warden_masking::MaskingSettings::from_config(&config.masking, hash_key)
+        .context("invalid [masking] settings")?;
+    settings
+        .validate_policies(&config.policies)
+        .context("invalid masking rule")?;
+    Ok(Arc::new(warden_masking::PolicyMasking::new(
+        policy, settings,
+    )))
 }

@@ -4,7 +4,7 @@
 use crate::codec::{CodecError, PacketStream};
 use crate::errors::ClientError;
 use crate::packets::ErrInfo;
-use crate::relay::{Outcome, Relay, RelayError};
+use crate::relay::{MaskingRelay, Outcome, Relay, RelayError};
 use crate::statements::{Statements, statement_id};
 use crate::stream::BoxStream;
 use crate::upstream::Upstream;
@@ -61,6 +61,10 @@ pub struct CommandLoop<'a> {
     reported_in: u64,
     reported_out: u64,
     quit_sent: bool,
+    /// The session's masking rules; `None` when none apply.
+    masker: Option<std::sync::Arc<dyn warden_core::masking::SessionMasker>>,
+    /// Masking plans of open cursors, by statement id.
+    cursor_plans: std::collections::HashMap<u32, crate::masking::RowPlan>,
 }
 
 impl<'a> CommandLoop<'a> {
@@ -90,6 +94,8 @@ impl<'a> CommandLoop<'a> {
             reported_in,
             reported_out,
             quit_sent: false,
+            masker: gateway.masking.for_session(&session.identity, &target.name),
+            cursor_plans: std::collections::HashMap::new(),
         }
     }
 
@@ -166,6 +172,15 @@ impl<'a> CommandLoop<'a> {
         self.reported_out = self.client.bytes_written;
     }
 
+    /// Ends the session with a message (its credential's lease ended). The
+    /// client may be mid-command; it gets the error as its next packet.
+    pub async fn end_with(&mut self, reason: String) -> Flow {
+        self.client
+            .queue_packet(1, &crate::packets::err_packet(1927, "70100", &reason));
+        let _ = self.client.flush().await;
+        Flow::End(reason)
+    }
+
     async fn shutdown(&mut self) -> Flow {
         self.send_error(&ClientError::Shutdown).await;
         Flow::End("shutdown".into())
@@ -178,12 +193,36 @@ impl<'a> CommandLoop<'a> {
     }
 
     fn relay(&mut self) -> Relay<'_> {
+        self.relay_rows(false)
+    }
+
+    /// A relay whose result rows are in the binary protocol when `binary`.
+    fn relay_rows(&mut self, binary: bool) -> Relay<'_> {
         Relay {
             client: &mut self.client,
             upstream: &mut self.upstream.stream,
             client_deprecate_eof: self.client_deprecate_eof,
             upstream_deprecate_eof: self.upstream.caps.contains(Caps::CLIENT_DEPRECATE_EOF),
             seq: 1,
+            masking: self.masker.as_deref().map(|masker| MaskingRelay {
+                masker,
+                binary,
+                counts: Default::default(),
+                cursor_plan: None,
+                fetch_plan: None,
+            }),
+            pushback: None,
+        }
+    }
+
+    /// Records what masking did during one command.
+    fn record_masking(&self, counts: crate::masking::MaskCounts) {
+        for ((column, detector), count) in counts {
+            self.recording.record(EventKind::Masked {
+                column: column.to_string(),
+                detector: detector.to_string(),
+                count,
+            });
         }
     }
 
@@ -261,7 +300,7 @@ impl<'a> CommandLoop<'a> {
 
     fn recorded_text(&self, sql: &str) -> String {
         if self.gateway.config.recording.capture_statements {
-            sql.to_string()
+            warden_core::masking::recorded_text(self.masker.as_deref(), sql)
         } else {
             String::new()
         }
@@ -332,6 +371,8 @@ impl<'a> CommandLoop<'a> {
             Ok(()) => relay.results().await,
             Err(error) => Err(error),
         };
+        let counts = relay.masking.take().map(|m| m.counts).unwrap_or_default();
+        self.record_masking(counts);
         match result {
             Ok(outcome) => {
                 self.record(&sql, StatementProtocol::Simple, started, &outcome);
@@ -384,11 +425,20 @@ impl<'a> CommandLoop<'a> {
         };
         self.count_statement();
         let started = Instant::now();
-        let mut relay = self.relay();
+        let mut relay = self.relay_rows(true);
         let result = match relay.send_command(&payload).await {
             Ok(()) => relay.results().await,
             Err(error) => Err(error),
         };
+        let (counts, cursor_plan) = relay
+            .masking
+            .take()
+            .map(|m| (m.counts, m.cursor_plan))
+            .unwrap_or_default();
+        if let Some(plan) = cursor_plan {
+            self.cursor_plans.insert(id, plan);
+        }
+        self.record_masking(counts);
         match result {
             Ok(outcome) => {
                 self.record(&sql, StatementProtocol::Extended, started, &outcome);
@@ -405,11 +455,17 @@ impl<'a> CommandLoop<'a> {
                 .await;
             return Flow::Continue;
         }
-        let mut relay = self.relay();
+        let plan = self.cursor_plans.get(&id).cloned();
+        let mut relay = self.relay_rows(true);
+        if let Some(masking) = relay.masking.as_mut() {
+            masking.fetch_plan = plan;
+        }
         let result = match relay.send_command(&payload).await {
             Ok(()) => relay.fetch().await,
             Err(error) => Err(error),
         };
+        let counts = relay.masking.take().map(|m| m.counts).unwrap_or_default();
+        self.record_masking(counts);
         match result {
             Ok(_) => Flow::Continue,
             Err(error) => self.relay_failed(error).await,

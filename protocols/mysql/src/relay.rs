@@ -9,8 +9,10 @@
 
 use crate::codec::{Chunk, CodecError, MAX_CHUNK, PacketStream};
 use crate::errors::ClientError;
+use crate::masking::{self, MaskCounts, RowPlan};
 use crate::packets::{self, ErrInfo};
 use crate::stream::BoxStream;
+use warden_core::masking::{Masked, SessionMasker};
 
 /// Which side failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +52,26 @@ pub struct Relay<'a> {
     pub upstream_deprecate_eof: bool,
     /// Next sequence id towards the client.
     pub seq: u8,
+    /// Result masking; `None` forwards rows undecoded.
+    pub masking: Option<MaskingRelay<'a>>,
+    /// A chunk read ahead, returned by the next read.
+    pub pushback: Option<Chunk>,
 }
 
-impl Relay<'_> {
+/// A relay's masking state for one command.
+pub struct MaskingRelay<'a> {
+    pub masker: &'a dyn SessionMasker,
+    /// Rows of this command are in the binary protocol (COM_STMT_EXECUTE/FETCH).
+    pub binary: bool,
+    /// Values masked, per (column, detector).
+    pub counts: MaskCounts,
+    /// Set when the response opened a cursor: the plan for its fetches.
+    pub cursor_plan: Option<RowPlan>,
+    /// For COM_STMT_FETCH: the plan of the cursor's result.
+    pub fetch_plan: Option<RowPlan>,
+}
+
+impl<'a> Relay<'a> {
     /// Sends one command (already checked) upstream, starting at sequence 0.
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), RelayError> {
         self.upstream.queue_packet(0, payload);
@@ -60,6 +79,9 @@ impl Relay<'_> {
     }
 
     async fn read(&mut self) -> Result<Chunk, RelayError> {
+        if let Some(chunk) = self.pushback.take() {
+            return Ok(chunk);
+        }
         self.upstream
             .read_chunk(MAX_CHUNK)
             .await
@@ -151,7 +173,7 @@ impl Relay<'_> {
                 None => return Err(RelayError::Protocol("empty response packet")),
                 Some(packets::ERR) => {
                     outcome.error = packets::parse_err(&first.payload);
-                    self.forward(first).await?;
+                    self.forward_error(first).await?;
                     break;
                 }
                 Some(packets::OK) => {
@@ -176,17 +198,20 @@ impl Relay<'_> {
                     let (columns, _) = packets::read_lenenc(&first.payload)
                         .ok_or(RelayError::Protocol("bad column count"))?;
                     self.forward(first).await?;
-                    self.definitions(columns).await?;
+                    let plan = self.definitions_planned(columns).await?;
                     let status = self.metadata_eof().await?;
                     if status & packets::STATUS_CURSOR_EXISTS != 0 {
                         // A cursor was opened: rows come with COM_STMT_FETCH.
+                        if let Some(masking) = &mut self.masking {
+                            masking.cursor_plan = plan;
+                        }
                         outcome.tags.push("CURSOR".into());
                         if status & packets::STATUS_MORE_RESULTS == 0 {
                             break;
                         }
                         continue;
                     }
-                    let (rows, status, error) = self.rows().await?;
+                    let (rows, status, error) = self.rows(plan.as_ref()).await?;
                     outcome.rows += rows;
                     outcome.tags.push(format!("RESULT {rows}"));
                     if error.is_some() {
@@ -203,23 +228,122 @@ impl Relay<'_> {
         Ok(outcome)
     }
 
+    /// Forwards `count` definition packets; with masking on, also reads
+    /// them into the result's masking plan.
+    async fn definitions_planned(&mut self, count: u64) -> Result<Option<RowPlan>, RelayError> {
+        let Some(masker) = self.masking.as_ref().map(|m| m.masker) else {
+            self.definitions(count).await?;
+            return Ok(None);
+        };
+        let mut columns = Vec::new();
+        for _ in 0..count {
+            let chunk = self.read().await?;
+            if chunk.payload.first() == Some(&packets::ERR) {
+                return Err(RelayError::Protocol("error in the middle of definitions"));
+            }
+            columns.push(
+                masking::parse_column_definition(&chunk.payload)
+                    .ok_or(RelayError::Protocol("bad column definition"))?,
+            );
+            self.forward(chunk).await?;
+        }
+        Ok(RowPlan::build(masker, &columns))
+    }
+
+    /// Forwards an ERR packet, masking its message when content detectors apply
+    /// (a duplicate-key error quotes the value).
+    async fn forward_error(&mut self, chunk: Chunk) -> Result<(), RelayError> {
+        if let Some(masker) = self.masking.as_ref().map(|m| m.masker)
+            && masker.scans_content()
+            && let Some(error) = packets::parse_err(&chunk.payload)
+            && let Masked::Replaced { value, .. } = masker.mask_text(&error.message, false)
+        {
+            let message = value.unwrap_or_else(|| "[MASKED]".into());
+            self.queue_own(&packets::err_packet(error.code, "HY000", &message));
+            return self.flush_if_full().await;
+        }
+        self.forward(chunk).await
+    }
+
     /// Relays rows up to and including the terminator (or an error).
-    async fn rows(&mut self) -> Result<(u64, u16, Option<ErrInfo>), RelayError> {
+    async fn rows(
+        &mut self,
+        plan: Option<&RowPlan>,
+    ) -> Result<(u64, u16, Option<ErrInfo>), RelayError> {
         let mut rows = 0u64;
+        let mut refused: Option<ErrInfo> = None;
         loop {
             let chunk = self.read().await?;
             if packets::is_terminator(&chunk.payload) {
+                if let Some(error) = refused {
+                    return Ok((rows, 0, Some(error)));
+                }
                 let status = self.terminator(chunk).await?;
                 return Ok((rows, status, None));
             }
             if chunk.payload.first() == Some(&packets::ERR) {
                 let error = packets::parse_err(&chunk.payload);
-                self.forward(chunk).await?;
-                return Ok((rows, 0, error));
+                if refused.is_none() {
+                    self.forward_error(chunk).await?;
+                }
+                return Ok((rows, 0, refused.or(error)));
             }
             rows += 1;
-            self.forward(chunk).await?;
+            if refused.is_some() {
+                self.drain_continuations(&chunk).await?;
+                continue;
+            }
+            let Some(plan) = plan.filter(|_| self.masking.is_some()) else {
+                self.forward(chunk).await?;
+                continue;
+            };
+            let row = self.read_rest(chunk).await?;
+            let Some(masking) = self.masking.as_mut() else {
+                continue;
+            };
+            let masked = if masking.binary {
+                masking::mask_binary_row(masking.masker, plan, &row, &mut masking.counts)
+            } else {
+                masking::mask_text_row(masking.masker, plan, &row, &mut masking.counts)
+            };
+            match masked {
+                Ok(Some(new_row)) => self.queue_own(&new_row),
+                Ok(None) => self.queue_own(&row),
+                Err(unmaskable) => {
+                    let message = format!(
+                        "column '{}' is masked and cannot be sent in this form",
+                        unmaskable.column
+                    );
+                    self.queue_own(&packets::err_packet(1142, "42000", &message));
+                    refused = Some(ErrInfo {
+                        code: 1142,
+                        message,
+                    });
+                }
+            }
+            self.flush_if_full().await?;
         }
+    }
+
+    /// Reads the rest of a logical packet that starts with `first`.
+    async fn read_rest(&mut self, first: Chunk) -> Result<Vec<u8>, RelayError> {
+        let mut more = first.continues();
+        let mut row = first.payload.to_vec();
+        while more {
+            let next = self.read().await?;
+            more = next.continues();
+            row.extend_from_slice(&next.payload);
+        }
+        Ok(row)
+    }
+
+    /// Skips the continuation chunks of a packet that is not forwarded.
+    async fn drain_continuations(&mut self, first: &Chunk) -> Result<(), RelayError> {
+        let mut more = first.continues();
+        while more {
+            more = self.read().await?.continues();
+        }
+        Ok(())
     }
 
     /// Relays the rows a COM_STMT_FETCH returns.
@@ -228,16 +352,25 @@ impl Relay<'_> {
         let mut outcome = Outcome::default();
         if first.payload.first() == Some(&packets::ERR) {
             outcome.error = packets::parse_err(&first.payload);
-            self.forward(first).await?;
+            self.forward_error(first).await?;
         } else {
+            let plan = self.masking.as_mut().and_then(|m| m.fetch_plan.take());
             let (rows, error) = if packets::is_terminator(&first.payload) {
                 self.terminator(first).await?;
                 (0, None)
+            } else if self.masking.is_some() {
+                // Put the first row back in line with the rest.
+                self.pushback = Some(first);
+                let (rows, _, error) = self.rows(plan.as_ref()).await?;
+                (rows, error)
             } else {
                 self.forward(first).await?;
-                let (rows, _, error) = self.rows().await?;
+                let (rows, _, error) = self.rows(None).await?;
                 (rows + 1, error)
             };
+            if let Some(masking) = self.masking.as_mut() {
+                masking.fetch_plan = plan;
+            }
             outcome.rows = rows;
             outcome.tags.push(format!("FETCH {rows}"));
             outcome.error = error;
@@ -361,6 +494,8 @@ mod tests {
             client_deprecate_eof,
             upstream_deprecate_eof,
             seq: 1,
+            masking: None,
+            pushback: None,
         };
         let outcome = relay.results().await.unwrap();
         drop(client);
@@ -466,6 +601,8 @@ mod tests {
             client_deprecate_eof: true,
             upstream_deprecate_eof: true,
             seq: 1,
+            masking: None,
+            pushback: None,
         };
         let outcome = relay.results().await.unwrap();
         assert_eq!(outcome.error.unwrap().code, 1148);

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use warden_core::config::{ListenerConfig, Protocol, TargetConfig};
 use warden_core::engines::{AuthContext, SessionRecording};
+use warden_core::engines::{LeaseGuard, SessionEnd};
 use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
 use warden_core::metrics::{Metrics, OpenSessionGuard};
 use warden_core::{Gateway, Identity};
@@ -86,7 +87,9 @@ pub async fn run(
         return;
     };
     let session = SessionInfo::new(identity, &target.name, Protocol::Mysql, peer, hello.tls);
-    let (upstream, upstream_user) = match login_upstream(gateway, target, &session, &hello).await {
+    let (upstream, upstream_user, lease) = match login_upstream(gateway, target, &session, &hello)
+        .await
+    {
         Ok(connected) => connected,
         Err(message) => {
             Metrics::add(&gateway.metrics.upstream_failures, 1);
@@ -161,7 +164,9 @@ pub async fn run(
             upstream_tls = upstream.tls,
             "mysql session started"
         );
-        serve_commands(
+        let session_end = std::sync::Arc::new(SessionEnd::default());
+        let watcher = session_end.watch(&lease);
+        let summary = serve_commands(
             gateway,
             &session,
             target,
@@ -169,9 +174,15 @@ pub async fn run(
             client,
             upstream,
             hello.caps,
+            &session_end,
         )
-        .await
+        .await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        summary
     };
+    lease.release().await;
     recording.finish(&summary);
     if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
         tracing::warn!(session = %session.id, %error, "cannot index the session end");
@@ -179,6 +190,7 @@ pub async fn run(
     tracing::info!(session = %session.id, reason = %summary.reason, statements = summary.statements, "mysql session ended");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_commands(
     gateway: &Gateway,
     session: &SessionInfo,
@@ -187,6 +199,7 @@ async fn serve_commands(
     client: PacketStream<BoxStream>,
     upstream: Upstream,
     client_caps: Caps,
+    session_end: &SessionEnd,
 ) -> SessionSummary {
     let mut commands = CommandLoop::new(
         gateway,
@@ -198,7 +211,12 @@ async fn serve_commands(
         client_caps,
     );
     let reason = loop {
-        match commands.next().await {
+        let flow = tokio::select! {
+            biased;
+            _ = session_end.ended() => commands.end_with(session_end.reason()).await,
+            flow = commands.next() => flow,
+        };
+        match flow {
             Flow::Continue => {}
             Flow::End(reason) => break reason,
         }
@@ -245,8 +263,8 @@ async fn login_upstream(
     target: &TargetConfig,
     session: &SessionInfo,
     hello: &ClientHello,
-) -> Result<(Upstream, String), String> {
-    let credential = gateway
+) -> Result<(Upstream, String, LeaseGuard), String> {
+    let mut credential = gateway
         .credentials
         .acquire(target, session)
         .await
@@ -256,9 +274,11 @@ async fn login_upstream(
                 target.name
             )
         })?;
+    // Released on every path, including a failed login below.
+    let lease = LeaseGuard::new(credential.lease.take());
     let connect = upstream::connect(target, &credential, hello.caps, hello.collation);
     match tokio::time::timeout(target.connect_timeout, connect).await {
-        Ok(Ok(upstream)) => Ok((upstream, credential.user.clone())),
+        Ok(Ok(upstream)) => Ok((upstream, credential.user.clone(), lease)),
         Ok(Err(error)) => Err(format!(
             "Warden cannot reach target \"{}\" ({}): {error}",
             target.name, target.address

@@ -10,6 +10,7 @@ pub mod frontend {
     pub const SYNC: u8 = b'S';
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';
+    pub const DESCRIBE: u8 = b'D';
     pub const PASSWORD: u8 = b'p';
 }
 
@@ -25,6 +26,13 @@ pub mod backend {
     pub const EMPTY_QUERY: u8 = b'I';
     pub const PORTAL_SUSPENDED: u8 = b's';
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const NO_DATA: u8 = b'n';
+    pub const DATA_ROW: u8 = b'D';
+    pub const COPY_OUT_RESPONSE: u8 = b'H';
+    pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    pub const COPY_DATA: u8 = b'd';
+    pub const COPY_DONE: u8 = b'c';
 }
 
 /// Size of a tagged message header: tag + length.

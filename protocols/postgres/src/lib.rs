@@ -7,10 +7,12 @@
 //! and recordings are reached through `warden_core`'s engine traits.
 
 mod cancel;
+mod catalog;
 mod client_stream;
 mod errors;
 mod frame;
 mod handler;
+mod masking;
 mod relay;
 mod session;
 mod startup;

@@ -12,18 +12,21 @@
 //! transaction and skips to Sync exactly as it would for its own permission
 //! error, and responses stay in order even when the client pipelines.
 
+use crate::catalog::{self, Catalog};
 use crate::client_stream::{ReadHalfAny, WriteHalfAny};
 use crate::errors::{PgError, sqlstate};
 use crate::frame::{self, backend, frontend, peek_header, read_cstr};
+use crate::masking::{self as wire_masking, MaskCounts, RowPlan};
 use bytes::{Buf, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use warden_core::engines::{Dialect, SessionRecording};
+use warden_core::engines::{Dialect, SessionEnd, SessionRecording};
 use warden_core::events::{EventKind, StatementProtocol};
-use warden_core::{Decision, Gateway, Identity};
+use warden_core::masking::{ColumnSource, SessionMasker};
+use warden_core::{Decision, Gateway, Identity, Operation};
 
 /// Size of each direction's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -35,6 +38,12 @@ pub struct RelayContext {
     pub target: String,
     pub recording: Arc<dyn SessionRecording>,
     pub max_message: usize,
+    /// The session's masking rules; `None` when none apply (results pass undecoded).
+    pub masker: Option<Arc<dyn SessionMasker>>,
+    /// Column names for column rules; set when the masker has column rules.
+    pub catalog: Option<Arc<Catalog>>,
+    /// Ends the session from outside (its credential's lease ended).
+    pub session_end: Arc<SessionEnd>,
 }
 
 /// How the relay ended.
@@ -68,6 +77,11 @@ enum Pending {
     },
     /// A Sync; answered by ReadyForQuery.
     Sync,
+    /// The client's Describe (with masking on); answered by RowDescription or NoData.
+    ClientDescribe,
+    /// A Describe of the portal Warden sends before each Execute when masking
+    /// is on, so it knows the result's columns and formats; its answer is not forwarded.
+    WardenDescribe,
 }
 
 struct Shared {
@@ -89,6 +103,7 @@ enum Stop {
     ClientTerminated,
     UpstreamClosed,
     Shutdown,
+    Ended(String),
     Fatal(String),
     Io(String),
 }
@@ -134,6 +149,7 @@ pub async fn relay(
         Stop::ClientTerminated => "client ended the session".to_string(),
         Stop::UpstreamClosed => "upstream closed the connection".to_string(),
         Stop::Shutdown => "closed by Warden shutdown".to_string(),
+        Stop::Ended(reason) => reason,
         Stop::Fatal(message) => {
             let _ = client_write
                 .write_all(&PgError::fatal(sqlstate::PROTOCOL_VIOLATION, &message).encode())
@@ -153,7 +169,7 @@ pub async fn relay(
 }
 
 /// Frames the client direction inspects in full; everything else streams.
-fn client_frame_needs_inspection(tag: u8) -> bool {
+fn client_frame_needs_inspection(tag: u8, masking: bool) -> bool {
     matches!(
         tag,
         frontend::QUERY
@@ -163,7 +179,7 @@ fn client_frame_needs_inspection(tag: u8) -> bool {
             | frontend::SYNC
             | frontend::FUNCTION_CALL
             | frontend::TERMINATE
-    )
+    ) || (masking && tag == frontend::DESCRIBE)
 }
 
 /// Client → upstream. This direction never writes to the client: only the
@@ -261,7 +277,7 @@ fn scan_client_frames(
                 context.max_message
             ));
         }
-        if !client_frame_needs_inspection(tag) {
+        if !client_frame_needs_inspection(tag, context.masker.is_some()) {
             let take = len.min(buf.len() - pos);
             pos += take;
             state.passthrough = len - take;
@@ -370,10 +386,30 @@ fn inspect_client_frame(
                 .cloned()
                 .unwrap_or_else(|| Arc::from("(unknown portal)"));
             shared.statements.fetch_add(1, Ordering::Relaxed);
-            shared.pending().push_back(Pending::Execute {
+            let mut pending = shared.pending();
+            if context.masker.is_some() {
+                // Learn this result's columns and formats first.
+                pending.push_back(Pending::WardenDescribe);
+                pending.push_back(Pending::Execute {
+                    text,
+                    started: Instant::now(),
+                });
+                let mut describe_body = vec![b'P'];
+                describe_body.extend_from_slice(portal);
+                describe_body.push(0);
+                let mut out = BytesMut::new();
+                frame::put_message(&mut out, frontend::DESCRIBE, &describe_body);
+                frame::put_message(&mut out, frontend::EXECUTE, body);
+                return Ok(Some(out));
+            }
+            pending.push_back(Pending::Execute {
                 text,
                 started: Instant::now(),
             });
+            Ok(None)
+        }
+        frontend::DESCRIBE => {
+            shared.pending().push_back(Pending::ClientDescribe);
             Ok(None)
         }
         frontend::SYNC => {
@@ -457,6 +493,10 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
         text,
     );
     gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(target_name = %context.target, statement = %text, action = %decision.action, operation = %decision.operation, "statement decided");
+    if decision.operation == Operation::Ddl && context.catalog.is_some() {
+        catalog::invalidate(&context.target);
+    }
     if !decision.is_allowed() {
         gateway
             .metrics
@@ -464,7 +504,7 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
             .fetch_add(1, Ordering::Relaxed);
     }
     context.recording.record(EventKind::Decision {
-        text: text.to_string(),
+        text: warden_core::masking::recorded_text(context.masker.as_deref(), text),
         operation: decision.operation,
         action: decision.action,
         rule: decision.rule.clone(),
@@ -515,7 +555,7 @@ fn parse_message(name: &str, sql: &str) -> BytesMut {
 }
 
 /// Frames the upstream direction inspects in full.
-fn upstream_frame_needs_inspection(tag: u8) -> bool {
+fn upstream_frame_needs_inspection(tag: u8, masking: bool) -> bool {
     matches!(
         tag,
         backend::COMMAND_COMPLETE
@@ -523,7 +563,41 @@ fn upstream_frame_needs_inspection(tag: u8) -> bool {
             | backend::READY_FOR_QUERY
             | backend::EMPTY_QUERY
             | backend::PORTAL_SUSPENDED
-    )
+    ) || (masking
+        && matches!(
+            tag,
+            backend::ROW_DESCRIPTION
+                | backend::NO_DATA
+                | backend::DATA_ROW
+                | backend::NOTICE_RESPONSE
+                | backend::COPY_OUT_RESPONSE
+                | backend::COPY_BOTH_RESPONSE
+                | backend::COPY_DATA
+                | backend::COPY_DONE
+        ))
+}
+
+/// The upstream direction's masking state.
+#[derive(Default)]
+struct MaskState {
+    /// The current result's plan; `None` forwards rows undecoded.
+    plan: Option<RowPlan>,
+    /// Values masked in the current result.
+    counts: MaskCounts,
+    /// A COPY TO was refused: its data and completion are dropped.
+    swallow_copy: bool,
+    /// A result that could not be masked was refused: drop everything up to ReadyForQuery.
+    refusing: bool,
+    /// Tables whose column names could not be looked up (treated as covered).
+    catalog_failed: std::collections::HashSet<u32>,
+}
+
+/// What to do with one inspected upstream frame.
+enum Observed {
+    Forward,
+    Replace(BytesMut),
+    /// Column names of these tables are needed before this frame can be handled.
+    NeedCatalog(Vec<u32>),
 }
 
 /// Upstream → client.
@@ -539,7 +613,39 @@ async fn upstream_to_client(
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut passthrough = 0usize;
     let mut needed = 0usize;
+    let mut mask_state = MaskState::default();
     loop {
+        if !buf.is_empty() || passthrough > 0 {
+            let scanned = scan_upstream_frames(
+                context,
+                shared,
+                &mut mask_state,
+                &mut buf,
+                &mut passthrough,
+                &mut needed,
+            );
+            let (out, need_catalog) = match scanned {
+                Ok(scanned) => scanned,
+                Err(message) => return Stop::Fatal(message),
+            };
+            if let Some(out) = out {
+                let n = out.len() as u64;
+                if let Err(error) = client.write_all(&out).await {
+                    return Stop::Io(format!("writing to client: {error}"));
+                }
+                to_client.fetch_add(n, Ordering::Relaxed);
+                metrics.bytes_to_clients.fetch_add(n, Ordering::Relaxed);
+            }
+            if let Some(oids) = need_catalog {
+                if let Some(catalog) = &context.catalog
+                    && let Err(error) = catalog.load(&oids).await
+                {
+                    tracing::warn!(target = %context.target, %error, "cannot look up result columns; masking them whole");
+                    mask_state.catalog_failed.extend(oids);
+                }
+                continue;
+            }
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_BUFFER.max(needed.saturating_sub(buf.len())));
         }
@@ -556,6 +662,14 @@ async fn upstream_to_client(
                 }
                 return Stop::Shutdown;
             }
+            _ = context.session_end.ended() => {
+                let reason = context.session_end.reason();
+                if passthrough == 0 {
+                    let error = PgError::fatal(sqlstate::ADMIN_SHUTDOWN, reason.clone());
+                    let _ = client.write_all(&error.encode()).await;
+                }
+                return Stop::Ended(reason);
+            }
             read = upstream.read_buf(&mut buf) => read,
         };
         match read {
@@ -565,32 +679,25 @@ async fn upstream_to_client(
             Ok(_) => {}
             Err(error) => return Stop::Io(format!("reading from upstream: {error}")),
         }
-        let out =
-            match scan_upstream_frames(context, shared, &mut buf, &mut passthrough, &mut needed) {
-                Ok(out) => out,
-                Err(message) => return Stop::Fatal(message),
-            };
-        if let Some(out) = out {
-            let n = out.len() as u64;
-            if let Err(error) = client.write_all(&out).await {
-                return Stop::Io(format!("writing to client: {error}"));
-            }
-            to_client.fetch_add(n, Ordering::Relaxed);
-            metrics.bytes_to_clients.fetch_add(n, Ordering::Relaxed);
-        }
     }
 }
 
+/// Scans complete frames; returns the bytes to send and, when a frame needs
+/// catalog names first, the tables to look up (that frame stays in `buf`).
+#[allow(clippy::type_complexity)]
 fn scan_upstream_frames(
     context: &RelayContext,
     shared: &Shared,
+    mask_state: &mut MaskState,
     buf: &mut BytesMut,
     passthrough: &mut usize,
     needed: &mut usize,
-) -> Result<Option<BytesMut>, String> {
+) -> Result<(Option<BytesMut>, Option<Vec<u32>>), String> {
     let mut pos = 0;
     let mut copied_up_to = 0;
     let mut rewritten: Option<BytesMut> = None;
+    let mut need_catalog = None;
+    let masking = context.masker.is_some();
     *needed = 0;
     while pos < buf.len() {
         if *passthrough > 0 {
@@ -604,7 +711,7 @@ fn scan_upstream_frames(
         else {
             break;
         };
-        if !upstream_frame_needs_inspection(tag) {
+        if !upstream_frame_needs_inspection(tag, masking) {
             let take = len.min(buf.len() - pos);
             pos += take;
             *passthrough = len - take;
@@ -615,30 +722,253 @@ fn scan_upstream_frames(
             break;
         }
         let body = &buf[pos + frame::HEADER_LEN..pos + len];
-        if let Some(replacement) = observe_upstream_frame(context, shared, tag, body) {
-            let out = rewritten.get_or_insert_with(BytesMut::new);
-            out.extend_from_slice(&buf[copied_up_to..pos]);
-            out.extend_from_slice(&replacement);
-            copied_up_to = pos + len;
+        match observe_upstream_frame(context, shared, mask_state, tag, body) {
+            Observed::Forward => {}
+            Observed::Replace(replacement) => {
+                let out = rewritten.get_or_insert_with(BytesMut::new);
+                out.extend_from_slice(&buf[copied_up_to..pos]);
+                out.extend_from_slice(&replacement);
+                copied_up_to = pos + len;
+            }
+            Observed::NeedCatalog(oids) => {
+                need_catalog = Some(oids);
+                break;
+            }
         }
         pos += len;
     }
     if pos == 0 {
-        return Ok(None);
+        return Ok((None, need_catalog));
     }
-    Ok(Some(match rewritten {
+    let out = match rewritten {
         Some(mut out) => {
             out.extend_from_slice(&buf[copied_up_to..pos]);
             buf.advance(pos);
             out
         }
         None => buf.split_to(pos),
-    }))
+    };
+    Ok((Some(out), need_catalog))
+}
+
+/// Masking's part of an upstream frame; `None` leaves the frame to the
+/// statement bookkeeping of [`track_upstream_frame`].
+fn mask_upstream_frame(
+    context: &RelayContext,
+    shared: &Shared,
+    masker: &dyn SessionMasker,
+    state: &mut MaskState,
+    tag: u8,
+    body: &[u8],
+) -> Option<Observed> {
+    match tag {
+        backend::ROW_DESCRIPTION => {
+            let warden_describe = {
+                let mut pending = shared.pending();
+                match pending.front() {
+                    Some(Pending::WardenDescribe) => true,
+                    Some(Pending::ClientDescribe) => {
+                        pending.pop_front();
+                        return Some(if state.refusing {
+                            Observed::Replace(BytesMut::new())
+                        } else {
+                            Observed::Forward
+                        });
+                    }
+                    _ => false,
+                }
+            };
+            let Some(fields) = wire_masking::parse_row_description(body) else {
+                return Some(Observed::Replace(
+                    PgError::error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "Warden could not read the result's column descriptions",
+                    )
+                    .encode(),
+                ));
+            };
+            if let Some(catalog) = &context.catalog {
+                let oids: Vec<u32> = fields.iter().map(|f| f.table_oid).collect();
+                let missing: Vec<u32> = catalog
+                    .missing(&oids)
+                    .into_iter()
+                    .filter(|oid| !state.catalog_failed.contains(oid))
+                    .collect();
+                if !missing.is_empty() {
+                    return Some(Observed::NeedCatalog(missing));
+                }
+            }
+            if warden_describe {
+                shared.pending().pop_front();
+            }
+            let sources = |field: &wire_masking::FieldDescription| {
+                if field.table_oid == 0 {
+                    return Some(ColumnSource {
+                        label: field.name.clone(),
+                        ..ColumnSource::default()
+                    });
+                }
+                let catalog = context.catalog.as_ref()?;
+                catalog
+                    .cached(field.table_oid, field.attnum)
+                    .map(|source| ColumnSource {
+                        label: field.name.clone(),
+                        ..source
+                    })
+            };
+            state.plan = match RowPlan::build(masker, &fields, &sources) {
+                Ok(plan) => plan,
+                Err(unmaskable) => {
+                    state.refusing = true;
+                    return Some(Observed::Replace(unmaskable_error(&unmaskable.column)));
+                }
+            };
+            Some(if warden_describe || state.refusing {
+                Observed::Replace(BytesMut::new())
+            } else {
+                Observed::Forward
+            })
+        }
+        backend::NO_DATA => {
+            let mut pending = shared.pending();
+            let forward = match pending.front() {
+                Some(Pending::WardenDescribe) => false,
+                Some(Pending::ClientDescribe) => !state.refusing,
+                _ => !state.refusing,
+            };
+            if matches!(
+                pending.front(),
+                Some(Pending::WardenDescribe | Pending::ClientDescribe)
+            ) {
+                pending.pop_front();
+            }
+            state.plan = None;
+            Some(if forward {
+                Observed::Forward
+            } else {
+                Observed::Replace(BytesMut::new())
+            })
+        }
+        backend::DATA_ROW => {
+            if state.refusing {
+                return Some(Observed::Replace(BytesMut::new()));
+            }
+            let plan = state.plan.as_ref()?;
+            Some(
+                match wire_masking::mask_data_row(masker, plan, body, &mut state.counts) {
+                    Ok(Some(frame)) => Observed::Replace(frame),
+                    Ok(None) => Observed::Forward,
+                    Err(unmaskable) => {
+                        state.refusing = true;
+                        Observed::Replace(unmaskable_error(&unmaskable.column))
+                    }
+                },
+            )
+        }
+        backend::NOTICE_RESPONSE => Some(
+            wire_masking::mask_error_fields(masker, tag, body)
+                .map_or(Observed::Forward, Observed::Replace),
+        ),
+        backend::COPY_OUT_RESPONSE | backend::COPY_BOTH_RESPONSE => {
+            state.swallow_copy = true;
+            Some(Observed::Replace(
+                PgError::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "COPY TO is not available while masking rules apply to you on this target",
+                )
+                .with_hint("Use SELECT: its results are masked.")
+                .encode(),
+            ))
+        }
+        backend::COPY_DATA | backend::COPY_DONE if state.swallow_copy => {
+            Some(Observed::Replace(BytesMut::new()))
+        }
+        _ => None,
+    }
+}
+
+fn unmaskable_error(column: &str) -> BytesMut {
+    PgError::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("column \"{column}\" is masked and cannot be sent in binary format"),
+    )
+    .with_hint("Request the column in text format, or cast it to text.")
+    .encode()
+}
+
+/// Records the masking counters of the result that just ended.
+fn flush_mask_counts(context: &RelayContext, state: &mut MaskState) {
+    state.plan = None;
+    for ((column, detector), count) in state.counts.drain() {
+        context.recording.record(EventKind::Masked {
+            column: column.to_string(),
+            detector: detector.to_string(),
+            count,
+        });
+    }
+}
+
+/// Masking first, then statement bookkeeping.
+fn observe_upstream_frame(
+    context: &RelayContext,
+    shared: &Shared,
+    state: &mut MaskState,
+    tag: u8,
+    body: &[u8],
+) -> Observed {
+    let Some(masker) = context.masker.as_deref() else {
+        return match track_upstream_frame(context, shared, tag, body) {
+            Some(replacement) => Observed::Replace(replacement),
+            None => Observed::Forward,
+        };
+    };
+    if let Some(observed) = mask_upstream_frame(context, shared, masker, state, tag, body) {
+        return observed;
+    }
+    if tag == backend::ERROR_RESPONSE
+        && matches!(shared.pending().front(), Some(Pending::WardenDescribe))
+    {
+        // The Bind before our Describe failed: the error belongs to the Execute.
+        shared.pending().pop_front();
+    }
+    let swallow = match tag {
+        backend::COMMAND_COMPLETE | backend::PORTAL_SUSPENDED | backend::EMPTY_QUERY => {
+            flush_mask_counts(context, state);
+            let swallow = state.swallow_copy || state.refusing;
+            state.swallow_copy = false;
+            swallow
+        }
+        backend::ERROR_RESPONSE => {
+            flush_mask_counts(context, state);
+            state.swallow_copy = false;
+            state.refusing
+        }
+        backend::READY_FOR_QUERY => {
+            flush_mask_counts(context, state);
+            state.swallow_copy = false;
+            state.refusing = false;
+            false
+        }
+        _ => false,
+    };
+    let replacement = track_upstream_frame(context, shared, tag, body);
+    if swallow {
+        return Observed::Replace(BytesMut::new());
+    }
+    if let Some(replacement) = replacement {
+        return Observed::Replace(replacement);
+    }
+    if tag == backend::ERROR_RESPONSE
+        && let Some(masked) = wire_masking::mask_error_fields(masker, tag, body)
+    {
+        return Observed::Replace(masked);
+    }
+    Observed::Forward
 }
 
 /// Tracks statement outcomes; returns a replacement for the upstream's answer
 /// to a denial marker.
-fn observe_upstream_frame(
+fn track_upstream_frame(
     context: &RelayContext,
     shared: &Shared,
     tag: u8,
@@ -651,6 +981,13 @@ fn observe_upstream_frame(
             let command_tag = read_cstr(body, &mut pos)
                 .map(|t| String::from_utf8_lossy(t).into_owned())
                 .unwrap_or_default();
+            if context.catalog.is_some()
+                && ["ALTER ", "DROP ", "CREATE "]
+                    .iter()
+                    .any(|prefix| command_tag.starts_with(prefix))
+            {
+                catalog::invalidate(&context.target);
+            }
             match pending.front_mut() {
                 Some(Pending::Simple { tags, .. }) => tags.push(command_tag),
                 Some(Pending::Execute { .. }) => {
@@ -747,7 +1084,8 @@ fn observe_upstream_frame(
                 }
                 Some(Pending::Denied {
                     standalone: false, ..
-                }) => skip_until_sync(&mut pending),
+                })
+                | Some(Pending::ClientDescribe) => skip_until_sync(&mut pending),
                 _ => {}
             }
             None
@@ -776,7 +1114,10 @@ fn observe_upstream_frame(
                         standalone: true, ..
                     } => break,
                     // Executes the server skipped after an error never ran.
-                    Pending::Execute { .. } | Pending::Denied { .. } => {}
+                    Pending::Execute { .. }
+                    | Pending::Denied { .. }
+                    | Pending::ClientDescribe
+                    | Pending::WardenDescribe => {}
                 }
             }
             None
@@ -817,7 +1158,7 @@ fn record_statement(
         None => (None, None),
     };
     context.recording.record(EventKind::Statement {
-        text: text.to_string(),
+        text: warden_core::masking::recorded_text(context.masker.as_deref(), text),
         protocol,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         tags,

@@ -372,7 +372,7 @@ async fn run_session(
         peer,
         stream.is_tls(),
     );
-    let credential = match gateway.credentials.acquire(target, &session).await {
+    let mut credential = match gateway.credentials.acquire(target, &session).await {
         Ok(credential) => credential,
         Err(error) => {
             gateway
@@ -392,6 +392,8 @@ async fn run_session(
             return;
         }
     };
+    // Released on every path out of this function.
+    let lease = warden_core::engines::LeaseGuard::new(credential.lease.take());
     if gateway.policy.is_read_only(&identity, &target.name) {
         // A second wall behind statement policy: the upstream itself refuses writes.
         parameters.push(("default_transaction_read_only".into(), "on".into()));
@@ -511,14 +513,30 @@ async fn run_session(
     let outcome = if stream.write_all(&greeting).await.is_ok() {
         let (client_read, client_write) = stream.into_split();
         let (upstream_read, upstream_write) = upstream.stream.into_split();
+        let masker = gateway.masking.for_session(&identity, &target.name);
+        let catalog = masker
+            .as_ref()
+            .filter(|masker| masker.has_column_rules())
+            .map(|_| {
+                Arc::new(crate::catalog::Catalog::new(
+                    target.clone(),
+                    credential.user.clone(),
+                    credential.password.clone(),
+                ))
+            });
+        let session_end = Arc::new(warden_core::engines::SessionEnd::default());
+        let watcher = session_end.watch(&lease);
         let context = RelayContext {
             gateway: gateway.clone(),
             identity: identity.clone(),
             target: target.name.clone(),
             recording: recording.clone(),
             max_message: usize::try_from(config.server.max_message_size.0).unwrap_or(usize::MAX),
+            masker,
+            catalog,
+            session_end,
         };
-        relay(
+        let outcome = relay(
             &context,
             client_read,
             client_write,
@@ -526,7 +544,11 @@ async fn run_session(
             upstream_write,
             BytesMut::new(),
         )
-        .await
+        .await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        outcome
     } else {
         crate::relay::RelayOutcome {
             reason: "client closed the connection".into(),
@@ -539,6 +561,7 @@ async fn run_session(
         statements: outcome.statements,
         reason: outcome.reason,
     };
+    lease.release().await;
     recording.finish(&summary);
     if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
         tracing::error!(%error, session = %session.id, "cannot record the session's end");

@@ -201,7 +201,7 @@ async fn send_startup(stream: &mut MaybeTls, login: &Login<'_>) -> Result<(), Up
 }
 
 /// Reads one whole tagged message during startup.
-async fn read_message(
+pub(crate) async fn read_message(
     stream: &mut MaybeTls,
     buf: &mut BytesMut,
 ) -> Result<(u8, BytesMut), UpstreamError> {

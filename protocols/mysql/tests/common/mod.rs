@@ -367,6 +367,7 @@ credentials = {{ mode = "static", user = "unused", password = "env:WARDEN_MYSQL_
             }),
             sessions: log.clone(),
             recorder: recorder.clone(),
+            masking: Arc::new(warden_core::masking::NoMasking),
             metrics: Arc::new(Metrics::default()),
             tls,
             shutdown: Shutdown::default(),

@@ -1,0 +1,205 @@
+//! Inline masking end to end: a real PostgreSQL with a table of customers,
+//! `psql` and tokio-postgres (binary results) through Warden see masked
+//! values, a direct connection sees the raw ones, and no raw value reaches
+//! Warden's log or recording.
+
+mod common;
+
+use warden_test_support::warden::psql;
+
+const EMAILS: [&str; 2] = ["alice.smith@example.com", "bob.jones@example.org"];
+const CARDS: [&str; 2] = ["4111 1111 1111 1111", "5500-0000-0000-0004"];
+const SSNS: [&str; 2] = ["123-45-6789", "219-09-9999"];
+const IBANS: [&str; 2] = ["DE89370400440532013000", "GB82WEST12345698765432"];
+const AWS_KEY: &str = "AKIAZ7QW3RT5YU8IOP2L";
+const GITHUB_TOKEN: &str = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R";
+/// Matches no detector: masked only because a column rule names its column.
+const SECRET_CODES: [&str; 2] = ["plain-value-42", "plain-value-43"];
+
+const POLICIES: &str = r#"
+[[policy]]
+name = "agents work on orders, masked"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read", "write"]
+mask = ["email", "credit_card", "us_ssn", "iban", "secret"]
+mask_columns = ["customers.secret_code", "public.customers.pin"]
+"#;
+
+fn raw_values() -> Vec<&'static str> {
+    let mut all = Vec::new();
+    all.extend(EMAILS);
+    all.extend(CARDS);
+    all.extend(SSNS);
+    all.extend(IBANS);
+    all.extend([AWS_KEY, GITHUB_TOKEN]);
+    all.extend(SECRET_CODES);
+    all
+}
+
+fn fixture(env: &common::Env) {
+    let mut sql = String::from(
+        "set role app; create table customers (id int primary key, name text, email text unique, \
+         card text, ssn text, iban text, notes text, secret_code text, pin int, profile jsonb);",
+    );
+    for i in 0..2 {
+        sql.push_str(&format!(
+            "insert into customers values ({id}, 'Customer {id}', '{email}', '{card}', '{ssn}', '{iban}', \
+             'aws {aws} and gh {gh}', '{code}', {pin}, '{{\"github\": \"{gh}\", \"plan\": \"pro\"}}');",
+            id = i + 1,
+            email = EMAILS[i],
+            card = CARDS[i],
+            ssn = SSNS[i],
+            iban = IBANS[i],
+            aws = AWS_KEY,
+            gh = GITHUB_TOKEN,
+            code = SECRET_CODES[i],
+            pin = 4321 + i,
+        ));
+    }
+    env.pg.psql_db("orders", &sql).unwrap();
+}
+
+fn assert_no_raw(what: &str, text: &str) {
+    for raw in raw_values() {
+        assert!(
+            !text.contains(raw),
+            "{what} contains the raw value {raw}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn psql_and_driver_see_masked_values_direct_sees_raw() {
+    let env = common::start_with(POLICIES, "", "debug", "");
+    fixture(&env);
+    let token = env.token("masked-agent@example.net", &["agents"]);
+
+    // Direct: raw values are there.
+    let direct = env
+        .pg
+        .psql_db("orders", "select * from customers order by id")
+        .unwrap();
+    for raw in raw_values() {
+        assert!(direct.contains(raw), "direct output lacks {raw}: {direct}");
+    }
+
+    // Through Warden with psql (text format), including an expression, an
+    // alias of a covered column, a JSON column and a statement that quotes a raw value.
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-c",
+            "select * from customers order by id",
+            "-c",
+            "select lower(email) as e, secret_code as not_a_secret, profile->>'github' as gh from customers",
+            "-c",
+            "select name from customers where email = 'alice.smith@example.com'",
+        ],
+    );
+    assert!(ok, "psql failed: {err}");
+    assert_no_raw("psql output", &out);
+    assert!(out.contains("[REDACTED]"), "{out}");
+    assert!(
+        out.contains("Customer 1") && out.contains("Customer 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"plan\": \"pro\""),
+        "JSON kept its shape: {out}"
+    );
+
+    // COPY TO cannot bypass masking.
+    let (ok, _, err) = psql(&env.conninfo(), &token, &["-c", "copy customers to stdout"]);
+    assert!(!ok && err.contains("COPY TO is not available"), "{err}");
+
+    // A unique violation's DETAIL quotes the value: masked too.
+    let (ok, _, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-c",
+            "insert into customers (id, email) values (9, 'alice.smith@example.com')",
+        ],
+    );
+    assert!(
+        !ok && err.contains("23505") || err.contains("duplicate key"),
+        "{err}"
+    );
+    assert_no_raw("error message", &err);
+
+    // tokio-postgres asks for binary results: text types are rewritten in
+    // place, the covered int column becomes NULL.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = env.connect(&token).await;
+        let rows = client
+            .query(
+                "select id, email, secret_code, pin, notes, ssn from customers where id = $1",
+                &[&1i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.get::<_, i32>(0), 1);
+        assert_eq!(row.get::<_, String>(1), "[REDACTED]");
+        assert_eq!(row.get::<_, String>(2), "[REDACTED]");
+        assert_eq!(
+            row.get::<_, Option<i32>>(3),
+            None,
+            "covered binary int is NULL"
+        );
+        let notes: String = row.get(4);
+        assert!(
+            notes.starts_with("aws [REDACTED] and gh [REDACTED]"),
+            "{notes}"
+        );
+        assert_eq!(row.get::<_, String>(5), "[REDACTED]");
+        // A statement prepared once and executed twice keeps masking.
+        let statement = client
+            .prepare("select email from customers order by id")
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let rows = client.query(&statement, &[]).await.unwrap();
+            let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            assert_eq!(emails, vec!["[REDACTED]", "[REDACTED]"]);
+        }
+    });
+
+    // Recordings count masked values and never hold one, statement texts included.
+    let sessions: serde_json::Value =
+        serde_json::from_str(&env.warden.cli(&["sessions", "list", "--json"]).unwrap()).unwrap();
+    let ids: Vec<String> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 4, "{sessions}");
+    let mut masked_events = 0;
+    for id in &ids {
+        let events = env.events(id);
+        let text = serde_json::to_string(&events).unwrap();
+        assert_no_raw("a recording", &text);
+        for event in events.iter().filter(|e| e["type"] == "masked") {
+            assert!(event["count"].as_u64().unwrap_or(0) >= 1, "{event}");
+            assert!(event["column"].is_string() && event["detector"].is_string());
+            masked_events += 1;
+        }
+    }
+    assert!(
+        masked_events >= 5,
+        "masked events recorded: {masked_events}"
+    );
+
+    // The log at debug level named statements (one quoted a raw e-mail) yet holds no raw value.
+    let logs = env.warden.logs();
+    assert!(
+        logs.contains("statement decided"),
+        "debug logging was on: {logs}"
+    );
+    assert_no_raw("warden's log", &logs);
+}

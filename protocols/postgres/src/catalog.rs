@@ -1,0 +1,212 @@
+//! Names of result columns for column masking rules. A RowDescription gives
+//! each column's table OID and attribute number; this module turns them into
+//! `schema.table.column` through `pg_catalog`, over a side connection opened
+//! with the session's own upstream credential (the client's connection may
+//! be inside an aborted transaction). Names are cached per target and the
+//! cache is dropped whenever any session runs DDL on that target.
+
+use crate::frame::{self, backend};
+use crate::upstream::{self, Login, Upstream};
+use bytes::BytesMut;
+use secrecy::SecretString;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+use tokio::io::AsyncWriteExt;
+use warden_core::config::TargetConfig;
+use warden_core::masking::ColumnSource;
+
+type Names = HashMap<(u32, i16), ColumnSource>;
+
+fn cache() -> &'static Mutex<HashMap<String, Names>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Names>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lock() -> std::sync::MutexGuard<'static, HashMap<String, Names>> {
+    cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets every cached column name of `target` (after DDL).
+pub fn invalidate(target: &str) {
+    lock().remove(target);
+}
+
+/// One session's view of the catalog.
+pub struct Catalog {
+    target: TargetConfig,
+    user: String,
+    password: SecretString,
+    connection: tokio::sync::Mutex<Option<Upstream>>,
+}
+
+impl Catalog {
+    pub fn new(target: TargetConfig, user: String, password: SecretString) -> Self {
+        Catalog {
+            target,
+            user,
+            password,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached source of a column, if known.
+    pub fn cached(&self, table_oid: u32, attnum: i16) -> Option<ColumnSource> {
+        lock()
+            .get(&self.target.name)
+            .and_then(|names| names.get(&(table_oid, attnum)))
+            .cloned()
+    }
+
+    /// Tables among `oids` with no cached names.
+    pub fn missing(&self, oids: &[u32]) -> Vec<u32> {
+        let cache = lock();
+        let names = cache.get(&self.target.name);
+        let known: HashSet<u32> = names
+            .map(|n| n.keys().map(|(oid, _)| *oid).collect())
+            .unwrap_or_default();
+        let mut missing: Vec<u32> = oids
+            .iter()
+            .copied()
+            .filter(|oid| *oid != 0 && !known.contains(oid))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+
+    /// Looks the tables up and caches their columns. A table that no longer
+    /// exists is cached as having no columns, so it is not asked for again.
+    pub async fn load(&self, oids: &[u32]) -> Result<(), String> {
+        if oids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+        // Only numbers are interpolated; every name is schema-qualified.
+        let sql = format!(
+            "SELECT c.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, \
+             a.attnum::pg_catalog.text, a.attname::pg_catalog.text \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE c.oid IN ({}) AND a.attnum > 0",
+            list.join(",")
+        );
+        let rows = self.query(&sql).await?;
+        let mut names: Names = HashMap::new();
+        for row in rows {
+            let [
+                Some(oid),
+                Some(schema),
+                Some(table),
+                Some(attnum),
+                Some(column),
+            ] = <[Option<String>; 5]>::try_from(row).map_err(|_| "unexpected catalog row")?
+            else {
+                continue;
+            };
+            let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
+                continue;
+            };
+            names.insert(
+                (oid, attnum),
+                ColumnSource {
+                    schema: Some(schema),
+                    table: Some(table),
+                    column: Some(column),
+                    label: String::new(),
+                },
+            );
+        }
+        for oid in oids {
+            // A marker so a dropped table is not looked up on every row set.
+            names.entry((*oid, i16::MIN)).or_default();
+        }
+        lock()
+            .entry(self.target.name.clone())
+            .or_default()
+            .extend(names);
+        Ok(())
+    }
+
+    /// Runs one simple query on the side connection; rows as text.
+    async fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut guard = self.connection.lock().await;
+        if guard.is_none() {
+            let login = Login {
+                user: &self.user,
+                password: &self.password,
+                database: self.target.upstream_database(),
+                parameters: &[],
+            };
+            let connection = upstream::connect(&self.target, login)
+                .await
+                .map_err(|e| format!("catalog connection: {e}"))?;
+            *guard = Some(connection);
+        }
+        let Some(connection) = guard.as_mut() else {
+            return Err("catalog connection unavailable".into());
+        };
+        let result = run_query(connection, sql).await;
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+}
+
+async fn run_query(
+    connection: &mut Upstream,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, String> {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    let mut message = BytesMut::new();
+    frame::put_message(&mut message, frame::frontend::QUERY, &body);
+    connection
+        .stream
+        .write_all(&message)
+        .await
+        .map_err(|e| format!("catalog query: {e}"))?;
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let (tag, body) = upstream::read_message(&mut connection.stream, &mut buf)
+            .await
+            .map_err(|e| format!("catalog query: {e}"))?;
+        match tag {
+            backend::DATA_ROW => rows.push(parse_text_row(&body).ok_or("malformed catalog row")?),
+            backend::ERROR_RESPONSE => {
+                error = Some(frame::parse_error_fields(&body).message);
+            }
+            backend::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(message) => Err(format!("catalog query failed: {message}")),
+        None => Ok(rows),
+    }
+}
+
+fn parse_text_row(body: &[u8]) -> Option<Vec<Option<String>>> {
+    let count = i16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    let mut pos = 2;
+    let mut row = Vec::new();
+    for _ in 0..count {
+        let len = i32::from_be_bytes(body.get(pos..pos + 4)?.try_into().ok()?);
+        pos += 4;
+        match usize::try_from(len) {
+            Ok(len) => {
+                row.push(Some(
+                    String::from_utf8_lossy(body.get(pos..pos + len)?).into_owned(),
+                ));
+                pos += len;
+            }
+            Err(_) => row.push(None),
+        }
+    }
+    Some(row)
+}

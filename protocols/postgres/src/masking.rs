@@ -1,0 +1,492 @@
+//! Masking of result values on the wire: a [`RowPlan`] is built from each
+//! RowDescription (which columns a rule covers, which are scanned, in which
+//! format), and DataRows of a result whose plan is non-empty are rewritten.
+//! Results with an empty plan are never decoded.
+
+use crate::frame::{self, read_cstr};
+use bytes::{BufMut, BytesMut};
+use std::collections::HashMap;
+use std::sync::Arc;
+use warden_core::masking::{ColumnSource, Masked, SessionMasker};
+
+/// One column of a RowDescription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDescription {
+    pub name: String,
+    pub table_oid: u32,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub format: i16,
+}
+
+/// Parses a RowDescription body; `None` when malformed.
+pub fn parse_row_description(body: &[u8]) -> Option<Vec<FieldDescription>> {
+    let count = i16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    let mut pos = 2;
+    let mut fields = Vec::with_capacity(usize::try_from(count).ok()?);
+    for _ in 0..count {
+        let name = String::from_utf8_lossy(read_cstr(body, &mut pos)?).into_owned();
+        let fixed = body.get(pos..pos + 18)?;
+        pos += 18;
+        fields.push(FieldDescription {
+            name,
+            table_oid: u32::from_be_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]),
+            attnum: i16::from_be_bytes([fixed[4], fixed[5]]),
+            type_oid: u32::from_be_bytes([fixed[6], fixed[7], fixed[8], fixed[9]]),
+            format: i16::from_be_bytes([fixed[16], fixed[17]]),
+        });
+    }
+    Some(fields)
+}
+
+/// How a value's bytes read as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    /// A string type (text format, or binary of a text-like type): the
+    /// bytes are the text and a masked value is rewritten in place.
+    Text,
+    /// Text format of a non-string type (numbers, inet, dates …): scanned as
+    /// text, but a masked value becomes NULL so the client can still parse the column.
+    TypedText,
+    /// Binary jsonb: a version byte, then the text.
+    Jsonb,
+    /// Binary int2/int4/int8: decoded to decimal only to be scanned.
+    Integer,
+    /// Binary of any other type: cannot be rewritten in place.
+    Opaque,
+}
+
+const TEXT_LIKE: [u32; 7] = [
+    25,   // text
+    1043, // varchar
+    1042, // bpchar
+    19,   // name
+    114,  // json
+    142,  // xml
+    705,  // unknown
+];
+const JSONB: u32 = 3802;
+const INTEGERS: [u32; 3] = [20, 21, 23];
+
+fn encoding(field: &FieldDescription) -> Encoding {
+    if TEXT_LIKE.contains(&field.type_oid) || (field.format == 0 && field.type_oid == JSONB) {
+        Encoding::Text
+    } else if field.format == 0 {
+        Encoding::TypedText
+    } else if field.type_oid == JSONB {
+        Encoding::Jsonb
+    } else if INTEGERS.contains(&field.type_oid) {
+        Encoding::Integer
+    } else {
+        Encoding::Opaque
+    }
+}
+
+/// What happens to one column's values.
+#[derive(Clone, Debug)]
+struct ColumnPlan {
+    label: Arc<str>,
+    covered: bool,
+    scan: bool,
+    encoding: Encoding,
+}
+
+/// The masking plan of one result.
+#[derive(Clone, Debug)]
+pub struct RowPlan {
+    columns: Vec<ColumnPlan>,
+}
+
+/// A result that masking cannot serve: refused per `unmaskable = "refuse"`.
+#[derive(Debug)]
+pub struct Unmaskable {
+    pub column: String,
+}
+
+impl RowPlan {
+    /// Builds the plan; `sources` resolves a column's table and real name
+    /// (`None` → unknown, which a column rule treats as covered: fail closed).
+    pub fn build(
+        masker: &dyn SessionMasker,
+        fields: &[FieldDescription],
+        sources: &dyn Fn(&FieldDescription) -> Option<ColumnSource>,
+    ) -> Result<Option<RowPlan>, Unmaskable> {
+        let scan = masker.scans_content();
+        let mut any = false;
+        let mut columns = Vec::with_capacity(fields.len());
+        for field in fields {
+            let covered = masker.has_column_rules()
+                && match sources(field) {
+                    Some(source) => masker.column_covered(&source),
+                    None => true,
+                };
+            let encoding = encoding(field);
+            if covered
+                && matches!(encoding, Encoding::Integer | Encoding::Opaque)
+                && !masker.unmaskable_as_null()
+            {
+                return Err(Unmaskable {
+                    column: field.name.clone(),
+                });
+            }
+            let scan = scan && encoding != Encoding::Opaque;
+            any |= covered || scan;
+            columns.push(ColumnPlan {
+                label: Arc::from(field.name.as_str()),
+                covered,
+                scan,
+                encoding,
+            });
+        }
+        Ok(any.then_some(RowPlan { columns }))
+    }
+}
+
+/// Values masked in one result, per (column, detector).
+pub type MaskCounts = HashMap<(Arc<str>, Arc<str>), u64>;
+
+/// Rewrites a DataRow body when some value needs masking. Returns the new
+/// whole frame, `Ok(None)` when the row goes out unchanged, or the column
+/// that cannot be masked (unmaskable = refuse).
+pub fn mask_data_row(
+    masker: &dyn SessionMasker,
+    plan: &RowPlan,
+    body: &[u8],
+    counts: &mut MaskCounts,
+) -> Result<Option<BytesMut>, Unmaskable> {
+    let Some(count) = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+        return Ok(None);
+    };
+    let mut pos = 2;
+    let mut out: Option<BytesMut> = None;
+    let mut copied = 0;
+    for index in 0..usize::try_from(count).unwrap_or(0) {
+        let Some(len) = body
+            .get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            return Ok(None);
+        };
+        let value_start = pos + 4;
+        let value_end = match usize::try_from(len) {
+            Ok(len) => value_start + len,
+            Err(_) => value_start, // NULL
+        };
+        if value_end > body.len() {
+            return Ok(None);
+        }
+        let column = plan.columns.get(index);
+        let replacement = match (column, len >= 0) {
+            (Some(column), true) if column.covered || column.scan => {
+                mask_value(masker, column, &body[value_start..value_end])
+                    .map_err(|()| Unmaskable {
+                        column: column.label.to_string(),
+                    })?
+                    .map(|(value, detector)| {
+                        *counts.entry((column.label.clone(), detector)).or_default() += 1;
+                        value
+                    })
+            }
+            _ => None,
+        };
+        if let Some(value) = replacement {
+            let buf = out.get_or_insert_with(|| {
+                let mut buf = BytesMut::with_capacity(body.len() + 16);
+                buf.put_u8(frame::backend::DATA_ROW);
+                buf.put_u32(0); // length, patched below
+                buf
+            });
+            buf.extend_from_slice(&body[copied..pos]);
+            match value {
+                Some(bytes) => {
+                    buf.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+                    buf.extend_from_slice(&bytes);
+                }
+                None => buf.put_i32(-1),
+            }
+            copied = value_end;
+        }
+        pos = value_end;
+    }
+    Ok(out.map(|mut buf| {
+        buf.extend_from_slice(&body[copied..]);
+        let len = u32::try_from(buf.len() - 1).unwrap_or(u32::MAX);
+        buf[1..5].copy_from_slice(&len.to_be_bytes());
+        buf
+    }))
+}
+
+/// The new bytes of one value (`Some(None)` = NULL), `None` to keep it, or
+/// `Err` when it must be masked but cannot be.
+#[allow(clippy::type_complexity)]
+fn mask_value(
+    masker: &dyn SessionMasker,
+    column: &ColumnPlan,
+    raw: &[u8],
+) -> Result<Option<(Option<Vec<u8>>, Arc<str>)>, ()> {
+    let (prefix, text): (&[u8], std::borrow::Cow<'_, str>) = match column.encoding {
+        Encoding::Text => (&[], String::from_utf8_lossy(raw)),
+        Encoding::TypedText => {
+            return Ok(
+                match masker.mask_text(&String::from_utf8_lossy(raw), column.covered) {
+                    Masked::Unchanged => None,
+                    Masked::Replaced { detector, .. } => Some((None, detector)),
+                },
+            );
+        }
+        Encoding::Jsonb => match raw.split_first() {
+            Some((version, rest)) => (std::slice::from_ref(version), String::from_utf8_lossy(rest)),
+            None => (&[], "".into()),
+        },
+        Encoding::Integer => {
+            let number = match raw.len() {
+                2 => i64::from(i16::from_be_bytes([raw[0], raw[1]])),
+                4 => i64::from(i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]])),
+                8 => i64::from_be_bytes([
+                    raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
+                ]),
+                _ => return Err(()),
+            };
+            let text = number.to_string();
+            return match masker.mask_text(&text, column.covered) {
+                Masked::Unchanged => Ok(None),
+                Masked::Replaced { detector, .. } if masker.unmaskable_as_null() => {
+                    Ok(Some((None, detector)))
+                }
+                Masked::Replaced { .. } => Err(()),
+            };
+        }
+        Encoding::Opaque => {
+            return if !column.covered {
+                Ok(None)
+            } else if masker.unmaskable_as_null() {
+                Ok(Some((None, Arc::from("column"))))
+            } else {
+                Err(())
+            };
+        }
+    };
+    Ok(match masker.mask_text(&text, column.covered) {
+        Masked::Unchanged => None,
+        Masked::Replaced { value, detector } => Some((
+            value.map(|v| {
+                let mut bytes = prefix.to_vec();
+                bytes.extend_from_slice(v.as_bytes());
+                bytes
+            }),
+            detector,
+        )),
+    })
+}
+
+/// Masks the text fields of an ErrorResponse/NoticeResponse (a unique
+/// violation's DETAIL quotes the duplicate value). `None` when unchanged.
+pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Option<BytesMut> {
+    if !masker.scans_content() {
+        return None;
+    }
+    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut changed = false;
+    let mut pos = 0;
+    while let Some(&kind) = body.get(pos) {
+        if kind == 0 {
+            break;
+        }
+        pos += 1;
+        let value = read_cstr(body, &mut pos)?;
+        let masked = match kind {
+            // Severity, code, position, file, line, routine carry no data.
+            b'S' | b'V' | b'C' | b'P' | b'p' | b'F' | b'L' | b'R' => None,
+            _ => match masker.mask_text(&String::from_utf8_lossy(value), false) {
+                Masked::Unchanged => None,
+                Masked::Replaced { value, .. } => {
+                    Some(value.unwrap_or_else(|| warden_masking_null_text().to_string()))
+                }
+            },
+        };
+        match masked {
+            Some(text) => {
+                changed = true;
+                fields.push((kind, text.replace('\0', "").into_bytes()));
+            }
+            None => fields.push((kind, value.to_vec())),
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut new_body = Vec::with_capacity(body.len());
+    for (kind, value) in fields {
+        new_body.push(kind);
+        new_body.extend_from_slice(&value);
+        new_body.push(0);
+    }
+    new_body.push(0);
+    let mut out = BytesMut::new();
+    frame::put_message(&mut out, tag, &new_body);
+    Some(out)
+}
+
+/// What a message field masked to NULL reads as.
+fn warden_masking_null_text() -> &'static str {
+    "[MASKED]"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct EmailOnly {
+        columns: bool,
+    }
+
+    impl SessionMasker for EmailOnly {
+        fn has_column_rules(&self) -> bool {
+            self.columns
+        }
+        fn column_covered(&self, column: &ColumnSource) -> bool {
+            column.column.as_deref() == Some("ssn")
+        }
+        fn scans_content(&self) -> bool {
+            true
+        }
+        fn mask_text(&self, value: &str, covered: bool) -> Masked {
+            if covered || value.contains('@') {
+                Masked::Replaced {
+                    value: Some("[REDACTED]".into()),
+                    detector: Arc::from(if covered { "column" } else { "email" }),
+                }
+            } else {
+                Masked::Unchanged
+            }
+        }
+        fn unmaskable_as_null(&self) -> bool {
+            true
+        }
+    }
+
+    fn row_description(fields: &[(&str, u32, i16, u32, i16)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&(fields.len() as i16).to_be_bytes());
+        for (name, table, attnum, type_oid, format) in fields {
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(&table.to_be_bytes());
+            body.extend_from_slice(&attnum.to_be_bytes());
+            body.extend_from_slice(&type_oid.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes());
+            body.extend_from_slice(&(-1i32).to_be_bytes());
+            body.extend_from_slice(&format.to_be_bytes());
+        }
+        body
+    }
+
+    fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&(values.len() as i16).to_be_bytes());
+        for value in values {
+            match value {
+                Some(v) => {
+                    body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    body.extend_from_slice(v);
+                }
+                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn rewrites_only_matching_values_and_keeps_framing() {
+        let masker = EmailOnly { columns: true };
+        let fields = parse_row_description(&row_description(&[
+            ("id", 1, 1, 23, 1),
+            ("email", 1, 2, 25, 0),
+            ("ssn", 1, 3, 25, 0),
+            ("note", 0, 0, 25, 0),
+        ]))
+        .unwrap();
+        let sources = |f: &FieldDescription| {
+            Some(ColumnSource {
+                column: Some(f.name.clone()),
+                label: f.name.clone(),
+                ..ColumnSource::default()
+            })
+        };
+        let plan = RowPlan::build(&masker, &fields, &sources).unwrap().unwrap();
+        let body = data_row(&[
+            Some(&7i32.to_be_bytes()),
+            Some(b"bob@example.com"),
+            Some(b"123-45-6789"),
+            None,
+        ]);
+        let mut counts = MaskCounts::new();
+        let frame = mask_data_row(&masker, &plan, &body, &mut counts)
+            .unwrap()
+            .unwrap();
+        let expected = data_row(&[
+            Some(&7i32.to_be_bytes()),
+            Some(b"[REDACTED]"),
+            Some(b"[REDACTED]"),
+            None,
+        ]);
+        assert_eq!(frame[0], b'D');
+        assert_eq!(
+            u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize,
+            frame.len() - 1
+        );
+        assert_eq!(&frame[5..], &expected[..]);
+        assert_eq!(counts.len(), 2);
+
+        let clean = data_row(&[Some(&1i32.to_be_bytes()), Some(b"none"), None, None]);
+        let plan = RowPlan::build(&EmailOnly { columns: false }, &fields, &sources)
+            .unwrap()
+            .unwrap();
+        assert!(
+            mask_data_row(&masker, &plan, &clean, &mut counts)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn malformed_frames_never_panic() {
+        let masker = EmailOnly { columns: false };
+        assert!(parse_row_description(b"\x00\x05abc").is_none());
+        let fields = vec![FieldDescription {
+            name: "e".into(),
+            table_oid: 0,
+            attnum: 0,
+            type_oid: 25,
+            format: 0,
+        }];
+        let plan = RowPlan::build(&masker, &fields, &|_| None)
+            .unwrap()
+            .unwrap();
+        let mut counts = MaskCounts::new();
+        for body in [
+            &b""[..],
+            b"\x00",
+            b"\x00\x01\x00\x00\x00\x09ab",
+            b"\x00\x01\xff\xff",
+        ] {
+            assert!(
+                mask_data_row(&masker, &plan, body, &mut counts)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn error_details_are_masked() {
+        let masker = EmailOnly { columns: false };
+        let body =
+            b"SERROR\0C23505\0Mduplicate key\0DKey (email)=(bob@example.com) already exists.\0\0";
+        let out = mask_error_fields(&masker, b'E', body).unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("bob@example.com"));
+        assert!(text.contains("23505"));
+        assert!(mask_error_fields(&masker, b'E', b"SERROR\0Mfine\0\0").is_none());
+    }
+}
