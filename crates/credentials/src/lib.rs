@@ -7,9 +7,11 @@ pub mod ephemeral;
 mod providers;
 mod secrets;
 
+pub use ephemeral::{
+    EphemeralCredentials, EphemeralOptions, ResolveSecrets, SecretFetch, SweepReport,
+};
 pub use providers::{AwsCredentials, SecretResolver};
 pub use secrets::{SecretError, resolve};
-pub use ephemeral::{EphemeralCredentials, EphemeralOptions, ResolveSecrets, SecretFetch, SweepReport};
 
 use std::sync::Arc;
 

@@ -184,7 +184,7 @@ impl<'a> Verifier<'a> {
             count += 1;
             match std::str::from_utf8(line)
                 .map_err(|e| e.to_string())
-                .and_then(|l| parse_line(l))
+                .and_then(parse_line)
             {
                 Ok(event) => {
                     let expected = self.last_seq.map_or(0, |s| s + 1);

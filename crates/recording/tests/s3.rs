@@ -127,7 +127,10 @@ async fn recording_lands_in_the_bucket_and_reads_back() {
     let report = reader.verify(&s.id).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.signature, SignatureCheck::Valid);
-    assert_eq!(reader.sessions().await.unwrap(), [s.id.clone()]);
+    assert_eq!(
+        reader.sessions().await.unwrap(),
+        std::slice::from_ref(&s.id)
+    );
 
     // Export: one file, verifiable offline with the key alone.
     let out = spool.path().join("export.tar");
@@ -367,7 +370,7 @@ async fn a_killed_recorder_is_sealed_on_restart() {
         keys(Some(SEED_A), Some(ENC_KEY)),
         16 << 10,
     );
-    assert_eq!(rec.recovered(), [id.clone()]);
+    assert_eq!(rec.recovered(), std::slice::from_ref(&id));
     assert!(rec.wait_uploaded(&id, LONG).await);
     let reader = bucket_reader(&server, "recordings", keys(Some(SEED_A), Some(ENC_KEY)));
     let recording = reader.read(&id).await.unwrap();
@@ -528,8 +531,8 @@ async fn retention_deletes_expired_recordings_except_held_ones() {
     let report = apply_retention(&sink, later, &policy, &holds)
         .await
         .unwrap();
-    assert_eq!(report.deleted, [expired.clone()]);
-    assert_eq!(report.held, [held.clone()]);
+    assert_eq!(report.deleted, std::slice::from_ref(&expired));
+    assert_eq!(report.held, std::slice::from_ref(&held));
     assert!(report.failed.is_empty(), "{report:?}");
     let mut left = sink.sessions().await.unwrap();
     left.sort();

@@ -1,7 +1,8 @@
 //! MySQL/MariaDB through the real `warden` binary: the `mariadb` CLI with an
 //! OIDC token (cleartext, loopback and TLS), access keys over
 //! `mysql_native_password`, PyMySQL with parameters, statement policy with
-//! error 1142 and recorded decisions, and multi-statement batches.
+//! error 1142 and recorded decisions, multi-statement batches, and masking of
+//! text- and binary-protocol rows.
 
 #![allow(clippy::unwrap_used)]
 
@@ -45,6 +46,11 @@ fn upstream() -> (MariaDb, String) {
 
 /// MariaDB, an OIDC issuer and Warden with a MySQL listener (and `[tls]` when asked).
 fn start(tls: bool) -> Env {
+    start_with(tls, POLICIES)
+}
+
+/// Like [`start`] with other `[[policy]]` tables.
+fn start_with(tls: bool, policies: &str) -> Env {
     let (db, app_password) = upstream();
     let issuer = TestIssuer::start().expect("start issuer");
     let certs = tempfile::tempdir().unwrap();
@@ -78,7 +84,7 @@ protocol = "mysql"
 address = "{address}"
 credentials = {{ mode = "static", user = "{APP_USER}", password = "env:ORDERS_PASSWORD" }}
 
-{POLICIES}
+{policies}
 "#,
         issuer = issuer.issuer_url(),
         address = db.address(),
@@ -472,5 +478,104 @@ fn multi_statement_batch_returns_every_result_set() {
             "7"
         ],
         "{stdout}"
+    );
+}
+
+const MASKING_POLICIES: &str = r#"
+[[policy]]
+name = "agents read orders, masked"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read"]
+mask = ["email", "secret"]
+mask_columns = ["customers.secret_code", "orders.customers.pin"]
+"#;
+
+const MASKED_RAW: [&str; 4] = [
+    "carol@example.com",
+    "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R",
+    "plain-value-42",
+    "4321",
+];
+
+#[test]
+fn rows_are_masked_in_text_and_binary_protocols() {
+    let env = start_with(false, MASKING_POLICIES);
+    env.db
+        .sql_db(
+            Some("orders"),
+            "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(100), secret_code VARCHAR(50), \
+             pin INT, notes TEXT); \
+             INSERT INTO customers VALUES (1, 'carol@example.com', 'plain-value-42', 4321, \
+             'token ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R here');",
+        )
+        .unwrap();
+    let direct = env
+        .db
+        .sql_db(Some("orders"), "SELECT * FROM customers")
+        .unwrap();
+    for raw in MASKED_RAW {
+        assert!(direct.contains(raw), "direct output lacks {raw}: {direct}");
+    }
+    let token = env.token("agent-mask", &["agents"]);
+    let out = env.mariadb(
+        "agent-mask",
+        &token,
+        &["--enable-cleartext-plugin"],
+        "SELECT id, email, secret_code, pin, notes FROM customers; \
+         SELECT secret_code AS x, LOWER(email) AS e FROM customers;",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let lines = rows(&out.stdout);
+    assert_eq!(
+        lines,
+        vec![
+            "1\t[REDACTED]\t[REDACTED]\tNULL\ttoken [REDACTED] here",
+            "[REDACTED]\t[REDACTED]",
+        ],
+        "{}",
+        out.stdout
+    );
+
+    // Binary protocol (server-side prepared statement) through an access key.
+    let key = env.warden.create_key("masked-driver", &["agents"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        use mysql_async::prelude::Queryable;
+        let options = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some(key_id(&key).to_string()))
+            .pass(Some(key.clone()))
+            .db_name(Some("orders"));
+        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        let row: Option<(i32, String, Option<String>, Option<i32>, String)> = conn
+            .exec_first(
+                "SELECT id, email, secret_code, pin, notes FROM customers WHERE id = ?",
+                (1,),
+            )
+            .await
+            .unwrap();
+        let (id, email, code, pin, notes) = row.unwrap();
+        assert_eq!(id, 1);
+        assert_eq!(email, "[REDACTED]");
+        assert_eq!(code.as_deref(), Some("[REDACTED]"));
+        assert_eq!(pin, None, "a covered INT in a binary row becomes NULL");
+        assert_eq!(notes, "token [REDACTED] here");
+        conn.disconnect().await.unwrap();
+    });
+
+    let session = env.last_session_id();
+    let events = env.events(&session);
+    let text = serde_json::to_string(&events).unwrap();
+    for raw in MASKED_RAW.iter().take(3) {
+        assert!(!text.contains(raw), "recording holds {raw}: {text}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "masked" && e["column"] == "pin" && e["detector"] == "column"),
+        "{text}"
     );
 }
