@@ -115,6 +115,31 @@ impl LeaseGuard {
         self.lease.clone()
     }
 
+    /// Records the lease's issue in the session's recording.
+    pub fn record_issued(&self, recording: &dyn SessionRecording, upstream_user: &str) {
+        if let Some(lease) = &self.lease {
+            recording.record(crate::events::EventKind::Lease {
+                lease_id: lease.id().to_string(),
+                action: "issued".into(),
+                upstream_user: upstream_user.to_string(),
+                detail: "a database role created for this session".into(),
+            });
+        }
+    }
+
+    /// Records the release and releases now, waiting for it.
+    pub async fn release_recorded(self, recording: &dyn SessionRecording, upstream_user: &str) {
+        if let Some(lease) = &self.lease {
+            recording.record(crate::events::EventKind::Lease {
+                lease_id: lease.id().to_string(),
+                action: "revoked".into(),
+                upstream_user: upstream_user.to_string(),
+                detail: "session ended: role dropped and its connections ended".into(),
+            });
+        }
+        self.release().await;
+    }
+
     /// Releases now and waits for it.
     pub async fn release(mut self) {
         if let Some(lease) = self.lease.take() {

@@ -1,7 +1,8 @@
-//! Upstream credentials. Today: `static` credentials whose password is a
-//! secret reference (`env:`, `file:`, `vault:`, `aws-sm:` or, with a
-//! warning, a literal), resolved by a [`SecretResolver`]. Per-session (JIT)
-//! roles plug in here.
+//! Upstream credentials: `static` ones whose password is a secret reference
+//! (`env:`, `file:`, `vault:`, `aws-sm:` or, with a warning, a literal),
+//! resolved by a [`SecretResolver`], and `ephemeral` ones — a database role
+//! created for each session and dropped after ([`EphemeralCredentials`]).
+//! [`TargetCredentials`] picks one per target.
 
 pub mod ephemeral;
 mod providers;
@@ -53,10 +54,41 @@ impl CredentialSource for StaticCredentials {
             }
             CredentialsConfig::Ephemeral(_) => Err(CredentialError {
                 message: format!(
-                    "target \"{}\": ephemeral credentials are not available in this build",
+                    "target \"{}\": ephemeral credentials need TargetCredentials",
                     target.name
                 ),
             }),
+        }
+    }
+}
+
+/// Admin passwords of ephemeral targets come through the same resolver.
+#[async_trait]
+impl SecretFetch for SecretResolver {
+    async fn fetch(
+        &self,
+        reference: &warden_core::SecretRef,
+    ) -> Result<secrecy::SecretString, String> {
+        self.resolve(reference).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The gateway's credential source: each target's configured mode.
+pub struct TargetCredentials {
+    pub fixed: StaticCredentials,
+    pub ephemeral: Arc<EphemeralCredentials>,
+}
+
+#[async_trait]
+impl CredentialSource for TargetCredentials {
+    async fn acquire(
+        &self,
+        target: &TargetConfig,
+        session: &SessionInfo,
+    ) -> Result<UpstreamCredential, CredentialError> {
+        match &target.credentials {
+            CredentialsConfig::Static { .. } => self.fixed.acquire(target, session).await,
+            CredentialsConfig::Ephemeral(_) => self.ephemeral.acquire(target, session).await,
         }
     }
 }

@@ -49,4 +49,5 @@ pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use setup::{local_dir, reader_from_config, recorder_from_config, sink_from_config, spool_dir};
 pub use sink::{LocalSink, S3Sink, S3SinkConfig, Sink, SinkError};
 pub use spool::INTERRUPTED_REASON;
+pub use verify::VerifyReport;
 pub use writer::{DROPPED_REASON, SHUTDOWN_REASON};

@@ -1,19 +1,33 @@
-//! Warden's state: the sessions index, access keys and the audit trail.
+//! Warden's state: the sessions index, access keys, leases and the
+//! hash-chained audit trail.
 //!
-//! [`SqliteStore`] is the embedded default (one Warden node). The SQL is kept
-//! portable so that a `PostgresStore` for several nodes can share the queries;
-//! see [`Store`] for what such an implementation must do.
+//! [`SqliteStore`] is the embedded default (one Warden node);
+//! [`PostgresStore`] is shared by several nodes. Both run the same SQL
+//! (`portable.rs`); [`open_store`] picks one by URL. See `docs/store.md`.
+
+mod sql;
 
 mod audit;
+mod chain;
+mod cols;
+mod error;
 mod keys;
 mod leases;
+pub mod node;
+mod open;
+mod portable;
+mod postgres;
 mod rows;
 mod sessions;
 mod sqlite;
 mod timefmt;
 
+pub use chain::AuditChainReport;
+pub use error::StoreOpenError;
+pub use open::open_store;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use rows::{SessionFilter, SessionRow};
-pub use sqlite::{SqliteStore, StoreOpenError};
+pub use sqlite::SqliteStore;
 pub use warden_core::engines::StoreError;
 pub use warden_core::leases::{LeaseRecord, LeaseStore};
 
@@ -25,29 +39,28 @@ use warden_core::events::AuditEvent;
 /// gateway calls ([`SessionLog`], [`AccessKeyStore`], [`LeaseStore`]) plus the queries the CLI
 /// and the web API need.
 ///
-/// # Writing a PostgreSQL implementation
+/// # The two backends
 ///
-/// The queries in this crate use `$1`-style parameters, TEXT for JSON and
-/// timestamps, BOOLEAN and BIGINT: all valid in PostgreSQL as written. A
-/// `PostgresStore` must:
-/// - keep its own migrations directory (`migrations/postgres/`) with the same
-///   tables, columns, indexes and versions as `migrations/sqlite/`; the only
-///   difference is `audit_events.id`, which is
-///   `BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY` there;
-/// - store timestamps as the same fixed-width RFC 3339 UTC text with six
-///   fractional digits (so text order is time order, and rows move between
-///   the two databases unchanged);
-/// - index `sessions.id` with `text_pattern_ops` (or compare with `>=`/`<`)
-///   so the prefix lookup of [`Store::get_session`] uses the index, because
-///   PostgreSQL's `LIKE` does not use a default-collation b-tree;
-/// - treat `LIKE` as case-sensitive (it is in PostgreSQL, not in SQLite):
-///   prefixes are lowercased before the lookup and ids are lowercase UUIDs;
-/// - run migrations under `pg_advisory_lock` (sqlx's migrator does) so that
+/// The queries use `$1`-style parameters, TEXT for JSON and timestamps,
+/// BOOLEAN and BIGINT: valid in both databases as written, so they are
+/// written once (`portable.rs`). The PostgreSQL store:
+/// - keeps its own migrations directory (`migrations/postgres/`) with the
+///   same tables, columns, indexes and versions as `migrations/sqlite/`;
+///   the differences are `audit_events.id`
+///   (`BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY`) and an extra
+///   `text_pattern_ops` index on `sessions.id` so the prefix lookup of
+///   [`Store::get_session`] uses an index (PostgreSQL's `LIKE` does not use
+///   a default-collation b-tree; it is also case-sensitive, so prefixes are
+///   lowercased and ids are lowercase UUIDs);
+/// - stores timestamps as the same fixed-width RFC 3339 UTC text with six
+///   fractional digits (text order is time order; rows move between the two
+///   databases unchanged);
+/// - runs migrations under `pg_advisory_lock` (sqlx's migrator does) so
 ///   several Warden nodes starting at once do not race;
-/// - make [`Store::mark_interrupted_sessions`] node-aware before several
-///   nodes share one database: with one node, any open session at start-up
-///   was cut by a crash; with several, only this node's sessions were (add a
-///   `node` column in a new migration and filter on it).
+/// - serializes audit appends with `pg_advisory_xact_lock` (SQLite uses
+///   `BEGIN IMMEDIATE`) so the hash chain stays linear;
+/// - makes [`Store::mark_interrupted_sessions`] node-aware with heartbeats
+///   (`postgres/nodes.rs`).
 #[async_trait]
 pub trait Store: SessionLog + AccessKeyStore + LeaseStore + Send + Sync {
     /// Sessions matching the filter, newest first.
@@ -64,10 +77,20 @@ pub trait Store: SessionLog + AccessKeyStore + LeaseStore + Send + Sync {
         session_id: Option<&str>,
     ) -> Result<Vec<AuditEvent>, StoreError>;
 
-    /// Ends every session that has no `ended_at`, with `reason`, and returns
-    /// how many. Call once at start-up: such sessions were cut when Warden
-    /// was killed.
+    /// Ends the open sessions that were cut because the Warden serving them
+    /// stopped, with `reason`, and returns how many. Call once at start-up,
+    /// before serving.
+    ///
+    /// SQLite (one node): every open session. PostgreSQL (several nodes):
+    /// the open sessions of nodes whose heartbeat is stale and of this
+    /// node's previous run; this call also registers the node and starts
+    /// its heartbeat, after which dead nodes are swept periodically.
     async fn mark_interrupted_sessions(&self, reason: &str) -> Result<u64, StoreError>;
+
+    /// Re-computes the audit trail's hash chain from the first event and
+    /// reports the first event where it breaks (an edited, deleted or
+    /// re-ordered event).
+    async fn verify_audit_chain(&self) -> Result<AuditChainReport, StoreError>;
 }
 
 /// Wraps a database error with what Warden was doing.

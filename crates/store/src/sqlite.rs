@@ -3,8 +3,10 @@
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::path::{Path, PathBuf};
+use crate::error::{StoreOpenError, redact_url};
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a writer waits for another connection's write lock before
@@ -18,45 +20,12 @@ const MAX_CONNECTIONS: u32 = 8;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// The state database could not be opened or migrated.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreOpenError {
-    #[error(
-        "store url {url:?} is not a sqlite: url; only SQLite is supported in this version (e.g. sqlite:///var/lib/warden/warden.db?mode=rwc)"
-    )]
-    NotSqlite { url: String },
-    #[error(
-        "bad store url {url:?}: {source} (expected e.g. sqlite:///var/lib/warden/warden.db?mode=rwc)"
-    )]
-    BadUrl {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("cannot create the directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the state database {}: {source}", path.display())]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("cannot apply migrations to the state database {}: {source}", path.display())]
-    Migrate {
-        path: PathBuf,
-        #[source]
-        source: sqlx::migrate::MigrateError,
-    },
-}
-
 /// The state database in one SQLite file. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// Recorded with each session; see [`crate::node`].
+    pub(crate) node: Arc<str>,
 }
 
 impl SqliteStore {
@@ -113,12 +82,23 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|source| StoreOpenError::Migrate { path, source })?;
-        Ok(SqliteStore { pool })
+        crate::audit::seal_unchained(&pool)
+            .await
+            .map_err(StoreOpenError::Prepare)?;
+        Ok(SqliteStore {
+            pool,
+            node: crate::node::node_id().into(),
+        })
     }
 
     /// Applies pending migrations (already done by `open`; idempotent).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         MIGRATOR.run(&self.pool).await
+    }
+
+    /// The node id written with each session this store starts.
+    pub fn node_id(&self) -> &str {
+        &self.node
     }
 
     /// Closes every connection, waiting for running queries.
@@ -129,42 +109,4 @@ impl SqliteStore {
 
 fn is_memory(path: &Path) -> bool {
     path.as_os_str() == ":memory:"
-}
-
-/// A URL for an error message, without a password (`postgres://u:pw@h/db`).
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user_info = &url[scheme + 3..at];
-            match user_info.find(':') {
-                Some(colon) => format!(
-                    "{}{}:[redacted]{}",
-                    &url[..scheme + 3],
-                    &user_info[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            redact_url("postgres://warden:s3cret@db/warden"),
-            "postgres://warden:[redacted]@db/warden"
-        );
-        assert_eq!(
-            redact_url("postgres://warden@db/w"),
-            "postgres://warden@db/w"
-        );
-        assert_eq!(redact_url("sqlite:///a/b.db"), "sqlite:///a/b.db");
-    }
 }

@@ -59,7 +59,7 @@ async fn open_creates_directory_file_and_wal() {
 #[tokio::test]
 async fn bad_url_is_a_clear_error() {
     let err = SqliteStore::open("postgres://nope").await.unwrap_err();
-    assert!(err.to_string().contains("only SQLite"), "{err}");
+    assert!(err.to_string().contains("not a sqlite: url"), "{err}");
     let err = SqliteStore::open("postgres://u:hunter2@db/w")
         .await
         .unwrap_err();

@@ -68,6 +68,16 @@ impl Warden {
         Ok(warden)
     }
 
+    /// Kills the process with SIGKILL (no clean-up runs) and starts it again
+    /// on the same config, data directory and ports.
+    pub fn kill_and_restart(&mut self, config: &WardenConfig) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+        }
+        self.spawn(config)
+    }
+
     fn spawn(&mut self, config: &WardenConfig) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)

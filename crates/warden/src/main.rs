@@ -63,6 +63,9 @@ enum Command {
     /// Create, list and revoke Warden access keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// List and revoke per-session credentials (ephemeral database roles).
+    #[command(subcommand)]
+    Leases(commands::leases::LeasesCommand),
     /// Inspect recorded sessions.
     #[command(subcommand)]
     Sessions(commands::sessions::SessionsCommand),
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             commands::check::run(&config.config)
         }
         Command::Keys(command) => commands::keys::run(command),
+        Command::Leases(command) => commands::leases::run(command),
         Command::Sessions(command) => commands::sessions::run(command),
         Command::Replay(args) => commands::sessions::replay(args),
         Command::Policy(command) => commands::policy::run(command),

@@ -113,13 +113,15 @@ async fn serve(config: Config) -> Result<ExitCode> {
         None => None,
     };
 
+    let credentials = credentials(&config, &store, &sessions, secrets).await;
+
     let shutdown = Shutdown::default();
     let metrics = Arc::new(Metrics::default());
     let gateway = Arc::new(Gateway {
         config: config.clone(),
         authenticator: identity,
         policy,
-        credentials: Arc::new(warden_credentials::StaticCredentials::new(secrets)),
+        credentials,
         sessions,
         recorder: recorder_dyn,
         masking,
@@ -248,4 +250,43 @@ async fn masking_engine(
     Ok(Arc::new(warden_masking::PolicyMasking::new(
         policy, settings,
     )))
+}
+
+/// Static and ephemeral credentials. Roles left by an earlier run (no live
+/// lease) are dropped before the first session, then swept every minute.
+async fn credentials(
+    config: &Config,
+    store: &Arc<impl warden_store::Store + 'static>,
+    sessions: &Arc<dyn SessionLog>,
+    secrets: Arc<warden_credentials::SecretResolver>,
+) -> Arc<dyn warden_core::engines::CredentialSource> {
+    let leases: Arc<dyn warden_core::leases::LeaseStore> = store.clone();
+    let ephemeral = Arc::new(warden_credentials::EphemeralCredentials::new(
+        leases,
+        sessions.clone(),
+        secrets.clone(),
+    ));
+    let targets: Vec<warden_core::config::TargetConfig> = config
+        .targets
+        .iter()
+        .filter(|t| matches!(t.credentials, warden_core::config::CredentialsConfig::Ephemeral(_)))
+        .cloned()
+        .collect();
+    if !targets.is_empty() {
+        let report = ephemeral.sweep(&targets, true).await;
+        tracing::info!(
+            dropped = report.dropped,
+            leases_closed = report.leases_closed,
+            errors = report.errors.len(),
+            "swept per-session roles left by an earlier run"
+        );
+        for error in &report.errors {
+            tracing::warn!(%error, "sweep");
+        }
+        ephemeral.spawn_sweeper(targets, std::time::Duration::from_secs(60));
+    }
+    Arc::new(warden_credentials::TargetCredentials {
+        fixed: warden_credentials::StaticCredentials::new(secrets),
+        ephemeral,
+    })
 }

@@ -147,8 +147,9 @@ pub async fn run(
         protocol: Protocol::Mysql,
         client_addr: peer,
         client_tls: hello.tls,
-        upstream_user,
+        upstream_user: upstream_user.clone(),
     });
+    lease.record_issued(recording.as_ref(), &upstream_user);
     client.queue_packet(hello.next_seq, &ok_packet(0, STATUS_AUTOCOMMIT));
     let summary = if let Err(error) = client.flush().await {
         SessionSummary {
@@ -182,7 +183,9 @@ pub async fn run(
         }
         summary
     };
-    lease.release().await;
+    lease
+        .release_recorded(recording.as_ref(), &upstream_user)
+        .await;
     recording.finish(&summary);
     if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
         tracing::warn!(session = %session.id, %error, "cannot index the session end");

@@ -472,6 +472,7 @@ async fn run_session(
         client_tls: stream.is_tls(),
         upstream_user: credential.user.clone(),
     });
+    lease.record_issued(recording.as_ref(), &credential.user);
     tracing::info!(
         session = %session.id,
         subject = %identity.subject,
@@ -561,7 +562,9 @@ async fn run_session(
         statements: outcome.statements,
         reason: outcome.reason,
     };
-    lease.release().await;
+    lease
+        .release_recorded(recording.as_ref(), &credential.user)
+        .await;
     recording.finish(&summary);
     if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
         tracing::error!(%error, session = %session.id, "cannot record the session's end");

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod keys;
+pub mod leases;
 pub mod policy;
 pub mod sessions;
 
