@@ -28,46 +28,14 @@ CLIENTS=${BENCH_CLIENTS:-"1 8"}
 MODES=${BENCH_MODES:-"simple prepared"}
 SCALE=${BENCH_SCALE:-4}
 COMPARE_RECORDING=${BENCH_COMPARE_RECORDING:-0}
-WARDEN_LOG_LEVEL=${BENCH_WARDEN_LOG_LEVEL:-info}
 THREADS=2
 
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PG_DATA=""
-PIDFILES=() # pid files of daemons started through runuser
-
-# Stops what was not started as a child of this script.
-cleanup_extra() {
-	if [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]]; then
-		as_postgres "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -m immediate -w -t 10 stop >/dev/null 2>&1
-	fi
-	for file in "${PIDFILES[@]}"; do
-		if [[ -s $file ]]; then
-			kill "$(head -n1 "$file")" 2>/dev/null
-		fi
-	done
-}
-
-# PostgreSQL and pgbouncer refuse to run as root.
-as_postgres() {
-	if [[ $IS_ROOT == 1 ]]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
-}
-
 # --- tools --------------------------------------------------------------------
 
-if [[ -z ${PG_BINDIR:-} ]]; then
-	PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
-fi
-[[ -x ${PG_BINDIR:-}/initdb ]] || die "PostgreSQL server binaries not found (set PG_BINDIR)"
-PGBENCH=$PG_BINDIR/pgbench
-[[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found"
-PSQL=$PG_BINDIR/psql
-[[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found"
+find_pg_tools
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 [[ -x $PGBOUNCER ]] || die "pgbouncer not found (apt-get install pgbouncer)"
 command -v jq >/dev/null || die "jq not found (apt-get install jq)"
@@ -76,50 +44,14 @@ find_warden_bin
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")
 chmod 755 "$TMP"
-export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
-unset PGSERVICE PGHOST PGPORT PGUSER PGDATABASE PGPASSWORD
 
 # --- PostgreSQL ---------------------------------------------------------------
 
-PG_DIR=$TMP/pg
-PG_DATA=$PG_DIR/data
-PG_SUPER_PASSWORD="pg-$RANDOM$RANDOM$RANDOM"
 BENCH_USER=bench
 BENCH_DB=bench
-BENCH_PASSWORD="bench-$RANDOM$RANDOM$RANDOM"
-mkdir -p "$PG_DIR"
-printf '%s' "$PG_SUPER_PASSWORD" >"$PG_DIR/pwfile"
-[[ $IS_ROOT == 1 ]] && chown -R postgres:postgres "$PG_DIR"
-
-log "initdb ($PG_BINDIR)"
-as_postgres env LC_ALL=C.UTF-8 "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres \
-	--auth=scram-sha-256 --no-sync --pwfile="$PG_DIR/pwfile" >"$PG_DIR/initdb.log" 2>&1 ||
-	die "initdb failed: $(cat "$PG_DIR/initdb.log")"
-cat >"$PG_DATA/pg_hba.conf" <<EOF
-local all all scram-sha-256
-host all all 127.0.0.1/32 scram-sha-256
-EOF
-[[ $IS_ROOT == 1 ]] && chown -R postgres:postgres "$PG_DIR"
-
-PG_PORT=$(free_port)
-as_postgres "$PG_BINDIR/postgres" -D "$PG_DATA" -p "$PG_PORT" -k "$PG_DIR" \
-	-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-	-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB \
-	>/dev/null 2>"$PG_DIR/server.log" &
-PIDS+=($!)
-wait_port "$PG_PORT" "$!" postgres || die "postgres did not start: $(cat "$PG_DIR/server.log")"
-
-pg_super() {
-	PGPASSWORD=$PG_SUPER_PASSWORD "$PSQL" -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
-}
-for _ in $(seq 100); do
-	pg_super -d postgres -c 'select 1' >/dev/null 2>&1 && break
-	sleep 0.1
-done
-pg_super -d postgres -q -c "set password_encryption = 'scram-sha-256'" \
-	-c "create role $BENCH_USER login password '$BENCH_PASSWORD'" \
-	-c "create database $BENCH_DB owner $BENCH_USER" >/dev/null
-log "postgres on 127.0.0.1:$PG_PORT; pgbench -i -s $SCALE"
+start_postgres "$BENCH_USER" "$BENCH_DB"
+BENCH_PASSWORD=$PG_PASSWORD
+log "pgbench -i -s $SCALE"
 PGPASSWORD=$BENCH_PASSWORD "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U "$BENCH_USER" "$BENCH_DB" \
 	>"$PG_DIR/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(cat "$PG_DIR/pgbench-init.log")"
 
@@ -161,25 +93,12 @@ log "pgbouncer $("$PGBOUNCER" --version | head -n1 | awk '{print $2}') on 127.0.
 
 # --- Warden -------------------------------------------------------------------
 
-# start_warden LABEL RECORDING(true|false): sets WARDEN_PORT_<LABEL> and KEY_<LABEL>.
-start_warden() {
-	local label=$1 recording=$2
-	local dir=$TMP/$label port admin pid key
-	mkdir -p "$dir"
-	port=$(free_port)
-	admin=$(free_port)
-	cat >"$dir/warden.toml" <<EOF
-[server]
-data_dir = "$dir/data"
-admin_listen = "127.0.0.1:$admin"
-shutdown_grace = "2s"
-
+# bench_warden LABEL RECORDING(true|false): Warden with target $BENCH_DB
+# (static credentials) and a policy letting group `agents` do everything.
+bench_warden() {
+	start_warden "$1" postgres BENCH_PG_PASSWORD="$BENCH_PASSWORD" <<EOF
 [recording]
-enabled = $recording
-
-[[listener]]
-protocol = "postgres"
-listen = "127.0.0.1:$port"
+enabled = $2
 
 [[target]]
 name = "$BENCH_DB"
@@ -193,30 +112,16 @@ subjects = ["group:agents"]
 targets = ["$BENCH_DB"]
 allow = ["read", "write", "ddl", "admin"]
 EOF
-	BENCH_PG_PASSWORD=$BENCH_PASSWORD RUST_LOG= "$WARDEN_BIN" serve --config "$dir/warden.toml" \
-		--log-level "$WARDEN_LOG_LEVEL" </dev/null >"$dir/warden.log" 2>&1 &
-	pid=$!
-	PIDS+=("$pid")
-	if ! wait_port "$admin" "$pid" "warden admin" || ! wait_port "$port" "$pid" warden; then
-		tail -n 50 "$dir/warden.log" >&2
-		die "warden ($label) did not start"
-	fi
-	key=$("$WARDEN_BIN" keys create --config "$dir/warden.toml" --name bench --groups agents --json 2>"$dir/keys.err" |
-		jq -r .key) || true
-	[[ -n $key && $key != null ]] || die "warden keys create failed: $(cat "$dir/keys.err")"
-	printf -v "WARDEN_PORT_${label//-/_}" '%s' "$port"
-	printf -v "KEY_${label//-/_}" '%s' "$key"
-	log "warden ($label, recording=$recording) on 127.0.0.1:$port, log $dir/warden.log"
 }
 
 PATHS=(direct pgbouncer warden)
-start_warden warden true
+bench_warden warden true
 if [[ $COMPARE_RECORDING == 1 ]]; then
-	start_warden warden-norec false
+	bench_warden warden-norec false
 	PATHS+=(warden-norec)
 fi
 
-# path_env PATH: prints "port password" for a path.
+# path_port PATH / path_password PATH / path_log PATH.
 path_port() {
 	case $1 in
 	direct) echo "$PG_PORT" ;;
@@ -258,30 +163,9 @@ done
 
 # --- measurements -------------------------------------------------------------
 
-declare -A TPS_SUM LAT_SUM RUNS FAILS BIG
+declare -A BIG
 RUN_LOG=$TMP/runs.log
 : >"$RUN_LOG"
-
-# run_pgbench PATH C MODE: adds TPS/latency of one run to the sums.
-run_pgbench() {
-	local p=$1 c=$2 mode=$3 out tps lat key="$1|$2|$3"
-	if out=$(PGPASSWORD=$(path_password "$p") "$PGBENCH" -n -S -c "$c" -j "$THREADS" -T "$SECONDS_PER_RUN" \
-		-M "$mode" -h 127.0.0.1 -p "$(path_port "$p")" -U "$BENCH_USER" "$BENCH_DB" 2>&1); then
-		tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n1)
-		lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out" | head -n1)
-	fi
-	printf '=== %s c=%s %s\n%s\n' "$p" "$c" "$mode" "$out" >>"$RUN_LOG"
-	if [[ -z ${tps:-} || -z ${lat:-} ]]; then
-		FAILS[$key]=$((${FAILS[$key]:-0} + 1))
-		log "$p c=$c $mode FAILED:"
-		tail -n 5 <<<"$out" | sed 's/^/    /' >&2
-		return
-	fi
-	TPS_SUM[$key]=$(awk -v a="${TPS_SUM[$key]:-0}" -v b="$tps" 'BEGIN { printf "%.3f", a + b }')
-	LAT_SUM[$key]=$(awk -v a="${LAT_SUM[$key]:-0}" -v b="$lat" 'BEGIN { printf "%.4f", a + b }')
-	RUNS[$key]=$((${RUNS[$key]:-0} + 1))
-	log "$(printf '%-13s c=%-2s %-9s %10.0f tps %7.3f ms' "$p" "$c" "$mode" "$tps" "$lat")"
-}
 
 # big_result PATH: wall-clock seconds of a full-table `select *` through psql.
 big_result() {
@@ -300,14 +184,15 @@ big_result() {
 
 NPATHS=${#PATHS[@]}
 # Other work on the machine skews absolute numbers; say so in the report.
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+LOAD_BEFORE=$(load_avg)
 log "measuring: paths=${PATHS[*]} clients=($CLIENTS) modes=($MODES) ${SECONDS_PER_RUN}s x $ROUNDS rounds"
 for ((round = 0; round < ROUNDS; round++)); do
 	log "round $((round + 1))/$ROUNDS"
 	for c in $CLIENTS; do
 		for mode in $MODES; do
 			for ((i = 0; i < NPATHS; i++)); do
-				run_pgbench "${PATHS[$(((i + round) % NPATHS))]}" "$c" "$mode"
+				p=${PATHS[$(((i + round) % NPATHS))]}
+				run_pgbench "$p|$c|$mode" "$(path_port "$p")" "$(path_password "$p")" "$c" "$mode" -S
 			done
 		done
 	done
@@ -329,28 +214,10 @@ done
 
 # --- report -------------------------------------------------------------------
 
-avg_tps() {
-	local key=$1
-	[[ -n ${RUNS[$key]:-} ]] || return 0
-	awk -v s="${TPS_SUM[$key]}" -v n="${RUNS[$key]}" 'BEGIN { printf "%.1f", s / n }'
-}
-avg_lat() {
-	local key=$1
-	[[ -n ${RUNS[$key]:-} ]] || return 0
-	awk -v s="${LAT_SUM[$key]}" -v n="${RUNS[$key]}" 'BEGIN { printf "%.3f", s / n }'
-}
-ratio() {
-	[[ -n $1 && -n $2 ]] || {
-		echo "-"
-		return
-	}
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
-}
-
 echo
 echo "Warden benchmark: PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'), pgbench -i -s $SCALE;" \
 	"pgbench -n -S -j $THREADS -T $SECONDS_PER_RUN, $ROUNDS interleaved rounds (TPS averaged); $(nproc) CPUs"
-echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")" \
+echo "load average before: $LOAD_BEFORE, after: $(load_avg)" \
 	"(c=8 runs raise it by themselves; a high value before means other work was running and skews absolute numbers: compare ratios)"
 echo "warden: $WARDEN_BIN (policy on, recording on$([[ $COMPARE_RECORDING == 1 ]] && echo "; warden-norec: recording off"))"
 echo
@@ -401,17 +268,12 @@ if [[ $COMPARE_RECORDING == 1 ]]; then
 fi
 
 # Anything Warden logged at warn/error level during the run is part of the result.
+labels=()
 for p in "${PATHS[@]}"; do
-	case $p in warden*) ;; *) continue ;; esac
-	problems=$(grep -E ' (WARN|ERROR) |"level":"(WARN|ERROR)"' "$TMP/$p/warden.log" | head -n 20 || true)
-	if [[ -n $problems ]]; then
-		echo
-		echo "$p warden.log warnings/errors (first 20):"
-		echo "$problems"
-	fi
+	case $p in warden*) labels+=("$p") ;; esac
 done
-failed=0
-for key in "${!FAILS[@]}"; do failed=$((failed + FAILS[$key])); done
+print_warden_problems "${labels[@]}"
+failed=$(failed_runs)
 if ((failed > 0)); then
 	echo
 	echo "$failed pgbench run(s) failed; last lines of each failing run:"

@@ -733,6 +733,14 @@ impl Config {
                 message,
             })
         };
+        if self.recording.capture_raw && self.recording.encryption_key.is_none() {
+            return fail(
+                "capture_raw",
+                "[recording] capture_raw = true stores result values before masking; it needs \
+                 encryption_key (a secret reference to a 32-byte key) so they are encrypted at rest"
+                    .into(),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(target.name.as_str()) {
@@ -757,6 +765,17 @@ impl Config {
                 tracing::warn!(
                     target = %target.name,
                     "upstream_tls = \"disable\" for a non-loopback address: the upstream password crosses the network in clear"
+                );
+            }
+            if let CredentialsConfig::Ephemeral(ephemeral) = &target.credentials
+                && ephemeral.max_ttl < ephemeral.ttl
+            {
+                return fail(
+                    "max_ttl",
+                    format!(
+                        "target \"{}\": max_ttl is shorter than ttl; make max_ttl at least ttl",
+                        target.name
+                    ),
                 );
             }
             if target.credentials.secret().is_literal() {

@@ -32,7 +32,7 @@ pub(crate) async fn insert(pool: &SqlitePool, event: &AuditEvent) -> Result<(), 
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| db_err("cannot lock the audit trail", e))?;
-    portable::sqlite::append_audit(&mut *tx, event).await?;
+    portable::sqlite::append_audit(&mut tx, event).await?;
     tx.commit()
         .await
         .map_err(|e| db_err(&format!("cannot write audit event {}", event.kind), e))

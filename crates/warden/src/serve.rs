@@ -113,7 +113,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         None => None,
     };
 
-    let credentials = credentials(&config, &store, &sessions, secrets).await;
+    let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
     let shutdown = Shutdown::default();
     let metrics = Arc::new(Metrics::default());
@@ -259,7 +259,7 @@ async fn credentials(
     store: &Arc<impl warden_store::Store + 'static>,
     sessions: &Arc<dyn SessionLog>,
     secrets: Arc<warden_credentials::SecretResolver>,
-) -> Arc<dyn warden_core::engines::CredentialSource> {
+) -> Result<Arc<dyn warden_core::engines::CredentialSource>> {
     let leases: Arc<dyn warden_core::leases::LeaseStore> = store.clone();
     let ephemeral = Arc::new(warden_credentials::EphemeralCredentials::new(
         leases,
@@ -272,6 +272,10 @@ async fn credentials(
         .filter(|t| matches!(t.credentials, warden_core::config::CredentialsConfig::Ephemeral(_)))
         .cloned()
         .collect();
+    for target in &targets {
+        warden_credentials::ephemeral::validate_target(target)
+            .map_err(|error| anyhow::anyhow!("target \"{}\": {error}", target.name))?;
+    }
     if !targets.is_empty() {
         let report = ephemeral.sweep(&targets, true).await;
         tracing::info!(
@@ -285,8 +289,8 @@ async fn credentials(
         }
         ephemeral.spawn_sweeper(targets, std::time::Duration::from_secs(60));
     }
-    Arc::new(warden_credentials::TargetCredentials {
+    Ok(Arc::new(warden_credentials::TargetCredentials {
         fixed: warden_credentials::StaticCredentials::new(secrets),
         ephemeral,
-    })
+    }))
 }

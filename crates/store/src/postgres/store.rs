@@ -42,7 +42,7 @@ impl SessionLog for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_err("cannot lock the audit chain", e))?;
-        q::append_audit(&mut *tx, event).await?;
+        q::append_audit(&mut tx, event).await?;
         tx.commit()
             .await
             .map_err(|e| db_err(&format!("cannot write audit event {}", event.kind), e))

@@ -12,6 +12,22 @@ pub fn run(path: &Path) -> Result<ExitCode> {
                 eprintln!("{}: {error}", path.display());
                 return Ok(ExitCode::FAILURE);
             }
+            for target in &config.targets {
+                if matches!(
+                    target.credentials,
+                    warden_core::config::CredentialsConfig::Ephemeral(_)
+                ) && let Err(error) = warden_credentials::ephemeral::validate_target(target)
+                {
+                    eprintln!("{}: target \"{}\": {error}", path.display(), target.name);
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            let masking = warden_masking::MaskingSettings::from_config(&config.masking, Some(Vec::new()))
+                .and_then(|settings| settings.validate_policies(&config.policies));
+            if let Err(error) = masking {
+                eprintln!("{}: {error}", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
             if let Some(tls) = &config.tls
                 && let Err(error) = warden_core::tls::acceptor(tls)
             {
