@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bench scripts (sourced, not run): logging, clean-up of every
 # process and temp dir on exit, loopback ports, the warden binary, a throwaway
 # PostgreSQL, Wardens with a given config, and pgbench runs with averaged TPS.
@@ -135,7 +136,7 @@ cleanup_daemons() {
 # Sets PG_BINDIR (newest /usr/lib/postgresql/*/bin unless given), PSQL and PGBENCH.
 find_pg_tools() {
 	if [[ -z ${PG_BINDIR:-} ]]; then
-		PG_BINDIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+		PG_BINDIR=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 	fi
 	[[ -x ${PG_BINDIR:-}/initdb ]] || die "PostgreSQL server binaries not found (set PG_BINDIR)"
 	PGBENCH=$PG_BINDIR/pgbench

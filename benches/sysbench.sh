@@ -26,7 +26,6 @@ THREAD_COUNTS=${BENCH_THREADS:-"1 8"}
 TABLES=${BENCH_TABLES:-4}
 TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
 BIG_ROWS=${BENCH_BIG_ROWS:-200000}
-WARDEN_LOG_LEVEL=${BENCH_WARDEN_LOG_LEVEL:-info}
 
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -104,23 +103,9 @@ client "$DB_PORT" "$BENCH_USER" "$BENCH_PASSWORD" -e "
 
 # --- Warden -------------------------------------------------------------------
 
-WARDEN_DIR=$TMP/warden
-WARDEN_PORT=$(free_port)
-WARDEN_PG_PORT=$(free_port)
-WARDEN_ADMIN=$(free_port)
-mkdir -p "$WARDEN_DIR"
-cat >"$WARDEN_DIR/warden.toml" <<EOF
-[server]
-data_dir = "$WARDEN_DIR/data"
-admin_listen = "127.0.0.1:$WARDEN_ADMIN"
-shutdown_grace = "2s"
-
+start_warden warden mysql BENCH_DB_PASSWORD="$BENCH_PASSWORD" <<EOF
 [recording]
 enabled = true
-
-[[listener]]
-protocol = "mysql"
-listen = "127.0.0.1:$WARDEN_PORT"
 
 [[target]]
 name = "$BENCH_DB"
@@ -134,21 +119,15 @@ subjects = ["group:agents"]
 targets = ["$BENCH_DB"]
 allow = ["read", "write", "ddl", "admin"]
 EOF
-# RUST_LOG would override --log-level (even when set to an empty string).
-BENCH_DB_PASSWORD=$BENCH_PASSWORD env -u RUST_LOG "$WARDEN_BIN" serve --config "$WARDEN_DIR/warden.toml" \
-	--log-level "$WARDEN_LOG_LEVEL" </dev/null >"$WARDEN_DIR/warden.log" 2>&1 &
-WARDEN_PID=$!
-PIDS+=("$WARDEN_PID")
-if ! wait_port "$WARDEN_ADMIN" "$WARDEN_PID" "warden admin" || ! wait_port "$WARDEN_PORT" "$WARDEN_PID" warden; then
-	tail -n 50 "$WARDEN_DIR/warden.log" >&2
-	die "warden did not start"
-fi
-KEY=$("$WARDEN_BIN" keys create --config "$WARDEN_DIR/warden.toml" --name bench --groups agents --json \
-	2>"$WARDEN_DIR/keys.err" | jq -r .key) || true
-[[ -n $KEY && $KEY != null ]] || die "warden keys create failed: $(cat "$WARDEN_DIR/keys.err")"
+WARDEN_DIR=$TMP/warden
+# shellcheck disable=SC2154 # set by start_warden
+{
+	WARDEN_PORT=$WARDEN_PORT_warden
+	WARDEN_PID=$WARDEN_PID_warden
+	KEY=$KEY_warden
+}
 # mysql_native_password: the user is the key id (wdn_<16 hex>), the password the whole key.
 KEY_ID=${KEY:0:20}
-log "warden on 127.0.0.1:$WARDEN_PORT (pid $WARDEN_PID), log $WARDEN_DIR/warden.log"
 
 path_port() { case $1 in direct) echo "$DB_PORT" ;; warden) echo "$WARDEN_PORT" ;; esac }
 path_user() { case $1 in direct) echo "$BENCH_USER" ;; warden) echo "$KEY_ID" ;; esac }
@@ -199,7 +178,7 @@ run_sysbench() {
 
 NPATHS=${#PATHS[@]}
 # Other work on the machine skews absolute numbers; say so in the report.
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+LOAD_BEFORE=$(load_avg)
 log "measuring: threads=($THREAD_COUNTS) ${SECONDS_PER_RUN}s x $ROUNDS rounds"
 for ((round = 0; round < ROUNDS; round++)); do
 	log "round $((round + 1))/$ROUNDS"
@@ -248,7 +227,7 @@ RSS_FILE=$TMP/rss.samples
 SAMPLER=$!
 PIDS+=("$SAMPLER")
 declare -A BIG BIG_BYTES
-for attempt in 1 2; do
+for _ in 1 2; do
 	for p in direct warden; do
 		read -r t bytes < <(big_result "$p")
 		log "$(printf '%-7s %s s, %s bytes' "$p" "$t" "$bytes")"
@@ -285,19 +264,12 @@ avg() {
 	[[ -n ${RUNS[$key]:-} ]] || return 0
 	awk -v s="${sums[$key]}" -v n="${RUNS[$key]}" -v d="$digits" 'BEGIN { printf "%.*f", d, s / n }'
 }
-ratio() {
-	[[ -n $1 && -n $2 && $1 != fail && $2 != fail ]] || {
-		echo "-"
-		return
-	}
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
-}
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
 echo
 echo "Warden benchmark: MariaDB $(mariadbd --version | awk '{print $3}'), sysbench $(sysbench --version | awk '{print $2}')" \
 	"oltp_read_only --tables=$TABLES --table-size=$TABLE_SIZE --time=$SECONDS_PER_RUN, $ROUNDS interleaved rounds (averaged); $(nproc) CPUs"
-echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")" \
+echo "load average before: $LOAD_BEFORE, after: $(load_avg)" \
 	"(a high value before means other work was running and skews absolute numbers: compare ratios)"
 echo "warden: $WARDEN_BIN (policy on, recording on; user = access key id, mysql_native_password)"
 echo
@@ -338,16 +310,8 @@ summary+=" big result warden/direct time=$(ratio "$BIG_WARDEN" "$BIG_DIRECT"), R
 echo "$summary"
 
 # Anything Warden logged at warn/error level during the run is part of the result.
-# (The log has ANSI colours even in a file; strip them before matching.)
-problems=$(sed 's/\x1b\[[0-9;]*m//g' "$WARDEN_DIR/warden.log" |
-	grep -E ' (WARN|ERROR) |"level":"(WARN|ERROR)"' | head -n 20 || true)
-if [[ -n $problems ]]; then
-	echo
-	echo "warden.log warnings/errors (first 20):"
-	echo "$problems"
-fi
-failed=0
-for key in "${!FAILS[@]}"; do failed=$((failed + FAILS[$key])); done
+print_warden_problems warden
+failed=$(failed_runs)
 if [[ $BIG_DIRECT_BYTES != "$BIG_WARDEN_BYTES" || $BIG_WARDEN == fail || $BIG_DIRECT == fail ]]; then
 	echo
 	echo "big result through warden differs from direct ($BIG_WARDEN_BYTES vs $BIG_DIRECT_BYTES bytes)"

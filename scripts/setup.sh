@@ -46,4 +46,10 @@ if [ -f crates/test-support/oidc-provider/package.json ] && [ ! -d crates/test-s
   echo "setup: installing the test OIDC provider (npm)"
   (cd crates/test-support/oidc-provider && npm ci --silent --no-audit --no-fund)
 fi
+# s3s-fs: an S3-compatible server that checks request signatures, for the
+# recording tests (0.14.1 is the last release that builds with Rust 1.95).
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  echo "setup: installing s3s-fs 0.14.1 (cargo install, a few minutes)"
+  CARGO_TARGET_DIR="${TMPDIR:-/tmp}/s3s-fs-build" cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi
 echo "setup: done"

@@ -201,7 +201,8 @@ fn default_key_max_ttl() -> Duration {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` or (in a later release) `postgres://…`.
+    /// `sqlite://PATH?mode=rwc` (one node) or `postgres://USER:PASSWORD@HOST/DB`
+    /// (`postgresql://` too; several nodes share it).
     pub url: Option<String>,
 }
 
@@ -626,12 +627,35 @@ pub struct PolicyConfig {
     /// Limit the rule to statements touching these schemas (globs).
     #[serde(default)]
     pub schemas: Vec<String>,
+    /// Who may approve reviews this rule asks for (subject patterns as in `subjects`).
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// Approvals a review needs (distinct approvers, never the requester).
+    #[serde(default = "default_min_approvals")]
+    pub min_approvals: u32,
+    /// `statement`: an approval releases exactly that statement once;
+    /// `session`: the same statement may run again in that session without a new review.
+    #[serde(default = "default_approval_scope")]
+    pub approval_scope: String,
+    /// How long a held statement waits for a decision (then `57014`).
+    #[serde(default = "default_review_timeout", with = "humantime_serde")]
+    pub review_timeout: Duration,
     #[serde(default)]
     pub mask: Vec<String>,
     #[serde(default)]
     pub mask_columns: Vec<String>,
+}
+
+fn default_min_approvals() -> u32 {
+    1
+}
+
+fn default_approval_scope() -> String {
+    "statement".into()
+}
+
+fn default_review_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// `[classifier]`: tuning of SQL statement classification (see docs/policy.md).
@@ -693,6 +717,9 @@ impl Config {
             resolve(&mut tls.key);
         }
         if let Some(dir) = &mut self.recording.dir {
+            resolve(dir);
+        }
+        if let Some(dir) = &mut self.recording.spool_dir {
             resolve(dir);
         }
         for target in &mut self.targets {
@@ -870,17 +897,35 @@ impl Config {
             );
         }
         if let Some(url) = &self.store.url
-            && !url.starts_with("sqlite:")
+            && !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
         {
             return fail(
                 url,
-                "[store] url: only sqlite: URLs are supported in this build; omit `url` for SQLite in data_dir".into(),
+                "[store] url: use sqlite:///PATH?mode=rwc or postgres://USER:PASSWORD@HOST/DB; omit `url` for SQLite in data_dir".into(),
             );
         }
-        if self.recording.sink != "local" {
+        match self.recording.sink.as_str() {
+            "local" => {}
+            "s3" if self.recording.bucket.is_none() => {
+                return fail(
+                    "sink",
+                    "[recording] sink = \"s3\" needs `bucket` (and usually `endpoint`)".into(),
+                );
+            }
+            "s3" => {}
+            other => {
+                return fail(
+                    &format!("\"{other}\""),
+                    format!("[recording] sink: \"{other}\" is not known; use \"local\" or \"s3\""),
+                );
+            }
+        }
+        if self.recording.on_spool_full != "refuse" {
             return fail(
-                &format!("\"{}\"", self.recording.sink),
-                "[recording] sink: only \"local\" is available in this build".into(),
+                "on_spool_full",
+                "[recording] on_spool_full: only \"refuse\" is available (new sessions are refused while the spool is full)".into(),
             );
         }
         Ok(())

@@ -25,6 +25,7 @@ pub struct Gateway {
     pub sessions: Arc<dyn SessionLog>,
     pub recorder: Arc<dyn Recorder>,
     pub masking: Arc<dyn MaskingEngine>,
+    pub reviews: Arc<dyn crate::reviews::ReviewEngine>,
     pub metrics: Arc<Metrics>,
     /// Client-facing TLS, when `[tls]` is configured.
     pub tls: Option<TlsAcceptor>,

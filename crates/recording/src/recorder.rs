@@ -163,10 +163,6 @@ impl SpoolRecorder {
         &self.spool_dir
     }
 
-    pub fn sink(&self) -> &Arc<dyn Sink> {
-        &self.sink
-    }
-
     /// The sessions found unsealed at start-up and sealed as interrupted.
     pub fn recovered(&self) -> &[String] {
         &self.recovered

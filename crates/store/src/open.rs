@@ -48,12 +48,21 @@ mod tests {
     #[tokio::test]
     async fn a_postgres_url_that_cannot_connect_is_a_clear_error() {
         // Port 1 on loopback: nothing listens there.
-        let Err(err) = open_store("postgres://warden:hunter2@127.0.0.1:1/w?connect_timeout=2").await
+        let options = crate::PostgresOptions {
+            connect_timeout: std::time::Duration::from_secs(1),
+            ..crate::PostgresOptions::default()
+        };
+        let Err(err) =
+            PostgresStore::open_with("postgres://warden:hunter2@127.0.0.1:1/w", options).await
         else {
             panic!("connected to port 1");
         };
         let message = err.to_string();
         assert!(message.contains("PostgreSQL"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
+        let Err(err) = PostgresStore::open("sqlite:///tmp/x.db").await else {
+            panic!("a sqlite url opened a PostgreSQL store");
+        };
+        assert!(err.to_string().contains("not a postgres:// url"), "{err}");
     }
 }

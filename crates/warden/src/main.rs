@@ -71,6 +71,9 @@ enum Command {
     Sessions(commands::sessions::SessionsCommand),
     /// Print a session's timeline: every statement with its outcome.
     Replay(commands::sessions::ReplayArgs),
+    /// Verify and export session recordings.
+    #[command(subcommand)]
+    Recordings(commands::recordings::RecordingsCommand),
     /// Debug policies.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Sessions(command) => commands::sessions::run(command),
         Command::Replay(args) => commands::sessions::replay(args),
         Command::Policy(command) => commands::policy::run(command),
+        Command::Recordings(command) => commands::recordings::run(command),
     };
     match result {
         Ok(code) => code,

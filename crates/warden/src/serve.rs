@@ -57,11 +57,9 @@ async fn serve(config: Config) -> Result<ExitCode> {
         )
     })?;
 
-    let store = Arc::new(
-        warden_store::SqliteStore::open(&config.store_url())
-            .await
-            .context("cannot open the store")?,
-    );
+    let store = warden_store::open_store(&config.store_url())
+        .await
+        .context("cannot open the store")?;
     let interrupted = store
         .mark_interrupted_sessions("interrupted: Warden stopped without closing the session")
         .await?;
@@ -98,10 +96,24 @@ async fn serve(config: Config) -> Result<ExitCode> {
         .context("cannot set up [secrets]")?;
     let masking = masking_engine(&config, policy.clone(), &secrets).await?;
 
-    let recorder = Arc::new(
-        warden_recording::LocalRecorder::new(config.recording_dir())
-            .context("cannot open the recordings directory")?,
-    );
+    let (signing_key, encryption_key) =
+        crate::commands::recordings::recording_secrets(&config).await?;
+    let recorder = warden_recording::recorder_from_config(
+        &config.recording,
+        &config.server.data_dir,
+        signing_key,
+        encryption_key,
+    )
+    .context("cannot start the session recorder")?;
+    for session_id in recorder.recovered() {
+        let mut event = warden_core::events::AuditEvent::new(
+            "recording.recovered",
+            "-",
+            "Warden stopped during the session; its recording was sealed as interrupted",
+        );
+        event.session_id = Some(session_id.clone());
+        let _ = sessions.audit(&event).await;
+    }
     let recorder_dyn: Arc<dyn Recorder> = if config.recording.enabled {
         recorder.clone()
     } else {
@@ -125,6 +137,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         sessions,
         recorder: recorder_dyn,
         masking,
+        reviews: Arc::new(warden_core::reviews::NoReviews),
         metrics: metrics.clone(),
         tls,
         shutdown: shutdown.clone(),
@@ -175,6 +188,14 @@ async fn serve(config: Config) -> Result<ExitCode> {
         let _ = admin.await;
     }
     recorder.flush_all().await;
+    if !recorder
+        .drain_uploads(std::time::Duration::from_secs(10))
+        .await
+    {
+        tracing::warn!(
+            "some recordings are still in the spool; they are uploaded at the next start"
+        );
+    }
     tracing::info!("warden stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -256,7 +277,7 @@ async fn masking_engine(
 /// lease) are dropped before the first session, then swept every minute.
 async fn credentials(
     config: &Config,
-    store: &Arc<impl warden_store::Store + 'static>,
+    store: &Arc<dyn warden_store::Store>,
     sessions: &Arc<dyn SessionLog>,
     secrets: Arc<warden_credentials::SecretResolver>,
 ) -> Result<Arc<dyn warden_core::engines::CredentialSource>> {

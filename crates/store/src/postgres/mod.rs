@@ -21,8 +21,6 @@ use time::OffsetDateTime;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How long to wait for a pooled connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How [`PostgresStore::open_with`] sets up the store.
 #[derive(Clone, Debug)]
@@ -31,6 +29,9 @@ pub struct PostgresOptions {
     pub node_id: Option<String>,
     pub liveness: Liveness,
     pub max_connections: u32,
+    /// How long to wait for a connection (at open: for the server to
+    /// accept one, retrying) before failing.
+    pub connect_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -39,6 +40,7 @@ impl Default for PostgresOptions {
             node_id: None,
             liveness: Liveness::default(),
             max_connections: 8,
+            connect_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -100,7 +102,7 @@ impl PostgresStore {
         let connect = connect.application_name("warden");
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(options.connect_timeout)
             .connect_with(connect)
             .await
             .map_err(|source| StoreOpenError::PgConnect {

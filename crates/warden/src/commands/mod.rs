@@ -4,6 +4,7 @@ pub mod check;
 pub mod keys;
 pub mod leases;
 pub mod policy;
+pub mod recordings;
 pub mod sessions;
 
 use anyhow::{Context, Result};
@@ -18,14 +19,16 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
 }
 
 /// Opens the store named by the config.
-pub async fn open_store(config: &warden_core::config::Config) -> Result<warden_store::SqliteStore> {
+pub async fn open_store(
+    config: &warden_core::config::Config,
+) -> Result<std::sync::Arc<dyn warden_store::Store>> {
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create data_dir {}",
             config.server.data_dir.display()
         )
     })?;
-    warden_store::SqliteStore::open(&config.store_url())
+    warden_store::open_store(&config.store_url())
         .await
         .context("cannot open the store")
 }

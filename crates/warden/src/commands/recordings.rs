@@ -6,8 +6,8 @@ use secrecy::SecretString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_core::config::Config;
-use warden_store::Store as _;
 use warden_recording::{RecordingKeys, RecordingReader, SignatureCheck, VerifyReport};
+use warden_store::Store as _;
 
 #[derive(clap::Subcommand)]
 pub enum RecordingsCommand {
@@ -57,11 +57,17 @@ async fn run_async(command: RecordingsCommand) -> Result<ExitCode> {
     }
 }
 
-/// The resolved `[recording] signing_key` and `encryption_key`.
-async fn secrets(config: &Config) -> Result<(Option<SecretString>, Option<SecretString>)> {
+/// The resolved `[recording] signing_key` and `encryption_key` (for
+/// `warden_recording::recorder_from_config` in `serve`, and the readers here).
+pub(crate) async fn recording_secrets(
+    config: &Config,
+) -> Result<(Option<SecretString>, Option<SecretString>)> {
+    let secrets = warden_credentials::SecretResolver::new(&config.secrets)
+        .context("cannot set up [secrets]")?;
     let signing = match &config.recording.signing_key {
         Some(reference) => Some(
-            warden_credentials::resolve(reference)
+            secrets
+                .resolve(reference)
                 .await
                 .context("[recording] signing_key")?,
         ),
@@ -69,7 +75,8 @@ async fn secrets(config: &Config) -> Result<(Option<SecretString>, Option<Secret
     };
     let encryption = match &config.recording.encryption_key {
         Some(reference) => Some(
-            warden_credentials::resolve(reference)
+            secrets
+                .resolve(reference)
                 .await
                 .context("[recording] encryption_key")?,
         ),
@@ -78,8 +85,10 @@ async fn secrets(config: &Config) -> Result<(Option<SecretString>, Option<Secret
     Ok((signing, encryption))
 }
 
-async fn reader(config: &Config) -> Result<RecordingReader> {
-    let (signing, encryption) = secrets(config).await?;
+/// A reader of the configured sink, spool and v0 directory (also for
+/// `warden replay`).
+pub(crate) async fn recording_reader(config: &Config) -> Result<RecordingReader> {
+    let (signing, encryption) = recording_secrets(config).await?;
     warden_recording::reader_from_config(
         &config.recording,
         &config.server.data_dir,
@@ -92,14 +101,14 @@ async fn reader(config: &Config) -> Result<RecordingReader> {
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config.config)?;
     let reports = if let Some(path) = &args.export {
-        let (signing, encryption) = secrets(&config).await?;
+        let (signing, encryption) = recording_secrets(&config).await?;
         let keys = RecordingKeys::new(signing.as_ref(), encryption.as_ref())?;
         vec![
             warden_recording::verify_export(path, &keys)
                 .with_context(|| format!("cannot verify {}", path.display()))?,
         ]
     } else {
-        let reader = reader(&config).await?;
+        let reader = recording_reader(&config).await?;
         match &args.id {
             Some(id) => vec![
                 reader
@@ -179,7 +188,7 @@ async fn export(args: ExportArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{id}.tar")));
-    let reader = reader(&config).await?;
+    let reader = recording_reader(&config).await?;
     let summary = reader
         .export(&id, &out)
         .await

@@ -46,6 +46,9 @@ pub struct ReplayArgs {
     /// Print the recorded events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Keep printing a live session's events as they are recorded, until it ends.
+    #[arg(long, conflicts_with = "speed")]
+    follow: bool,
 }
 
 pub fn run(command: SessionsCommand) -> Result<ExitCode> {
@@ -120,9 +123,28 @@ async fn replay_async(args: ReplayArgs) -> Result<ExitCode> {
         Some(row) => row.id,
         None => args.id.clone(),
     };
-    let recording = warden_recording::read_recording(&config.recording_dir(), &id)
-        .with_context(|| format!("cannot read the recording of session {id}"))?;
+    let reader = super::recordings::recording_reader(&config).await?;
     let mut out = std::io::stdout();
+    if args.follow {
+        use std::io::Write;
+        let json = args.json;
+        reader
+            .follow(&id, std::time::Duration::from_millis(500), |event| {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(event)?)?;
+                } else {
+                    warden_recording::render_event(event, &mut out)?;
+                }
+                out.flush()
+            })
+            .await
+            .with_context(|| format!("cannot follow the recording of session {id}"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recording = reader
+        .read(&id)
+        .await
+        .with_context(|| format!("cannot read the recording of session {id}"))?;
     if args.json {
         use std::io::Write;
         for event in &recording.events {

@@ -368,6 +368,7 @@ credentials = {{ mode = "static", user = "unused", password = "env:WARDEN_MYSQL_
             sessions: log.clone(),
             recorder: recorder.clone(),
             masking: Arc::new(warden_core::masking::NoMasking),
+            reviews: Arc::new(warden_core::reviews::NoReviews),
             metrics: Arc::new(Metrics::default()),
             tls,
             shutdown: Shutdown::default(),

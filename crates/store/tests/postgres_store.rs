@@ -1,0 +1,229 @@
+//! The store on a real PostgreSQL (started per test in a temp dir): the
+//! shared suite (`suite/mod.rs`) plus what only a shared database has —
+//! several nodes, heartbeats and the node-aware interruption sweep.
+#![allow(clippy::unwrap_used)]
+
+mod suite;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_core::engines::SessionLog;
+use warden_store::node::Liveness;
+use warden_store::{PostgresOptions, PostgresStore, Store};
+use warden_test_support::postgres::Postgres;
+
+struct PgFixture {
+    url: String,
+}
+
+impl PgFixture {
+    /// A fresh database on `pg`.
+    fn new(pg: &Postgres, name: &str) -> Self {
+        pg.psql(&format!("create database \"{name}\"")).unwrap();
+        PgFixture { url: pg.url(name) }
+    }
+
+    async fn node(&self, node: &str, liveness: Liveness) -> PostgresStore {
+        PostgresStore::open_with(
+            &self.url,
+            PostgresOptions {
+                node_id: Some(node.into()),
+                liveness,
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[async_trait]
+impl suite::Fixture for PgFixture {
+    async fn open(&self) -> Arc<dyn Store> {
+        warden_store::open_store(&self.url).await.unwrap()
+    }
+
+    async fn exec(&self, sql: &str) {
+        let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+}
+
+/// Every case of the suite, each in its own database, concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_suite_passes_on_postgres() {
+    let pg = Postgres::start().unwrap();
+    let mut tasks = Vec::new();
+    for (i, name) in suite::CASES.iter().enumerate() {
+        let fixture = PgFixture::new(&pg, &format!("case{i}"));
+        tasks.push((
+            *name,
+            tokio::spawn(async move { suite::run(name, &fixture).await }),
+        ));
+    }
+    let mut failed = Vec::new();
+    for (name, task) in tasks {
+        if task.await.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed on PostgreSQL: {failed:?}");
+}
+
+/// The scheme picks the backend, and the migrations ran under their lock
+/// once even when several nodes open at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_opening_at_once_migrate_once() {
+    let pg = Postgres::start().unwrap();
+    let fixture = PgFixture::new(&pg, "warden");
+    let postgresql_url = fixture.url.replacen("postgres://", "postgresql://", 1);
+    let opens = (0..4).map(|i| {
+        let url = if i % 2 == 0 {
+            fixture.url.clone()
+        } else {
+            postgresql_url.clone()
+        };
+        tokio::spawn(async move { warden_store::open_store(&url).await })
+    });
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let versions = pg
+        .psql_db(
+            "warden",
+            "select string_agg(version::text, ',' order by version) from _sqlx_migrations where success",
+        )
+        .unwrap();
+    assert_eq!(
+        versions.trim(),
+        "20250101000001,20250201000001,20250301000001,20250301000002"
+    );
+    let store = PostgresStore::open(&fixture.url).await.unwrap();
+    store.migrate().await.unwrap();
+}
+
+/// At start-up a node ends the sessions of dead nodes (stale heartbeat or
+/// none) and of its own previous run, and leaves live nodes' sessions open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_interrupts_only_dead_nodes_sessions() {
+    let pg = Postgres::start().unwrap();
+    let fixture = PgFixture::new(&pg, "warden");
+    let liveness = Liveness::default();
+
+    let live = fixture.node("node-live", liveness).await;
+    assert_eq!(live.mark_interrupted_sessions("start").await.unwrap(), 0);
+    let on_live = suite::session("alice", "orders");
+    live.session_started(&on_live).await.unwrap();
+
+    // A node that crashed: its heartbeat is long past.
+    let dead = fixture.node("node-dead", liveness).await;
+    let on_dead = suite::session("bob", "orders");
+    dead.session_started(&on_dead).await.unwrap();
+    dead.close().await;
+    suite::Fixture::exec(
+        &fixture,
+        "UPDATE nodes SET last_seen = '2000-01-01T00:00:00.000000Z' WHERE id = 'node-dead'",
+    )
+    .await;
+
+    // A node with no heartbeat row at all.
+    let ghost = fixture.node("node-ghost", liveness).await;
+    let on_ghost = suite::session("carol", "orders");
+    ghost.session_started(&on_ghost).await.unwrap();
+    ghost.close().await;
+    suite::Fixture::exec(&fixture, "DELETE FROM nodes WHERE id = 'node-ghost'").await;
+
+    // A node restarted under a fixed id: its heartbeat is fresh, but the
+    // session is from the previous run.
+    let before = fixture.node("node-fixed", liveness).await;
+    let on_before = suite::session("dave", "orders");
+    before.session_started(&on_before).await.unwrap();
+    before.close().await;
+
+    let after = fixture.node("node-fixed", liveness).await;
+    assert_eq!(
+        after
+            .mark_interrupted_sessions("interrupted at start-up")
+            .await
+            .unwrap(),
+        3
+    );
+    for id in [&on_dead.id, &on_ghost.id, &on_before.id] {
+        let row = live.get_session(id).await.unwrap().unwrap();
+        assert_eq!(
+            row.end_reason.as_deref(),
+            Some("interrupted at start-up"),
+            "{id}"
+        );
+        assert!(row.ended_at.is_some());
+    }
+    let row = after.get_session(&on_live.id).await.unwrap().unwrap();
+    assert!(row.is_open(), "a live node's session was ended");
+    assert_eq!(row.node.as_deref(), Some("node-live"));
+    assert_eq!(
+        live.get_session(&on_dead.id).await.unwrap().unwrap().node.as_deref(),
+        Some("node-dead")
+    );
+
+    // The restarted node's new sessions and the live node's are safe from
+    // yet another node starting.
+    let on_after = suite::session("erin", "orders");
+    after.session_started(&on_after).await.unwrap();
+    let third = fixture.node("node-third", liveness).await;
+    assert_eq!(third.mark_interrupted_sessions("start").await.unwrap(), 0);
+    assert!(third.get_session(&on_after.id).await.unwrap().unwrap().is_open());
+}
+
+/// A running node notices a node that dies later and ends its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_sweeps_a_node_that_died() {
+    let pg = Postgres::start().unwrap();
+    let fixture = PgFixture::new(&pg, "warden");
+    let fast = Liveness {
+        heartbeat: Duration::from_millis(200),
+        stale_after: Duration::from_secs(30),
+    };
+    let live = fixture.node("node-live", fast).await;
+    live.mark_interrupted_sessions("start").await.unwrap();
+    let on_live = suite::session("alice", "orders");
+    live.session_started(&on_live).await.unwrap();
+
+    let dead = fixture.node("node-dead", Liveness::default()).await;
+    let on_dead = suite::session("bob", "orders");
+    dead.session_started(&on_dead).await.unwrap();
+    dead.close().await;
+    suite::Fixture::exec(
+        &fixture,
+        "UPDATE nodes SET last_seen = '2000-01-01T00:00:00.000000Z' WHERE id = 'node-dead'",
+    )
+    .await;
+
+    // Wait (bounded) for one of the live node's periodic sweeps.
+    let mut row = live.get_session(&on_dead.id).await.unwrap().unwrap();
+    for _ in 0..300 {
+        if !row.is_open() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        row = live.get_session(&on_dead.id).await.unwrap().unwrap();
+    }
+    assert!(!row.is_open(), "the dead node's session was never swept");
+    assert!(
+        row.end_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("heartbeats")),
+        "{row:?}"
+    );
+    assert!(live.get_session(&on_live.id).await.unwrap().unwrap().is_open());
+    // The live node's heartbeat row is fresh (written by the database clock).
+    let last_seen = pg
+        .psql_db("warden", "select last_seen from nodes where id = 'node-live'")
+        .unwrap();
+    assert!(last_seen.trim() > "2000-01-01", "{last_seen}");
+    assert!(last_seen.trim().ends_with('Z') && last_seen.trim().len() == 27, "{last_seen}");
+}
