@@ -35,6 +35,7 @@ endpoint = "{endpoint}"
 chunk_size = "64KiB"
 chunk_interval = "1s"
 signing_key = "env:SIGNING_KEY"
+capture_results = true
 "#,
         endpoint = s3.endpoint()
     )
@@ -181,6 +182,8 @@ fn psql_session_lands_in_the_bucket_replays_and_verifies() {
     assert!(ok, "{out}");
     assert!(out.contains("select name from items order by id"), "{out}");
     assert!(out.contains("select 42 as answer"), "{out}");
+    // Captured rows replay as tables.
+    assert!(out.contains("apple") && out.contains("plum") && out.contains("42"), "{out}");
     let (ok, out) = env.cli(&["recordings", "verify", &id]);
     assert!(ok, "verify failed on an intact recording: {out}");
 

@@ -7,6 +7,7 @@
 //! and recordings are reached through `warden_core`'s engine traits.
 
 mod cancel;
+mod capture;
 mod catalog;
 mod client_stream;
 mod errors;

@@ -44,6 +44,8 @@ pub struct RelayContext {
     pub catalog: Option<Arc<Catalog>>,
     /// Ends the session from outside (its credential's lease ended).
     pub session_end: Arc<SessionEnd>,
+    /// Record result rows (`[recording] capture_results`).
+    pub capture_results: bool,
 }
 
 /// How the relay ended.
@@ -555,7 +557,10 @@ fn parse_message(name: &str, sql: &str) -> BytesMut {
 }
 
 /// Frames the upstream direction inspects in full.
-fn upstream_frame_needs_inspection(tag: u8, masking: bool) -> bool {
+fn upstream_frame_needs_inspection(tag: u8, masking: bool, capture: bool) -> bool {
+    if capture && matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW) {
+        return true;
+    }
     matches!(
         tag,
         backend::COMMAND_COMPLETE
@@ -614,12 +619,16 @@ async fn upstream_to_client(
     let mut passthrough = 0usize;
     let mut needed = 0usize;
     let mut mask_state = MaskState::default();
+    let mut capture = context
+        .capture_results
+        .then(crate::capture::Capture::default);
     loop {
         if !buf.is_empty() || passthrough > 0 {
             let scanned = scan_upstream_frames(
                 context,
                 shared,
                 &mut mask_state,
+                capture.as_mut(),
                 &mut buf,
                 &mut passthrough,
                 &mut needed,
@@ -689,6 +698,7 @@ fn scan_upstream_frames(
     context: &RelayContext,
     shared: &Shared,
     mask_state: &mut MaskState,
+    mut capture: Option<&mut crate::capture::Capture>,
     buf: &mut BytesMut,
     passthrough: &mut usize,
     needed: &mut usize,
@@ -711,7 +721,7 @@ fn scan_upstream_frames(
         else {
             break;
         };
-        if !upstream_frame_needs_inspection(tag, masking) {
+        if !upstream_frame_needs_inspection(tag, masking, capture.is_some()) {
             let take = len.min(buf.len() - pos);
             pos += take;
             *passthrough = len - take;
@@ -722,7 +732,31 @@ fn scan_upstream_frames(
             break;
         }
         let body = &buf[pos + frame::HEADER_LEN..pos + len];
-        match observe_upstream_frame(context, shared, mask_state, tag, body) {
+        if let Some(capture) = capture.as_deref_mut()
+            && !matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW)
+        {
+            // A result ends: its rows are recorded before the statement's outcome.
+            capture.observe(context.recording.as_ref(), tag, body, true);
+        }
+        let observed = observe_upstream_frame(context, shared, mask_state, tag, body);
+        if let Some(capture) = capture
+            .as_deref_mut()
+            .filter(|_| matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW))
+        {
+            match &observed {
+                Observed::Forward => capture.observe(context.recording.as_ref(), tag, body, true),
+                Observed::Replace(frame) => {
+                    let sent = frame.first() == Some(&tag);
+                    let sent_body = frame.get(frame::HEADER_LEN..).unwrap_or_default();
+                    // Column names come from the upstream's description even
+                    // when Warden keeps it from the client (its own Describe).
+                    let seen = if tag == backend::ROW_DESCRIPTION { body } else { sent_body };
+                    capture.observe(context.recording.as_ref(), tag, seen, sent);
+                }
+                Observed::NeedCatalog(_) => {}
+            }
+        }
+        match observed {
             Observed::Forward => {}
             Observed::Replace(replacement) => {
                 let out = rewritten.get_or_insert_with(BytesMut::new);

@@ -536,6 +536,7 @@ async fn run_session(
             masker,
             catalog,
             session_end,
+            capture_results: config.recording.capture_results,
         };
         let outcome = relay(
             &context,
