@@ -46,6 +46,9 @@ pub struct RelayContext {
     pub session_end: Arc<SessionEnd>,
     /// Record result rows (`[recording] capture_results`).
     pub capture_results: bool,
+    /// Record rows as the upstream sent them, before masking (`capture_raw`;
+    /// allowed only with an encrypted recording).
+    pub capture_raw: bool,
 }
 
 /// How the relay ended.
@@ -750,7 +753,11 @@ fn scan_upstream_frames(
                     let sent_body = frame.get(frame::HEADER_LEN..).unwrap_or_default();
                     // Column names come from the upstream's description even
                     // when Warden keeps it from the client (its own Describe).
-                    let seen = if tag == backend::ROW_DESCRIPTION { body } else { sent_body };
+                    let seen = if tag == backend::ROW_DESCRIPTION || context.capture_raw {
+                        body
+                    } else {
+                        sent_body
+                    };
                     capture.observe(context.recording.as_ref(), tag, seen, sent);
                 }
                 Observed::NeedCatalog(_) => {}

@@ -537,6 +537,7 @@ async fn run_session(
             catalog,
             session_end,
             capture_results: config.recording.capture_results,
+            capture_raw: config.recording.capture_raw && config.recording.encryption_key.is_some(),
         };
         let outcome = relay(
             &context,
