@@ -86,6 +86,13 @@ impl Subject {
     }
 }
 
+/// Does `identity` match a subject pattern (`group:G`, `sub:S`, `email:E`,
+/// `claim:NAME=VALUE`, `key:NAME` or `*`)? A pattern that does not parse
+/// matches nobody. Used for `approvers`, which are written like `subjects`.
+pub fn subject_matches(pattern: &str, identity: &Identity) -> bool {
+    Subject::parse(pattern).is_some_and(|subject| subject.matches(identity))
+}
+
 /// A string claim equals `wanted`; an array claim contains it; numbers and
 /// booleans compare by their JSON text (`claim:admin=true`).
 fn claim_matches(value: &serde_json::Value, wanted: &str) -> bool {
@@ -538,7 +545,7 @@ fn strictness(action: Action) -> u8 {
 
 fn review_reason(rule: &str, operation: Operation, target: &str) -> String {
     format!(
-        "policy \"{rule}\" requires review for {operation} on target \"{target}\"; approval is not yet available, so it is denied"
+        "policy \"{rule}\" requires a human review for {operation} on target \"{target}\""
     )
 }
 

@@ -101,7 +101,7 @@ fn read_allowed_write_reviewed_ddl_denied() {
     assert_eq!(d.action, Action::Review);
     assert_eq!(d.operation, Operation::Write);
     assert!(
-        d.reason.contains("approval is not yet available"),
+        d.reason.contains("requires a human review"),
         "{}",
         d.reason
     );
@@ -260,7 +260,7 @@ fn connect_semantics() {
     let d = p.check_connect(&contractor, "orders");
     assert_eq!(d.action, Action::Review);
     assert_eq!(d.rule.as_deref(), Some("approved connect"));
-    assert!(d.reason.contains("approval is not yet available"));
+    assert!(d.reason.contains("requires a human review"));
 }
 
 #[test]

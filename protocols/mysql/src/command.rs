@@ -63,6 +63,8 @@ pub struct CommandLoop<'a> {
     quit_sent: bool,
     /// The session's masking rules; `None` when none apply.
     masker: Option<std::sync::Arc<dyn warden_core::masking::SessionMasker>>,
+    /// Prepared statements whose decision is `review`, by statement id.
+    reviewed: std::collections::HashMap<u32, Decision>,
     /// Masking plans of open cursors, by statement id.
     cursor_plans: std::collections::HashMap<u32, crate::masking::RowPlan>,
 }
@@ -96,6 +98,7 @@ impl<'a> CommandLoop<'a> {
             quit_sent: false,
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
+            reviewed: std::collections::HashMap::new(),
         }
     }
 
@@ -311,6 +314,107 @@ impl<'a> CommandLoop<'a> {
         Metrics::add(&self.gateway.metrics.statements, 1);
     }
 
+    /// Holds a statement until a reviewer decides. MySQL has no notices: the
+    /// client simply waits for its result.
+    async fn review(
+        &mut self,
+        sql: &str,
+        hash: String,
+        decision: &Decision,
+    ) -> Result<(), ClientError> {
+        use warden_core::reviews::{ReviewKind, ReviewOutcome, ReviewRequest};
+        let reviews = &self.gateway.reviews;
+        if reviews.session_approved(&self.session.id, &hash).await {
+            return Ok(());
+        }
+        let timeout = decision
+            .rule
+            .as_deref()
+            .and_then(|name| self.gateway.config.policies.iter().find(|p| p.name == name))
+            .map_or(std::time::Duration::from_secs(600), |rule| rule.review_timeout);
+        let ticket = reviews
+            .submit(ReviewRequest {
+                kind: ReviewKind::Statement,
+                session_id: Some(self.session.id.clone()),
+                target: self.target.name.clone(),
+                requester: self.session.identity.clone(),
+                statement: Some(sql.to_string()),
+                statement_hash: Some(hash),
+                operation: decision.operation,
+                tables: decision.tables.clone(),
+                rule: decision.rule.clone(),
+                reason: None,
+                duration: None,
+            })
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot open a review");
+                ClientError::ReviewRefused(
+                    "this statement needs a human review, and Warden cannot open one right now"
+                        .into(),
+                )
+            })?;
+        let record = |action: &str, actor: &str, comment: Option<&str>| {
+            self.recording.record(EventKind::Review {
+                review_id: ticket.id.clone(),
+                action: action.to_string(),
+                actor: actor.to_string(),
+                comment: comment.map(str::to_string),
+            });
+        };
+        record("requested", &self.session.identity.display_name(), None);
+        tracing::info!(session = %self.session.id, review = %ticket.id, "mysql statement held for review");
+        match reviews.wait(&ticket.id, timeout).await {
+            ReviewOutcome::Approved { approvers, comment } => {
+                record("approved", &approvers.join(","), comment.as_deref());
+                Ok(())
+            }
+            ReviewOutcome::Denied { reviewer, comment } => {
+                record("denied", &reviewer, comment.as_deref());
+                Err(ClientError::ReviewRefused(format!(
+                    "review {} denied this statement (reviewer {reviewer}){}",
+                    ticket.id,
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
+                )))
+            }
+            ReviewOutcome::TimedOut => {
+                record("timed_out", "-", None);
+                Err(ClientError::ReviewInterrupted(format!(
+                    "review {} was not decided in time; the statement did not run",
+                    ticket.id
+                )))
+            }
+            ReviewOutcome::Cancelled { reason } => {
+                record("cancelled", "-", Some(&reason));
+                Err(ClientError::ReviewInterrupted(format!(
+                    "review {} was cancelled: {reason}",
+                    ticket.id
+                )))
+            }
+        }
+    }
+
+    /// Answers a statement its review did not release; the session goes on.
+    async fn refuse_reviewed(
+        &mut self,
+        sql: &str,
+        protocol: StatementProtocol,
+        error: ClientError,
+    ) -> Flow {
+        let (code, _) = error.code();
+        self.recording.record(EventKind::Statement {
+            text: self.recorded_text(sql),
+            protocol,
+            duration_ms: 0.0,
+            tags: Vec::new(),
+            rows: None,
+            error_code: Some(code.to_string()),
+            error_message: Some(error.to_string()),
+        });
+        self.send_error(&error).await;
+        Flow::Continue
+    }
+
     /// Refuses a statement policy did not allow; the session goes on.
     async fn deny(&mut self, decision: &Decision, sql: &str, protocol: StatementProtocol) -> Flow {
         Metrics::add(&self.gateway.metrics.statements_denied, 1);
@@ -362,7 +466,12 @@ impl<'a> CommandLoop<'a> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         self.count_statement();
         let decision = self.decide(&sql);
-        if !decision.is_allowed() {
+        if decision.action == Action::Review {
+            let hash = warden_core::reviews::statement_hash(&sql, &[]);
+            if let Err(error) = self.review(&sql, hash, &decision).await {
+                return self.refuse_reviewed(&sql, StatementProtocol::Simple, error).await;
+            }
+        } else if !decision.is_allowed() {
             return self.deny(&decision, &sql, StatementProtocol::Simple).await;
         }
         let started = Instant::now();
@@ -385,7 +494,8 @@ impl<'a> CommandLoop<'a> {
     async fn prepare(&mut self, payload: Bytes) -> Flow {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let decision = self.decide(&sql);
-        if !decision.is_allowed() {
+        let reviewed = decision.action == Action::Review;
+        if !decision.is_allowed() && !reviewed {
             self.count_statement();
             return self
                 .deny(&decision, &sql, StatementProtocol::Extended)
@@ -399,6 +509,12 @@ impl<'a> CommandLoop<'a> {
         };
         match result {
             Ok(Ok(prepared)) => {
+                if reviewed {
+                    // Held at each execute, when its parameters are known.
+                    self.reviewed.insert(prepared.statement_id, decision.clone());
+                } else {
+                    self.reviewed.remove(&prepared.statement_id);
+                }
                 if !self.statements.insert(prepared.statement_id, &sql) {
                     tracing::warn!(session = %self.session.id, "too many prepared statements; executions will be refused");
                 }
@@ -424,6 +540,15 @@ impl<'a> CommandLoop<'a> {
             return Flow::Continue;
         };
         self.count_statement();
+        if let Some(decision) = self.reviewed.get(&id).cloned() {
+            let parameters = [Some(payload.get(5..).unwrap_or_default().to_vec())];
+            let hash = warden_core::reviews::statement_hash(&sql, &parameters);
+            if let Err(error) = self.review(&sql, hash, &decision).await {
+                return self
+                    .refuse_reviewed(&sql, StatementProtocol::Extended, error)
+                    .await;
+            }
+        }
         let started = Instant::now();
         let mut relay = self.relay_rows(true);
         let result = match relay.send_command(&payload).await {

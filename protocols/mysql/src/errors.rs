@@ -49,6 +49,10 @@ pub enum ClientError {
     ChangeUserRefused,
     #[error("Warden is shutting down: this session is closed")]
     Shutdown,
+    #[error("{0}")]
+    ReviewRefused(String),
+    #[error("{0}")]
+    ReviewInterrupted(String),
 }
 
 impl ClientError {
@@ -72,6 +76,8 @@ impl ClientError {
             ClientError::LocalInfileRefused => (1148, "42000"),
             ClientError::ChangeUserRefused => (1045, "28000"),
             ClientError::Shutdown => (1053, "08S01"),
+            ClientError::ReviewRefused(_) => (1142, "42000"),
+            ClientError::ReviewInterrupted(_) => (1317, "70100"),
         }
     }
 

@@ -13,6 +13,8 @@ pub struct UpstreamKey {
     pub target: Arc<TargetConfig>,
     pub process_id: i32,
     pub secret_key: Vec<u8>,
+    /// Woken by a cancel request: withdraws a statement held for review.
+    pub held: Arc<tokio::sync::Notify>,
 }
 
 struct Entry {
@@ -114,6 +116,7 @@ mod tests {
         let upstream = UpstreamKey {
             target: target(),
             process_id: 42,
+            held: Default::default(),
             secret_key: vec![9; 4],
         };
         let (pid, secret, registration) = registry.register(upstream, 32);

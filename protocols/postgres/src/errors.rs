@@ -16,6 +16,8 @@ pub mod sqlstate {
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const SYSTEM_ERROR: &str = "58000";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const WARNING: &str = "01000";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +115,27 @@ impl PgError {
         self.encode_into(&mut out);
         out
     }
+}
+
+/// A NoticeResponse (severity NOTICE) Warden sends on its own.
+pub fn notice(message: &str, detail: Option<&str>) -> BytesMut {
+    let mut body = Vec::new();
+    let mut field = |kind: u8, value: &str| {
+        body.push(kind);
+        body.extend_from_slice(value.replace('\0', "").as_bytes());
+        body.push(0);
+    };
+    field(b'S', "NOTICE");
+    field(b'V', "NOTICE");
+    field(b'C', sqlstate::WARNING);
+    field(b'M', message);
+    if let Some(detail) = detail {
+        field(b'D', detail);
+    }
+    body.push(0);
+    let mut out = BytesMut::new();
+    crate::frame::put_message(&mut out, crate::frame::backend::NOTICE_RESPONSE, &body);
+    out
 }
 
 /// NUL bytes would cut a field short on the wire; drop them.

@@ -13,6 +13,7 @@ mod client_stream;
 mod errors;
 mod frame;
 mod handler;
+mod hold;
 mod masking;
 mod relay;
 mod session;

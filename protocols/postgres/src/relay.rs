@@ -46,6 +46,10 @@ pub struct RelayContext {
     pub session_end: Arc<SessionEnd>,
     /// Record result rows (`[recording] capture_results`).
     pub capture_results: bool,
+    /// The session's id (reviews are bound to it).
+    pub session_id: String,
+    /// Woken by the client's cancel request: withdraws a held statement's review.
+    pub cancel_hold: Arc<tokio::sync::Notify>,
     /// Record rows as the upstream sent them, before masking (`capture_raw`;
     /// allowed only with an encrypted recording).
     pub capture_raw: bool,
@@ -92,9 +96,30 @@ enum Pending {
 struct Shared {
     pending: Mutex<VecDeque<Pending>>,
     statements: AtomicU64,
+    /// Warden's own notices for the client, written by the upstream direction
+    /// between messages.
+    notices: Mutex<Vec<BytesMut>>,
+    notice_ready: tokio::sync::Notify,
 }
 
 impl Shared {
+    fn push_notice(&self, notice: BytesMut) {
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(notice);
+        self.notice_ready.notify_one();
+    }
+
+    fn take_notices(&self) -> Vec<BytesMut> {
+        std::mem::take(
+            &mut *self
+                .notices
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
         self.pending
             .lock()
@@ -125,6 +150,8 @@ pub async fn relay(
     let shared = Shared {
         pending: Mutex::new(VecDeque::new()),
         statements: AtomicU64::new(0),
+        notices: Mutex::new(Vec::new()),
+        notice_ready: tokio::sync::Notify::new(),
     };
     let from_client = AtomicU64::new(0);
     let to_client = AtomicU64::new(0);
@@ -205,6 +232,10 @@ async fn client_to_upstream(
         portals: HashMap::new(),
         terminated: false,
         policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
+        reviewed_statements: HashMap::new(),
+        reviewed_portals: HashMap::new(),
+        hold: None,
+        release: None,
     };
     buf.reserve(READ_BUFFER);
     loop {
@@ -222,6 +253,17 @@ async fn client_to_upstream(
                 }
                 Ok(None) => {}
                 Err(message) => return Stop::Fatal(message),
+            }
+            if let Some(request) = state.hold.take() {
+                let notices = |notice: BytesMut| shared.push_notice(notice);
+                match crate::hold::hold(context, &notices, client, &mut buf, from_client, request)
+                    .await
+                {
+                    Ok(release) => state.release = Some(release),
+                    Err(crate::hold::HoldStop::ClientClosed) => return Stop::ClientClosed,
+                }
+                // Scan the held frame again, now with the review's outcome.
+                continue;
             }
         }
         if buf.capacity() - buf.len() < 4096 {
@@ -252,6 +294,45 @@ struct ClientState {
     terminated: bool,
     /// The policy engine's per-session state (SQL-level PREPARE texts).
     policy_state: Box<dyn std::any::Any + Send>,
+    /// Prepared statements whose policy decision is `review`: held at Execute.
+    reviewed_statements: HashMap<String, Decision>,
+    /// Portals of such statements, with the hash of text and parameters.
+    reviewed_portals: HashMap<String, (Decision, String)>,
+    /// Set when the frame at the front of the buffer must wait for a review.
+    hold: Option<crate::hold::HoldRequest>,
+    /// A review's outcome for that frame, applied when it is scanned again.
+    release: Option<crate::hold::Release>,
+}
+
+/// What the review gate says about a statement.
+enum Gate {
+    Proceed(Decision),
+    Hold,
+    Refuse(PgError),
+}
+
+/// Statements whose decision is `review` run only once a review released them.
+fn review_gate(state: &mut ClientState, text: &Arc<str>, hash: String, decision: Decision) -> Gate {
+    if decision.action != warden_core::Action::Review {
+        return Gate::Proceed(decision);
+    }
+    match state.release.take() {
+        Some(crate::hold::Release::Approved(approved)) if approved == hash => {
+            Gate::Proceed(Decision {
+                action: warden_core::Action::Allow,
+                ..decision
+            })
+        }
+        Some(crate::hold::Release::Refused(error)) => Gate::Refuse(error),
+        _ => {
+            state.hold = Some(crate::hold::HoldRequest {
+                text: text.clone(),
+                hash,
+                decision,
+            });
+            Gate::Hold
+        }
+    }
 }
 
 /// Scans complete frames at the front of `buf`, applying policy. Returns the
@@ -293,7 +374,12 @@ fn scan_client_frames(
             break;
         }
         let body = &buf[pos + frame::HEADER_LEN..pos + len];
-        if let Some(replacement) = inspect_client_frame(context, shared, state, tag, body)? {
+        let replacement = inspect_client_frame(context, shared, state, tag, body)?;
+        if state.hold.is_some() {
+            // This frame waits for its review; what came before goes now.
+            break;
+        }
+        if let Some(replacement) = replacement {
             let out = rewritten.get_or_insert_with(BytesMut::new);
             out.extend_from_slice(&buf[copied_up_to..pos]);
             out.extend_from_slice(&replacement);
@@ -334,6 +420,15 @@ fn inspect_client_frame(
             let text = statement_text(text);
             let decision = decide(context, state, &text);
             let started = Instant::now();
+            let hash = warden_core::reviews::statement_hash(&text, &[]);
+            let decision = match review_gate(state, &text, hash, decision) {
+                Gate::Proceed(decision) => decision,
+                Gate::Hold => return Ok(None),
+                Gate::Refuse(error) => {
+                    shared.statements.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(deny_with(shared, error, text, started, None)));
+                }
+            };
             shared.statements.fetch_add(1, Ordering::Relaxed);
             if decision.is_allowed() {
                 shared.pending().push_back(Pending::Simple {
@@ -355,7 +450,12 @@ fn inspect_client_frame(
             let text = statement_text(text);
             let decision = decide(context, state, &text);
             state.statements.insert(name.clone(), text.clone());
-            if decision.is_allowed() {
+            state.reviewed_statements.remove(&name);
+            if decision.action == warden_core::Action::Review {
+                // Prepared now, held at Execute when its parameters are known.
+                state.reviewed_statements.insert(name, decision);
+                Ok(None)
+            } else if decision.is_allowed() {
                 Ok(None)
             } else {
                 shared.statements.fetch_add(1, Ordering::Relaxed);
@@ -377,9 +477,19 @@ fn inspect_client_frame(
                 .get(&*String::from_utf8_lossy(statement))
                 .cloned()
                 .unwrap_or_else(|| Arc::from("(unknown prepared statement)"));
-            state
-                .portals
-                .insert(String::from_utf8_lossy(portal).into_owned(), text);
+            let portal = String::from_utf8_lossy(portal).into_owned();
+            state.reviewed_portals.remove(&portal);
+            if let Some(decision) = state
+                .reviewed_statements
+                .get(&*String::from_utf8_lossy(statement))
+                && let Some((_, _, parameters)) = crate::hold::bind_parameters(body)
+            {
+                let hash = warden_core::reviews::statement_hash(&text, &parameters);
+                state
+                    .reviewed_portals
+                    .insert(portal.clone(), (decision.clone(), hash));
+            }
+            state.portals.insert(portal, text);
             Ok(None)
         }
         frontend::EXECUTE => {
@@ -390,6 +500,27 @@ fn inspect_client_frame(
                 .get(&*String::from_utf8_lossy(portal))
                 .cloned()
                 .unwrap_or_else(|| Arc::from("(unknown portal)"));
+            let portal_name = String::from_utf8_lossy(portal).into_owned();
+            if let Some((decision, hash)) = state.reviewed_portals.get(&portal_name).cloned() {
+                match review_gate(state, &text, hash, decision) {
+                    Gate::Proceed(_) => {
+                        state.reviewed_portals.remove(&portal_name);
+                    }
+                    Gate::Hold => return Ok(None),
+                    Gate::Refuse(error) => {
+                        shared.statements.fetch_add(1, Ordering::Relaxed);
+                        // A Parse that fails in the server's parser stands in for the Execute.
+                        let name = format!("warden_refused_{}", new_nonce());
+                        return Ok(Some(deny_with(
+                            shared,
+                            error,
+                            text,
+                            Instant::now(),
+                            Some(&name),
+                        )));
+                    }
+                }
+            }
             shared.statements.fetch_add(1, Ordering::Relaxed);
             let mut pending = shared.pending();
             if context.masker.is_some() {
@@ -463,6 +594,17 @@ fn deny(
     started: Instant,
     parse_name: Option<&str>,
 ) -> BytesMut {
+    deny_with(shared, denial_error(decision), text, started, parse_name)
+}
+
+/// Like [`deny`], answering with `error`.
+fn deny_with(
+    shared: &Shared,
+    error: PgError,
+    text: Arc<str>,
+    started: Instant,
+    parse_name: Option<&str>,
+) -> BytesMut {
     let nonce = new_nonce();
     let marker = marker_sql(&nonce);
     let replacement = match parse_name {
@@ -471,7 +613,7 @@ fn deny(
     };
     shared.pending().push_back(Pending::Denied {
         nonce,
-        error: denial_error(decision),
+        error,
         text,
         started,
         standalone: parse_name.is_none(),
@@ -681,6 +823,16 @@ async fn upstream_to_client(
                     let _ = client.write_all(&error.encode()).await;
                 }
                 return Stop::Ended(reason);
+            }
+            _ = shared.notice_ready.notified(), if passthrough == 0 => {
+                let mut out = BytesMut::new();
+                for notice in shared.take_notices() {
+                    out.extend_from_slice(&notice);
+                }
+                if let Err(error) = client.write_all(&out).await {
+                    return Stop::Io(format!("writing to client: {error}"));
+                }
+                continue;
             }
             read = upstream.read_buf(&mut buf) => read,
         };

@@ -313,6 +313,7 @@ async fn handle_cancel(cancels: &CancelRegistry, process_id: i32, secret: &[u8],
     match cancels.lookup(process_id, secret) {
         Some(key) => {
             tracing::info!(%peer, target = %key.target.name, "forwarding cancel request");
+            key.held.notify_waiters();
             if let Err(error) =
                 upstream::send_cancel(&key.target, key.process_id, &key.secret_key).await
             {
@@ -484,11 +485,13 @@ async fn run_session(
 
     // Our own cancel key: 32 bytes for protocol 3.2 clients, 4 for 3.0.
     let secret_len = if startup.minor >= 2 { 32 } else { 4 };
+    let cancel_hold = Arc::new(tokio::sync::Notify::new());
     let (process_id, secret, _registration) = cancels.register(
         UpstreamKey {
             target: Arc::new(target.clone()),
             process_id: upstream.process_id,
             secret_key: upstream.secret_key.clone(),
+            held: cancel_hold.clone(),
         },
         secret_len,
     );
@@ -537,6 +540,8 @@ async fn run_session(
             catalog,
             session_end,
             capture_results: config.recording.capture_results,
+            session_id: session.id.clone(),
+            cancel_hold,
             capture_raw: config.recording.capture_raw && config.recording.encryption_key.is_some(),
         };
         let outcome = relay(
