@@ -489,6 +489,9 @@ targets = ["orders"]
 allow = ["read"]
 mask = ["email", "secret"]
 mask_columns = ["customers.secret_code", "orders.customers.pin"]
+
+[recording]
+capture_results = true
 "#;
 
 const MASKED_RAW: [&str; 4] = [
@@ -565,6 +568,20 @@ fn rows_are_masked_in_text_and_binary_protocols() {
         assert_eq!(notes, "token [REDACTED] here");
         conn.disconnect().await.unwrap();
     });
+
+    // The CLI session's recording captured its rows, masked.
+    let sessions: serde_json::Value =
+        serde_json::from_str(&env.warden.cli(&["sessions", "list", "--json"]).unwrap()).unwrap();
+    let cli_session = sessions[1]["id"].as_str().unwrap().to_string();
+    let cli_events = env.events(&cli_session);
+    let results: Vec<&serde_json::Value> =
+        cli_events.iter().filter(|e| e["type"] == "result").collect();
+    assert_eq!(results.len(), 2, "{cli_events:?}");
+    assert_eq!(results[0]["rows"][0][1], "[REDACTED]", "{:?}", results[0]);
+    let cli_text = serde_json::to_string(&cli_events).unwrap();
+    for raw in MASKED_RAW.iter().take(3) {
+        assert!(!cli_text.contains(raw), "recording holds {raw}: {cli_text}");
+    }
 
     let session = env.last_session_id();
     let events = env.events(&session);

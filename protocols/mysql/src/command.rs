@@ -215,6 +215,10 @@ impl<'a> CommandLoop<'a> {
                 fetch_plan: None,
             }),
             pushback: None,
+            capture: self.gateway.config.recording.capture_results,
+            captured_columns: Vec::new(),
+            captured_rows: Vec::new(),
+            captured_truncated: false,
         }
     }
 
@@ -435,6 +439,13 @@ impl<'a> CommandLoop<'a> {
     }
 
     fn record(&self, sql: &str, protocol: StatementProtocol, started: Instant, outcome: &Outcome) {
+        for (columns, rows, truncated) in &outcome.captured {
+            self.recording.record(EventKind::Result {
+                columns: columns.clone(),
+                rows: rows.clone(),
+                truncated: *truncated,
+            });
+        }
         self.recording.record(EventKind::Statement {
             text: self.recorded_text(sql),
             protocol,

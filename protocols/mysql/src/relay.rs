@@ -32,7 +32,12 @@ pub struct Outcome {
     pub tags: Vec<String>,
     pub rows: u64,
     pub error: Option<ErrInfo>,
+    /// Captured results (`[recording] capture_results`): columns, first rows, truncated.
+    pub captured: Vec<(Vec<String>, Vec<Vec<Option<String>>>, bool)>,
 }
+
+/// Rows kept per captured result.
+const CAPTURED_ROWS: usize = 100;
 
 /// A successful COM_STMT_PREPARE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +61,12 @@ pub struct Relay<'a> {
     pub masking: Option<MaskingRelay<'a>>,
     /// A chunk read ahead, returned by the next read.
     pub pushback: Option<Chunk>,
+    /// Capture result rows for the recording (text-protocol results).
+    pub capture: bool,
+    /// The current result's column names and captured rows.
+    pub captured_columns: Vec<String>,
+    pub captured_rows: Vec<Vec<Option<String>>>,
+    pub captured_truncated: bool,
 }
 
 /// A relay's masking state for one command.
@@ -212,6 +223,7 @@ impl<'a> Relay<'a> {
                         continue;
                     }
                     let (rows, status, error) = self.rows(plan.as_ref()).await?;
+                    self.finish_capture(&mut outcome);
                     outcome.rows += rows;
                     outcome.tags.push(format!("RESULT {rows}"));
                     if error.is_some() {
@@ -232,6 +244,23 @@ impl<'a> Relay<'a> {
     /// them into the result's masking plan.
     async fn definitions_planned(&mut self, count: u64) -> Result<Option<RowPlan>, RelayError> {
         let Some(masker) = self.masking.as_ref().map(|m| m.masker) else {
+            if self.capture {
+                let mut columns = Vec::new();
+                for _ in 0..count {
+                    let chunk = self.read().await?;
+                    if chunk.payload.first() == Some(&packets::ERR) {
+                        return Err(RelayError::Protocol("error in the middle of definitions"));
+                    }
+                    columns.push(
+                        masking::parse_column_definition(&chunk.payload)
+                            .map(|c| c.source.label)
+                            .unwrap_or_default(),
+                    );
+                    self.forward(chunk).await?;
+                }
+                self.captured_columns = columns;
+                return Ok(None);
+            }
             self.definitions(count).await?;
             return Ok(None);
         };
@@ -246,6 +275,9 @@ impl<'a> Relay<'a> {
                     .ok_or(RelayError::Protocol("bad column definition"))?,
             );
             self.forward(chunk).await?;
+        }
+        if self.capture {
+            self.captured_columns = columns.iter().map(|c| c.source.label.clone()).collect();
         }
         Ok(RowPlan::build(masker, &columns))
     }
@@ -294,6 +326,7 @@ impl<'a> Relay<'a> {
                 continue;
             }
             let Some(plan) = plan.filter(|_| self.masking.is_some()) else {
+                self.capture_row(&chunk.payload, chunk.continues());
                 self.forward(chunk).await?;
                 continue;
             };
@@ -307,8 +340,14 @@ impl<'a> Relay<'a> {
                 masking::mask_text_row(masking.masker, plan, &row, &mut masking.counts)
             };
             match masked {
-                Ok(Some(new_row)) => self.queue_own(&new_row),
-                Ok(None) => self.queue_own(&row),
+                Ok(Some(new_row)) => {
+                    self.capture_row(&new_row, false);
+                    self.queue_own(&new_row)
+                }
+                Ok(None) => {
+                    self.capture_row(&row, false);
+                    self.queue_own(&row)
+                }
                 Err(unmaskable) => {
                     let message = format!(
                         "column '{}' is masked and cannot be sent in this form",
@@ -323,6 +362,53 @@ impl<'a> Relay<'a> {
             }
             self.flush_if_full().await?;
         }
+    }
+
+    /// Keeps a text-protocol row for the recording (the first rows of each result).
+    fn capture_row(&mut self, row: &[u8], partial: bool) {
+        let binary = self.masking.as_ref().is_some_and(|m| m.binary);
+        if !self.capture || binary || partial {
+            return;
+        }
+        if self.captured_rows.len() >= CAPTURED_ROWS {
+            self.captured_truncated = true;
+            return;
+        }
+        let mut values = Vec::with_capacity(self.captured_columns.len());
+        let mut pos = 0;
+        while pos < row.len() {
+            if row[pos] == 0xFB {
+                values.push(None);
+                pos += 1;
+                continue;
+            }
+            let Some((len, used)) = packets::read_lenenc(&row[pos..]) else {
+                return;
+            };
+            let start = pos + used;
+            let Some(end) = usize::try_from(len).ok().and_then(|l| start.checked_add(l)) else {
+                return;
+            };
+            let Some(value) = row.get(start..end) else {
+                return;
+            };
+            let shown = &value[..value.len().min(1024)];
+            values.push(Some(String::from_utf8_lossy(shown).into_owned()));
+            pos = end;
+        }
+        self.captured_rows.push(values);
+    }
+
+    /// Moves the current result's capture into the outcome.
+    fn finish_capture(&mut self, outcome: &mut Outcome) {
+        if self.capture && (!self.captured_rows.is_empty() || self.captured_truncated) {
+            outcome.captured.push((
+                std::mem::take(&mut self.captured_columns),
+                std::mem::take(&mut self.captured_rows),
+                self.captured_truncated,
+            ));
+        }
+        self.captured_truncated = false;
     }
 
     /// Reads the rest of a logical packet that starts with `first`.
@@ -496,6 +582,10 @@ mod tests {
             seq: 1,
             masking: None,
             pushback: None,
+            capture: false,
+            captured_columns: Vec::new(),
+            captured_rows: Vec::new(),
+            captured_truncated: false,
         };
         let outcome = relay.results().await.unwrap();
         drop(client);
@@ -603,6 +693,10 @@ mod tests {
             seq: 1,
             masking: None,
             pushback: None,
+            capture: false,
+            captured_columns: Vec::new(),
+            captured_rows: Vec::new(),
+            captured_truncated: false,
         };
         let outcome = relay.results().await.unwrap();
         assert_eq!(outcome.error.unwrap().code, 1148);
