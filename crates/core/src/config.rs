@@ -38,6 +38,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub masking: MaskingConfig,
+    #[serde(default)]
+    pub reviews: ReviewsConfig,
     /// Where the file was read from; set by the loader.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -658,6 +660,53 @@ fn default_review_timeout() -> Duration {
     Duration::from_secs(600)
 }
 
+/// `[reviews]`: human approval of held statements and access requests.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewsConfig {
+    /// `[[reviews.webhook]]`: told when a review is requested and decided.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Longest access a `warden access request` may ask for.
+    #[serde(default = "default_max_access", with = "humantime_serde")]
+    pub max_access_duration: Duration,
+}
+
+impl Default for ReviewsConfig {
+    fn default() -> Self {
+        ReviewsConfig {
+            webhooks: Vec::new(),
+            max_access_duration: default_max_access(),
+        }
+    }
+}
+
+fn default_max_access() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// `[[reviews.webhook]]`: an HTTP endpoint reviews are POSTed to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs each body: `X-Warden-Signature: sha256=<hex HMAC-SHA256>`.
+    pub secret: Option<SecretRef>,
+    /// `cloudevents` (the default, JSON in structured mode) or `slack`
+    /// (an incoming-webhook `{"text", "blocks"}` message).
+    #[serde(default)]
+    pub format: WebhookFormat,
+}
+
+/// The body a webhook receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Cloudevents,
+    Slack,
+}
+
 /// `[classifier]`: tuning of SQL statement classification (see docs/policy.md).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -861,7 +910,16 @@ impl Config {
                     );
                 }
             }
-            for subject in &policy.subjects {
+            if !matches!(policy.approval_scope.as_str(), "statement" | "session") {
+                return fail(
+                    &format!("\"{}\"", policy.approval_scope),
+                    format!(
+                        "policy \"{}\": approval_scope \"{}\" is not \"statement\" or \"session\"",
+                        policy.name, policy.approval_scope
+                    ),
+                );
+            }
+            for subject in policy.subjects.iter().chain(&policy.approvers) {
                 if !is_valid_subject(subject) {
                     return fail(
                         &format!("\"{subject}\""),
@@ -905,6 +963,17 @@ impl Config {
                 url,
                 "[store] url: use sqlite:///PATH?mode=rwc or postgres://USER:PASSWORD@HOST/DB; omit `url` for SQLite in data_dir".into(),
             );
+        }
+        for webhook in &self.reviews.webhooks {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                return fail(
+                    &webhook.url,
+                    format!(
+                        "[[reviews.webhook]] url \"{}\" is not an http:// or https:// URL",
+                        webhook.url
+                    ),
+                );
+            }
         }
         match self.recording.sink.as_str() {
             "local" => {}
@@ -1052,6 +1121,32 @@ allow = ["read"]
         );
         let error = Config::parse(&text, "w.toml").unwrap_err().to_string();
         assert!(error.contains("two [[target]] tables"), "{error}");
+    }
+
+    #[test]
+    fn reviews_section_and_approver_settings() {
+        let text = format!(
+            "{MINIMAL}review = [\"write\"]\napprovers = [\"group:dba\"]\nmin_approvals = 2\n\
+             approval_scope = \"session\"\n\n[reviews]\nmax_access_duration = \"4h\"\n\n\
+             [[reviews.webhook]]\nurl = \"https://hooks.example/warden\"\nsecret = \"env:HOOK_SECRET\"\n\
+             format = \"slack\"\n"
+        );
+        let config = Config::parse(&text, "w.toml").unwrap();
+        assert_eq!(config.policies[0].min_approvals, 2);
+        assert_eq!(config.reviews.max_access_duration, Duration::from_secs(4 * 3600));
+        assert_eq!(config.reviews.webhooks[0].format, WebhookFormat::Slack);
+        assert!(config.reviews.webhooks[0].secret.is_some());
+        let defaults = Config::parse(MINIMAL, "w.toml").unwrap();
+        assert!(defaults.reviews.webhooks.is_empty());
+        let bad_scope = text.replace("\"session\"", "\"forever\"");
+        let error = Config::parse(&bad_scope, "w.toml").unwrap_err().to_string();
+        assert!(error.contains("approval_scope"), "{error}");
+        let bad_url = text.replace("https://hooks.example/warden", "ftp://x");
+        let error = Config::parse(&bad_url, "w.toml").unwrap_err().to_string();
+        assert!(error.contains("[[reviews.webhook]]"), "{error}");
+        let bad_approver = text.replace("group:dba", "dba");
+        let error = Config::parse(&bad_approver, "w.toml").unwrap_err().to_string();
+        assert!(error.contains("subject \"dba\""), "{error}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod leases;
 pub mod masking;
 pub mod metrics;
 pub mod operation;
+pub mod review_store;
 pub mod reviews;
 pub mod secret;
 pub mod tls;

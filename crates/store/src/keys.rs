@@ -1,10 +1,10 @@
 //! Access keys: only hashes are stored, never a key.
 
+use crate::StoreError;
 use crate::cols::{Cols, Reader};
 use crate::portable::sqlite as q;
 use crate::sqlite::SqliteStore;
 use crate::timefmt::{from_db, from_db_opt};
-use crate::StoreError;
 use async_trait::async_trait;
 use warden_core::engines::{AccessKeyRecord, AccessKeyStore};
 

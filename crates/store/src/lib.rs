@@ -17,6 +17,7 @@ pub mod node;
 mod open;
 mod portable;
 mod postgres;
+mod reviews;
 mod rows;
 mod sessions;
 mod sqlite;
@@ -30,6 +31,7 @@ pub use rows::{SessionFilter, SessionRow};
 pub use sqlite::SqliteStore;
 pub use warden_core::engines::StoreError;
 pub use warden_core::leases::{LeaseRecord, LeaseStore};
+pub use warden_core::review_store::ReviewStore;
 
 use async_trait::async_trait;
 use warden_core::engines::{AccessKeyStore, SessionLog};
@@ -62,7 +64,7 @@ use warden_core::events::AuditEvent;
 /// - makes [`Store::mark_interrupted_sessions`] node-aware with heartbeats
 ///   (`postgres/nodes.rs`).
 #[async_trait]
-pub trait Store: SessionLog + AccessKeyStore + LeaseStore + Send + Sync {
+pub trait Store: SessionLog + AccessKeyStore + LeaseStore + ReviewStore + Send + Sync {
     /// Sessions matching the filter, newest first.
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>, StoreError>;
 

@@ -1,9 +1,9 @@
 //! Choosing the backend from the store URL.
 
+use crate::Store;
 use crate::error::{StoreOpenError, redact_url};
 use crate::postgres::{PostgresStore, is_postgres_url};
 use crate::sqlite::SqliteStore;
-use crate::Store;
 use std::sync::Arc;
 
 /// Opens the store a URL names: `sqlite:…` for the embedded database (one

@@ -1,9 +1,9 @@
 //! Opening the embedded SQLite database: WAL, a busy timeout, migrations.
 
+use crate::error::{StoreOpenError, redact_url};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use crate::error::{StoreOpenError, redact_url};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use warden_core::engines::SessionLog;
 use warden_store::node::Liveness;
 use warden_store::{PostgresOptions, PostgresStore, Store};
-use warden_test_support::postgres::Postgres;
+use warden_test_support::postgres::{PgOptions, Postgres};
 
 struct PgFixture {
     url: String,
@@ -99,12 +99,33 @@ async fn nodes_opening_at_once_migrate_once() {
             "select string_agg(version::text, ',' order by version) from _sqlx_migrations where success",
         )
         .unwrap();
-    assert_eq!(
-        versions.trim(),
-        "20250101000001,20250201000001,20250301000001,20250301000002"
-    );
+    assert_eq!(versions.trim(), migration_versions("postgres").join(","));
     let store = PostgresStore::open(&fixture.url).await.unwrap();
     store.migrate().await.unwrap();
+}
+
+/// The versions of the migration files in `migrations/{backend}`, sorted.
+fn migration_versions(backend: &str) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut versions: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .map(|name| name.split('_').next().unwrap().to_string())
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// Both backends have the same migration versions (and so the same schema
+/// history), as `lib.rs` promises.
+#[test]
+fn both_backends_have_the_same_migration_versions() {
+    let postgres = migration_versions("postgres");
+    assert!(postgres.len() >= 4, "{postgres:?}");
+    assert_eq!(postgres, migration_versions("sqlite"));
 }
 
 /// At start-up a node ends the sessions of dead nodes (stale heartbeat or
@@ -113,7 +134,13 @@ async fn nodes_opening_at_once_migrate_once() {
 async fn start_up_interrupts_only_dead_nodes_sessions() {
     let pg = Postgres::start().unwrap();
     let fixture = PgFixture::new(&pg, "warden");
-    let liveness = Liveness::default();
+    // No periodic sweep runs during the test (the first comes after an
+    // hour), and no live node goes stale however slow the machine is: only
+    // the start-up sweeps below end sessions.
+    let liveness = Liveness {
+        heartbeat: Duration::from_secs(3600),
+        stale_after: Duration::from_secs(3600),
+    };
 
     let live = fixture.node("node-live", liveness).await;
     assert_eq!(live.mark_interrupted_sessions("start").await.unwrap(), 0);
@@ -166,7 +193,12 @@ async fn start_up_interrupts_only_dead_nodes_sessions() {
     assert!(row.is_open(), "a live node's session was ended");
     assert_eq!(row.node.as_deref(), Some("node-live"));
     assert_eq!(
-        live.get_session(&on_dead.id).await.unwrap().unwrap().node.as_deref(),
+        live.get_session(&on_dead.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .node
+            .as_deref(),
         Some("node-dead")
     );
 
@@ -176,7 +208,14 @@ async fn start_up_interrupts_only_dead_nodes_sessions() {
     after.session_started(&on_after).await.unwrap();
     let third = fixture.node("node-third", liveness).await;
     assert_eq!(third.mark_interrupted_sessions("start").await.unwrap(), 0);
-    assert!(third.get_session(&on_after.id).await.unwrap().unwrap().is_open());
+    assert!(
+        third
+            .get_session(&on_after.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_open()
+    );
 }
 
 /// A running node notices a node that dies later and ends its sessions.
@@ -219,11 +258,62 @@ async fn a_running_node_sweeps_a_node_that_died() {
             .is_some_and(|r| r.contains("heartbeats")),
         "{row:?}"
     );
-    assert!(live.get_session(&on_live.id).await.unwrap().unwrap().is_open());
+    assert!(
+        live.get_session(&on_live.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_open()
+    );
     // The live node's heartbeat row is fresh (written by the database clock).
     let last_seen = pg
-        .psql_db("warden", "select last_seen from nodes where id = 'node-live'")
+        .psql_db(
+            "warden",
+            "select last_seen from nodes where id = 'node-live'",
+        )
         .unwrap();
     assert!(last_seen.trim() > "2000-01-01", "{last_seen}");
-    assert!(last_seen.trim().ends_with('Z') && last_seen.trim().len() == 27, "{last_seen}");
+    assert!(
+        last_seen.trim().ends_with('Z') && last_seen.trim().len() == 27,
+        "{last_seen}"
+    );
+}
+
+/// `sslmode=verify-full` with the server's CA: the store's connections use
+/// TLS; without the CA the server is not trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_connects_with_verified_tls() {
+    let pg = Postgres::start_with(PgOptions { ssl: true }).unwrap();
+    let fixture = PgFixture::new(&pg, "warden");
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        fixture.url,
+        pg.cert_path().display()
+    );
+    let store = warden_store::open_store(&url).await.unwrap();
+    store
+        .session_started(&suite::session("alice", "orders"))
+        .await
+        .unwrap();
+    let tls = pg
+        .psql_db(
+            "warden",
+            "select bool_and(s.ssl) from pg_stat_ssl s join pg_stat_activity a using (pid) \
+             where a.application_name = 'warden'",
+        )
+        .unwrap();
+    assert_eq!(tls.trim(), "t");
+
+    let untrusted = PostgresStore::open_with(
+        &format!("{}?sslmode=verify-full", fixture.url),
+        PostgresOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..PostgresOptions::default()
+        },
+    )
+    .await;
+    let Err(error) = untrusted else {
+        panic!("a server signed by an unknown CA was trusted");
+    };
+    assert!(error.to_string().contains("certificate"), "{error}");
 }

@@ -77,6 +77,12 @@ enum Command {
     /// Debug policies.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// List, show, approve and deny reviews (through any node's API).
+    #[command(subcommand)]
+    Reviews(commands::reviews::ReviewsCommand),
+    /// Ask for time-boxed access to a target.
+    #[command(subcommand)]
+    Access(commands::access::AccessCommand),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::sessions::replay(args),
         Command::Policy(command) => commands::policy::run(command),
         Command::Recordings(command) => commands::recordings::run(command),
+        Command::Reviews(command) => commands::reviews::run(command),
+        Command::Access(command) => commands::access::run(command),
     };
     match result {
         Ok(code) => code,

@@ -12,7 +12,6 @@ use warden_core::config::{Config, Protocol};
 use warden_core::engines::{AccessKeyStore, Recorder, SessionLog};
 use warden_core::gateway::Shutdown;
 use warden_core::metrics::Metrics;
-use warden_store::Store;
 
 pub fn run(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
@@ -125,6 +124,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         None => None,
     };
 
+    let reviews = review_service(&config, &store, &sessions, &secrets).await?;
     let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
     let shutdown = Shutdown::default();
@@ -137,7 +137,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         sessions,
         recorder: recorder_dyn,
         masking,
-        reviews: Arc::new(warden_core::reviews::NoReviews),
+        reviews: Arc::new(reviews.clone()),
         metrics: metrics.clone(),
         tls,
         shutdown: shutdown.clone(),
@@ -165,7 +165,12 @@ async fn serve(config: Config) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("admin_listen {address}: cannot bind"))?;
-            let router = warden_web::admin_router(metrics.clone(), shutdown.draining.clone());
+            let router = warden_web::admin_router(metrics.clone(), shutdown.draining.clone())
+                .merge(warden_web::api_router(warden_web::ApiState {
+                    reviews: reviews.clone(),
+                    store: store.clone(),
+                    authenticator: gateway.authenticator.clone(),
+                }));
             Some(tokio::spawn(warden_web::serve_admin(
                 listener,
                 router,
@@ -175,6 +180,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         None => None,
     };
 
+    reviews.spawn_sweeper(std::time::Duration::from_secs(30), shutdown.draining.clone());
     tokio::spawn(watch_signals(shutdown.clone()));
     tracing::info!(
         targets = config.targets.len(),
@@ -314,4 +320,36 @@ async fn credentials(
         fixed: warden_credentials::StaticCredentials::new(secrets),
         ephemeral,
     }))
+}
+
+/// Reviews on the shared store, with `[[reviews.webhook]]` secrets resolved.
+/// Its sweeper (started in `serve`) times out reviews whose session is gone
+/// and ends expired access grants.
+async fn review_service(
+    config: &Config,
+    store: &Arc<dyn warden_store::Store>,
+    sessions: &Arc<dyn SessionLog>,
+    secrets: &warden_credentials::SecretResolver,
+) -> Result<warden_reviews::ReviewService> {
+    let mut webhooks = Vec::new();
+    for hook in &config.reviews.webhooks {
+        let secret = match &hook.secret {
+            Some(reference) => Some(secrets.resolve(reference).await.with_context(|| {
+                format!("[[reviews.webhook]] {}: cannot resolve its secret", hook.url)
+            })?),
+            None => None,
+        };
+        webhooks.push(warden_reviews::Webhook {
+            url: hook.url.clone(),
+            secret,
+            format: hook.format,
+        });
+    }
+    let review_store: Arc<dyn warden_core::review_store::ReviewStore> = store.clone();
+    Ok(warden_reviews::ReviewService::from_config(
+        config,
+        review_store,
+        sessions.clone(),
+        webhooks,
+    ))
 }

@@ -1,5 +1,9 @@
-//! The admin HTTP server on `admin_listen`: `/healthz` for load balancers and
-//! `/metrics` in Prometheus' text format.
+//! The admin HTTP server on `admin_listen`: `/healthz` for load balancers,
+//! `/metrics` in Prometheus' text format, and the REST API ([`api`]).
+
+pub mod api;
+
+pub use api::{ApiState, api_router};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -52,7 +56,11 @@ pub async fn serve_admin(
 ) -> std::io::Result<()> {
     let address: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(address = ?address, "admin HTTP listening (/healthz, /metrics)");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    // The peer address reaches the API's audit events (failed logins).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await
 }

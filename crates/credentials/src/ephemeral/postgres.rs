@@ -26,11 +26,94 @@ use warden_core::config::{EphemeralCredentials as EphemeralConfig, TargetConfig,
 /// How long `revoke` waits for terminated backends to exit.
 const TERMINATE_WAIT: Duration = Duration::from_secs(5);
 
+/// Idle admin connections kept per target, so a new session's role costs
+/// statements, not a login.
+const IDLE_ADMIN_CONNECTIONS: usize = 4;
+
+/// PBKDF2 rounds of the per-session role's SCRAM verifier. Rounds slow down
+/// guessing a human password from a stolen verifier; these passwords are 32
+/// random bytes, which no number of guesses reaches, so the rounds would
+/// only add milliseconds to every connect (here and in Warden's own login).
+const EPHEMERAL_SCRAM_ITERATIONS: u32 = 64;
+
 /// Roles on one PostgreSQL target.
 pub struct PgRoles {
     target: Arc<TargetConfig>,
     settings: EphemeralConfig,
     secrets: Arc<dyn SecretFetch>,
+    idle: std::sync::Mutex<Vec<Client>>,
+}
+
+/// An admin connection borrowed from the idle list; returned on drop when healthy.
+struct AdminConnection<'a> {
+    client: Option<Client>,
+    idle: &'a std::sync::Mutex<Vec<Client>>,
+}
+
+impl std::ops::Deref for AdminConnection<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Set from construction until drop.
+        self.client.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for AdminConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for AdminConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+        {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < IDLE_ADMIN_CONNECTIONS {
+                idle.push(client);
+            }
+        }
+    }
+}
+
+/// A SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`).
+fn scram_verifier(password: &[u8], iterations: u32) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    type HmacSha256 = Hmac<Sha256>;
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let mac = |key: &[u8], data: &[&[u8]]| {
+        let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        for part in data {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes()
+    };
+    // Hi() of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
+    let mut block = mac(password, &[&salt, &1u32.to_be_bytes()]);
+    let mut salted = block;
+    for _ in 1..iterations {
+        block = mac(password, &[&block]);
+        for (out, byte) in salted.iter_mut().zip(block.iter()) {
+            *out ^= byte;
+        }
+    }
+    let client_key = mac(&salted, &[b"Client Key"]);
+    let stored_key = Sha256::digest(client_key);
+    let server_key = mac(&salted, &[b"Server Key"]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
 }
 
 impl PgRoles {
@@ -43,11 +126,31 @@ impl PgRoles {
             target,
             settings,
             secrets,
+            idle: std::sync::Mutex::new(Vec::new()),
         }
     }
 
-    /// An admin connection on the target's database, `search_path` pinned.
-    async fn connect(&self) -> Result<Client, String> {
+    /// An idle admin connection, or a new one.
+    async fn connect(&self) -> Result<AdminConnection<'_>, String> {
+        let reused = {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::iter::from_fn(|| idle.pop()).find(|client| !client.is_closed())
+        };
+        let client = match reused {
+            Some(client) => client,
+            None => self.login().await?,
+        };
+        Ok(AdminConnection {
+            client: Some(client),
+            idle: &self.idle,
+        })
+    }
+
+    /// A new admin connection on the target's database, `search_path` pinned.
+    async fn login(&self) -> Result<Client, String> {
         let password = self
             .secrets
             .fetch(&self.settings.admin_password)
@@ -217,8 +320,10 @@ impl RoleBackend for PgRoles {
                 role.name
             ));
         }
-        let verifier =
-            postgres_protocol::password::scram_sha_256(role.password.expose_secret().as_bytes());
+        let verifier = scram_verifier(
+            role.password.expose_secret().as_bytes(),
+            EPHEMERAL_SCRAM_ITERATIONS,
+        );
         let name = pg_ident(&role.name)?;
         let password = pg_literal(&verifier)?;
         let expiration = pg_literal(&rfc3339(role.expires_at)?)?;
@@ -250,7 +355,7 @@ impl RoleBackend for PgRoles {
             return Err(format!("role {} exists already", role.name));
         }
         // One transaction: a failing statement leaves no role behind.
-        let transaction = client.transaction().await.map_err(pg_err)?;
+        let transaction = (*client).transaction().await.map_err(pg_err)?;
         for statement in &statements {
             transaction
                 .batch_execute(statement)
@@ -293,7 +398,7 @@ impl RoleBackend for PgRoles {
             tracing::debug!(role = name, error = %pg_err(error), "cannot grant the role to the admin");
         }
         Self::terminate(&client, name).await?;
-        let transaction = client.transaction().await.map_err(pg_err)?;
+        let transaction = (*client).transaction().await.map_err(pg_err)?;
         for statement in &drops {
             transaction.batch_execute(statement).await.map_err(pg_err)?;
         }

@@ -21,7 +21,6 @@ use time::OffsetDateTime;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-
 /// How [`PostgresStore::open_with`] sets up the store.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {

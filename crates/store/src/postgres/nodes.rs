@@ -144,7 +144,12 @@ impl Inner {
             .bind(&self.node)
             .execute(&self.pool)
             .await
-            .map_err(|e| db_err(&format!("cannot write the heartbeat of node {}", self.node), e))?;
+            .map_err(|e| {
+                db_err(
+                    &format!("cannot write the heartbeat of node {}", self.node),
+                    e,
+                )
+            })?;
         if let Ok(mut last) = self.last_beat.lock() {
             *last = Some(Instant::now());
         }

@@ -433,7 +433,8 @@ async fn concurrent_audit_from_two_stores_keeps_one_chain(fixture: &dyn Fixture)
         let store = stores[task % 2].clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..15 {
-                let event = AuditEvent::new("auth.success", &format!("agent{task}"), format!("{i}"));
+                let event =
+                    AuditEvent::new("auth.success", &format!("agent{task}"), format!("{i}"));
                 store.audit(&event).await?;
             }
             Ok::<_, warden_store::StoreError>(())

@@ -6,7 +6,6 @@ use secrecy::ExposeSecret;
 use std::process::ExitCode;
 use std::time::Duration;
 use warden_core::config::Config;
-use warden_core::engines::AccessKeyStore;
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {

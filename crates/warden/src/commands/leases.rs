@@ -5,7 +5,6 @@ use anyhow::{Result, bail};
 use std::process::ExitCode;
 use time::format_description::well_known::Rfc3339;
 use warden_core::config::Config;
-use warden_core::leases::LeaseStore;
 
 #[derive(clap::Subcommand)]
 pub enum LeasesCommand {

@@ -1,10 +1,12 @@
 //! Operator commands other than `serve`.
 
+pub mod access;
 pub mod check;
 pub mod keys;
 pub mod leases;
 pub mod policy;
 pub mod recordings;
+pub mod reviews;
 pub mod sessions;
 
 use anyhow::{Context, Result};

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_core::config::Config;
 use warden_recording::{RecordingKeys, RecordingReader, SignatureCheck, VerifyReport};
-use warden_store::Store as _;
 
 #[derive(clap::Subcommand)]
 pub enum RecordingsCommand {

@@ -4,7 +4,7 @@ use crate::ConfigArgs;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use warden_core::config::Config;
-use warden_store::{SessionFilter, SessionRow, Store};
+use warden_store::{SessionFilter, SessionRow};
 
 #[derive(clap::Subcommand)]
 pub enum SessionsCommand {
