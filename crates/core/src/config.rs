@@ -245,6 +245,9 @@ pub struct RecordingConfig {
     /// How long recordings are kept (`90d`); per-target `retention` overrides it.
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
+    /// How often expired recordings are looked for.
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub retention_interval: Duration,
     /// Signs each session's manifest (ed25519 seed, 32 bytes, hex or base64 secret).
     pub signing_key: Option<SecretRef>,
     /// Encrypts chunks at rest (32-byte key, hex or base64 secret).
@@ -276,6 +279,7 @@ impl Default for RecordingConfig {
             fsync_interval: default_fsync_interval(),
             on_spool_full: default_on_spool_full(),
             retention: None,
+            retention_interval: default_retention_interval(),
             signing_key: None,
             encryption_key: None,
             bucket: None,
@@ -297,6 +301,10 @@ fn default_chunk_interval() -> Duration {
 
 fn default_fsync_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_on_spool_full() -> String {

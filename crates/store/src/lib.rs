@@ -93,6 +93,16 @@ pub trait Store: SessionLog + AccessKeyStore + LeaseStore + ReviewStore + Send +
     /// reports the first event where it breaks (an edited, deleted or
     /// re-ordered event).
     async fn verify_audit_chain(&self) -> Result<AuditChainReport, StoreError>;
+
+    /// Puts a legal hold on a session (or lifts it): retention keeps its
+    /// recording. False when there is no such session.
+    async fn set_session_hold(&self, id: &str, held: bool) -> Result<bool, StoreError>;
+
+    /// Ids of the sessions on hold.
+    async fn held_sessions(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Removes an expired session from the index (never a held one).
+    async fn forget_session(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Wraps a database error with what Warden was doing.

@@ -99,6 +99,48 @@ macro_rules! portable_queries {
             rows.iter().map(session_row).collect()
         }
 
+        /// Sets or clears a session's legal hold; false when no such session.
+        pub(crate) async fn set_session_hold(
+            pool: &$pool,
+            id: &str,
+            held: bool,
+        ) -> Result<bool, StoreError> {
+            let done = sqlx::query("UPDATE sessions SET held = $1 WHERE id = $2")
+                .bind(held)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(|e| db_err(&format!("cannot change the hold of session {id}"), e))?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        /// Ids of the sessions on legal hold.
+        pub(crate) async fn held_sessions(pool: &$pool) -> Result<Vec<String>, StoreError> {
+            use sqlx::Row;
+            let rows = sqlx::query("SELECT id FROM sessions WHERE held = $1 ORDER BY id")
+                .bind(true)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_err("cannot list held sessions", e))?;
+            rows.iter()
+                .map(|row| {
+                    row.try_get::<String, _>(0)
+                        .map_err(|e| db_err("cannot read a held session", e))
+                })
+                .collect()
+        }
+
+        /// Removes a session from the index (its recording expired); false when absent.
+        pub(crate) async fn forget_session(pool: &$pool, id: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND held = $2")
+                .bind(id)
+                .bind(false)
+                .execute(pool)
+                .await
+                .map_err(|e| db_err(&format!("cannot remove session {id}"), e))?;
+            Ok(done.rows_affected() > 0)
+        }
+
         pub(crate) async fn get_session(
             pool: &$pool,
             id_or_prefix: &str,

@@ -66,4 +66,15 @@ impl Store for SqliteStore {
     async fn verify_audit_chain(&self) -> Result<AuditChainReport, StoreError> {
         q::verify_audit_chain(&self.pool).await
     }
+    async fn set_session_hold(&self, id: &str, held: bool) -> Result<bool, StoreError> {
+        q::set_session_hold(&self.pool, id, held).await
+    }
+
+    async fn held_sessions(&self) -> Result<Vec<String>, StoreError> {
+        q::held_sessions(&self.pool).await
+    }
+
+    async fn forget_session(&self, id: &str) -> Result<bool, StoreError> {
+        q::forget_session(&self.pool, id).await
+    }
 }

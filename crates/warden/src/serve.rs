@@ -127,6 +127,8 @@ async fn serve(config: Config) -> Result<ExitCode> {
     let reviews = review_service(&config, &store, &sessions, &secrets).await?;
     let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
+    spawn_retention(&config, store.clone())?;
+
     let shutdown = Shutdown::default();
     let metrics = Arc::new(Metrics::default());
     let gateway = Arc::new(Gateway {
@@ -180,7 +182,10 @@ async fn serve(config: Config) -> Result<ExitCode> {
         None => None,
     };
 
-    reviews.spawn_sweeper(std::time::Duration::from_secs(30), shutdown.draining.clone());
+    reviews.spawn_sweeper(
+        std::time::Duration::from_secs(30),
+        shutdown.draining.clone(),
+    );
     tokio::spawn(watch_signals(shutdown.clone()));
     tracing::info!(
         targets = config.targets.len(),
@@ -335,7 +340,10 @@ async fn review_service(
     for hook in &config.reviews.webhooks {
         let secret = match &hook.secret {
             Some(reference) => Some(secrets.resolve(reference).await.with_context(|| {
-                format!("[[reviews.webhook]] {}: cannot resolve its secret", hook.url)
+                format!(
+                    "[[reviews.webhook]] {}: cannot resolve its secret",
+                    hook.url
+                )
             })?),
             None => None,
         };
@@ -352,4 +360,52 @@ async fn review_service(
         sessions.clone(),
         webhooks,
     ))
+}
+
+/// Deletes expired recordings (sink and index) every `retention_interval`,
+/// keeping held sessions; each deletion is an audit event.
+fn spawn_retention(config: &Arc<Config>, store: Arc<dyn warden_store::Store>) -> Result<()> {
+    let policy = warden_recording::RetentionPolicy::from_config(config);
+    if policy.default.is_none() && policy.per_target.is_empty() {
+        return Ok(());
+    }
+    let sink = warden_recording::sink_from_config(&config.recording, &config.server.data_dir)
+        .context("cannot open the recording sink for retention")?;
+    let every = config.recording.retention_interval;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            let holds: std::collections::HashSet<String> = match store.held_sessions().await {
+                Ok(ids) => ids.into_iter().collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "retention skipped: cannot read legal holds");
+                    continue;
+                }
+            };
+            let now = time::OffsetDateTime::now_utc();
+            match warden_recording::apply_retention(sink.as_ref(), now, &policy, &holds).await {
+                Ok(report) => {
+                    for id in &report.deleted {
+                        let _ = store.forget_session(id).await;
+                        let mut event = warden_core::events::AuditEvent::new(
+                            "recording.expired",
+                            "-",
+                            "retention deleted the recording and its index entry",
+                        );
+                        event.session_id = Some(id.clone());
+                        let _ = store.audit(&event).await;
+                    }
+                    for (id, error) in &report.failed {
+                        tracing::warn!(session = %id, %error, "retention could not delete a recording");
+                    }
+                    if !report.deleted.is_empty() {
+                        tracing::info!(deleted = report.deleted.len(), held = report.held.len(), "retention");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "retention run failed"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -313,3 +313,60 @@ fn kill_9_mid_session_is_sealed_as_interrupted_and_uploaded_at_restart() {
     let (ok, out) = env.cli(&["recordings", "verify", &id]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn retention_deletes_expired_recordings_and_keeps_held_ones() {
+    // Local sink: retention works the same on every sink.
+    let (pg, app_password) = common::upstream();
+    let issuer = warden_test_support::oidc::TestIssuer::start().unwrap();
+    let warden = Warden::start(
+        common::binary(),
+        WardenConfig {
+            body: common::target_config(&pg, &issuer, common::DEFAULT_POLICIES, "")
+                + "\n[recording]\nretention = \"1s\"\nretention_interval = \"1s\"\nchunk_interval = \"1s\"\n",
+            env: vec![("ORDERS_PASSWORD".into(), app_password)],
+            ..WardenConfig::default()
+        },
+    )
+    .unwrap();
+    let token = issuer.mint(
+        warden_test_support::oidc::Algorithm::RS256,
+        issuer.default_claims("retained-agent", &["agents"]),
+    );
+    // The held session is put on hold while it is still running.
+    let conninfo = warden.conninfo("orders");
+    let held_token = token.clone();
+    let held_client = std::thread::spawn(move || {
+        psql(&conninfo, &held_token, &["-c", "select 'held' as which", "-c", "select pg_sleep(2)"])
+    });
+    let held = loop {
+        if let Ok(id) = warden.last_session_id() {
+            break id;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    warden.cli(&["sessions", "hold", &held]).unwrap();
+    let (ok, _, err) = held_client.join().unwrap();
+    assert!(ok, "{err}");
+    let (ok, _, err) = psql(&warden.conninfo("orders"), &token, &["-c", "select 'expiring' as which"]);
+    assert!(ok, "{err}");
+    let expiring = warden.last_session_id().unwrap();
+    assert_ne!(held, expiring);
+
+    let started = Instant::now();
+    while warden.cli(&["sessions", "show", &expiring]).is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "retention did not delete {expiring}:\n{}",
+            warden.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(warden.cli(&["replay", &expiring]).is_err(), "its recording is gone too");
+    // Several more retention runs later, the held session is intact.
+    std::thread::sleep(Duration::from_secs(3));
+    let replay = warden.cli(&["replay", &held]).unwrap();
+    assert!(replay.contains("select 'held' as which"), "{replay}");
+    let audit = warden.cli(&["sessions", "show", &held, "--json"]).unwrap();
+    assert!(audit.contains("hold.placed"), "{audit}");
+}

@@ -96,4 +96,15 @@ impl Store for PostgresStore {
     async fn verify_audit_chain(&self) -> Result<AuditChainReport, StoreError> {
         q::verify_audit_chain(&self.inner.pool).await
     }
+    async fn set_session_hold(&self, id: &str, held: bool) -> Result<bool, StoreError> {
+        q::set_session_hold(&self.inner.pool, id, held).await
+    }
+
+    async fn held_sessions(&self) -> Result<Vec<String>, StoreError> {
+        q::held_sessions(&self.inner.pool).await
+    }
+
+    async fn forget_session(&self, id: &str) -> Result<bool, StoreError> {
+        q::forget_session(&self.inner.pool, id).await
+    }
 }

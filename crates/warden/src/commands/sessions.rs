@@ -24,6 +24,17 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Put a legal hold on a session: retention keeps its recording until
+    /// the hold is lifted (`--release`).
+    Hold {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Session id (or a unique prefix).
+        id: String,
+        /// Lift the hold instead.
+        #[arg(long)]
+        release: bool,
+    },
     /// Show one session (an id or a unique prefix of it) and its audit events.
     Show {
         #[command(flatten)]
@@ -78,6 +89,37 @@ async fn run_async(command: SessionsCommand) -> Result<ExitCode> {
             } else {
                 print_session_table(&rows);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        SessionsCommand::Hold {
+            config,
+            id,
+            release,
+        } => {
+            let config = Config::load(&config.config)?;
+            let store = super::open_store(&config).await?;
+            let Some(row) = store.get_session(&id).await? else {
+                eprintln!("no session matches {id}");
+                return Ok(ExitCode::FAILURE);
+            };
+            store.set_session_hold(&row.id, !release).await?;
+            let kind = if release { "hold.released" } else { "hold.placed" };
+            let mut event = warden_core::events::AuditEvent::new(
+                kind,
+                &std::env::var("USER").unwrap_or_else(|_| "-".into()),
+                if release {
+                    "legal hold lifted: retention applies again"
+                } else {
+                    "legal hold placed: retention keeps this recording"
+                },
+            );
+            event.session_id = Some(row.id.clone());
+            store.audit(&event).await?;
+            eprintln!(
+                "session {}: {}",
+                row.id,
+                if release { "hold lifted" } else { "on hold" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Show { config, id, json } => {
