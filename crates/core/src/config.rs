@@ -1141,7 +1141,10 @@ allow = ["read"]
         );
         let config = Config::parse(&text, "w.toml").unwrap();
         assert_eq!(config.policies[0].min_approvals, 2);
-        assert_eq!(config.reviews.max_access_duration, Duration::from_secs(4 * 3600));
+        assert_eq!(
+            config.reviews.max_access_duration,
+            Duration::from_secs(4 * 3600)
+        );
         assert_eq!(config.reviews.webhooks[0].format, WebhookFormat::Slack);
         assert!(config.reviews.webhooks[0].secret.is_some());
         let defaults = Config::parse(MINIMAL, "w.toml").unwrap();
@@ -1153,7 +1156,9 @@ allow = ["read"]
         let error = Config::parse(&bad_url, "w.toml").unwrap_err().to_string();
         assert!(error.contains("[[reviews.webhook]]"), "{error}");
         let bad_approver = text.replace("group:dba", "dba");
-        let error = Config::parse(&bad_approver, "w.toml").unwrap_err().to_string();
+        let error = Config::parse(&bad_approver, "w.toml")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("subject \"dba\""), "{error}");
     }
 

@@ -544,9 +544,7 @@ fn strictness(action: Action) -> u8 {
 }
 
 fn review_reason(rule: &str, operation: Operation, target: &str) -> String {
-    format!(
-        "policy \"{rule}\" requires a human review for {operation} on target \"{target}\""
-    )
+    format!("policy \"{rule}\" requires a human review for {operation} on target \"{target}\"")
 }
 
 fn decide_statement(

@@ -100,11 +100,7 @@ fn read_allowed_write_reviewed_ddl_denied() {
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM orders");
     assert_eq!(d.action, Action::Review);
     assert_eq!(d.operation, Operation::Write);
-    assert!(
-        d.reason.contains("requires a human review"),
-        "{}",
-        d.reason
-    );
+    assert!(d.reason.contains("requires a human review"), "{}", d.reason);
     assert!(!d.is_allowed());
 
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "DROP TABLE orders");

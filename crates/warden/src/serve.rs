@@ -301,7 +301,12 @@ async fn credentials(
     let targets: Vec<warden_core::config::TargetConfig> = config
         .targets
         .iter()
-        .filter(|t| matches!(t.credentials, warden_core::config::CredentialsConfig::Ephemeral(_)))
+        .filter(|t| {
+            matches!(
+                t.credentials,
+                warden_core::config::CredentialsConfig::Ephemeral(_)
+            )
+        })
         .cloned()
         .collect();
     for target in &targets {
@@ -400,7 +405,11 @@ fn spawn_retention(config: &Arc<Config>, store: Arc<dyn warden_store::Store>) ->
                         tracing::warn!(session = %id, %error, "retention could not delete a recording");
                     }
                     if !report.deleted.is_empty() {
-                        tracing::info!(deleted = report.deleted.len(), held = report.held.len(), "retention");
+                        tracing::info!(
+                            deleted = report.deleted.len(),
+                            held = report.held.len(),
+                            "retention"
+                        );
                     }
                 }
                 Err(error) => tracing::warn!(%error, "retention run failed"),

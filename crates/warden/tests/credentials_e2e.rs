@@ -3,6 +3,8 @@
 //! dropped when the session ends, when its max_ttl passes, when an operator
 //! revokes its lease, or — after `kill -9` — by the sweeper at restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -185,7 +187,10 @@ fn each_session_gets_its_own_role_with_exactly_its_grants() {
         &token,
         &["-c", "insert into items (name, qty) values ('fig', 1)"],
     );
-    assert!(!ok && err.contains("permission denied for table items"), "{err}");
+    assert!(
+        !ok && err.contains("permission denied for table items"),
+        "{err}"
+    );
 
     let took = env.wait_roles_gone(Duration::from_secs(5));
     eprintln!("roles dropped {took:?} after the last disconnect");
@@ -196,7 +201,10 @@ fn each_session_gets_its_own_role_with_exactly_its_grants() {
     );
 
     // The recording says which role the session used and that it was dropped.
-    let events = env.warden.session_events(&env.warden.last_session_id().unwrap()).unwrap();
+    let events = env
+        .warden
+        .session_events(&env.warden.last_session_id().unwrap())
+        .unwrap();
     let actions: Vec<&str> = events
         .iter()
         .filter(|e| e["type"] == "lease")
@@ -205,7 +213,9 @@ fn each_session_gets_its_own_role_with_exactly_its_grants() {
     assert_eq!(actions, vec!["issued", "revoked"], "{events:?}");
     // Lease events reach the audit trail too; the admin password reaches no log.
     let leases: serde_json::Value = serde_json::from_str(
-        &env.warden.cli(&["leases", "list", "--all", "--json"]).unwrap(),
+        &env.warden
+            .cli(&["leases", "list", "--all", "--json"])
+            .unwrap(),
     )
     .unwrap();
     assert!(leases.as_array().unwrap().len() >= 2, "{leases}");
@@ -218,7 +228,14 @@ fn max_ttl_ends_the_session_with_a_notice_and_drops_the_role() {
     let (ok, out, err) = psql(
         &env.conninfo(),
         &env.token(),
-        &["-c", "select 1 as before", "-c", "select pg_sleep(20)", "-c", "select 2"],
+        &[
+            "-c",
+            "select 1 as before",
+            "-c",
+            "select pg_sleep(20)",
+            "-c",
+            "select 2",
+        ],
     );
     assert!(!ok, "the session outlived its max_ttl: {out}");
     assert!(err.contains("max_ttl"), "{err}");
@@ -230,9 +247,8 @@ fn revoking_a_lease_ends_its_session() {
     let env = start();
     let conninfo = env.conninfo();
     let token = env.token();
-    let client = std::thread::spawn(move || {
-        psql(&conninfo, &token, &["-c", "select pg_sleep(20)"])
-    });
+    let client =
+        std::thread::spawn(move || psql(&conninfo, &token, &["-c", "select pg_sleep(20)"]));
     let lease_id = loop {
         let leases: serde_json::Value =
             serde_json::from_str(&env.warden.cli(&["leases", "list", "--json"]).unwrap()).unwrap();
@@ -252,9 +268,8 @@ fn kill_9_then_restart_sweeps_the_orphaned_role_and_its_backend() {
     let mut env = start();
     let conninfo = env.conninfo();
     let token = env.token();
-    let client = std::thread::spawn(move || {
-        psql(&conninfo, &token, &["-c", "select pg_sleep(30)"])
-    });
+    let client =
+        std::thread::spawn(move || psql(&conninfo, &token, &["-c", "select pg_sleep(30)"]));
     while env.session_roles().is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -271,19 +286,32 @@ fn kill_9_then_restart_sweeps_the_orphaned_role_and_its_backend() {
         .unwrap();
     assert!(backends.trim().starts_with('0'), "{backends}");
     let (ok, _, _) = client.join().unwrap();
-    assert!(!ok, "the killed session's client should see its connection end");
+    assert!(
+        !ok,
+        "the killed session's client should see its connection end"
+    );
     assert!(env.warden.logs().contains("swept"), "{}", env.warden.logs());
 }
 
 #[test]
 fn a_secret_that_cannot_be_fetched_names_the_target_not_a_value() {
     let env = start();
-    let (ok, _, err) = psql(&env.warden.conninfo("broken"), &env.token(), &["-c", "select 1"]);
+    let (ok, _, err) = psql(
+        &env.warden.conninfo("broken"),
+        &env.token(),
+        &["-c", "select 1"],
+    );
     assert!(!ok);
     assert!(err.contains("target \"broken\""), "{err}");
-    assert!(!err.contains("/nonexistent"), "the client is not told where secrets live: {err}");
+    assert!(
+        !err.contains("/nonexistent"),
+        "the client is not told where secrets live: {err}"
+    );
     let logs = env.warden.logs();
-    assert!(logs.contains("file:/nonexistent/warden-admin-password"), "{logs}");
+    assert!(
+        logs.contains("file:/nonexistent/warden-admin-password"),
+        "{logs}"
+    );
     assert!(env.session_roles().is_empty());
 }
 
@@ -353,7 +381,14 @@ credentials = {{ mode = "ephemeral", admin_user = "warden_admin", admin_password
         .arg("--no-defaults")
         .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
         .arg(mysql_port.to_string())
-        .args(["-u", "jit-agent", "-D", "orders", "--batch", "--skip-column-names"])
+        .args([
+            "-u",
+            "jit-agent",
+            "-D",
+            "orders",
+            "--batch",
+            "--skip-column-names",
+        ])
         .args(["--enable-cleartext-plugin", "-e"])
         .arg("SELECT CURRENT_USER(); SELECT name FROM items; INSERT INTO items VALUES (2, 'fig');")
         .env("MYSQL_PWD", &token)
@@ -361,10 +396,19 @@ credentials = {{ mode = "ephemeral", admin_user = "warden_admin", admin_password
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("WARNING")).collect();
-    assert!(lines.first().is_some_and(|l| l.starts_with("warden_")), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("WARNING"))
+        .collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("warden_")),
+        "{stdout}{stderr}"
+    );
     assert_eq!(lines.get(1), Some(&"apple"), "{stdout}");
-    assert!(stderr.contains("1142"), "the database refuses writes outside the grant: {stderr}");
+    assert!(
+        stderr.contains("1142"),
+        "the database refuses writes outside the grant: {stderr}"
+    );
     let started = Instant::now();
     loop {
         let users = db
@@ -373,7 +417,11 @@ credentials = {{ mode = "ephemeral", admin_user = "warden_admin", admin_password
         if users.trim().ends_with('0') {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "users left: {users}\n{}", warden.logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "users left: {users}\n{}",
+            warden.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

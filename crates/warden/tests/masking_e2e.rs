@@ -3,6 +3,8 @@
 //! values, a direct connection sees the raw ones, and no raw value reaches
 //! Warden's log or recording.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use warden_test_support::warden::psql;

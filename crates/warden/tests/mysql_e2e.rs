@@ -553,7 +553,8 @@ fn rows_are_masked_in_text_and_binary_protocols() {
             .pass(Some(key.clone()))
             .db_name(Some("orders"));
         let mut conn = mysql_async::Conn::new(options).await.unwrap();
-        let row: Option<(i32, String, Option<String>, Option<i32>, String)> = conn
+        type Customer = (i32, String, Option<String>, Option<i32>, String);
+        let row: Option<Customer> = conn
             .exec_first(
                 "SELECT id, email, secret_code, pin, notes FROM customers WHERE id = ?",
                 (1,),
@@ -574,8 +575,10 @@ fn rows_are_masked_in_text_and_binary_protocols() {
         serde_json::from_str(&env.warden.cli(&["sessions", "list", "--json"]).unwrap()).unwrap();
     let cli_session = sessions[1]["id"].as_str().unwrap().to_string();
     let cli_events = env.events(&cli_session);
-    let results: Vec<&serde_json::Value> =
-        cli_events.iter().filter(|e| e["type"] == "result").collect();
+    let results: Vec<&serde_json::Value> = cli_events
+        .iter()
+        .filter(|e| e["type"] == "result")
+        .collect();
     assert_eq!(results.len(), 2, "{cli_events:?}");
     assert_eq!(results[0]["rows"][0][1], "[REDACTED]", "{:?}", results[0]);
     let cli_text = serde_json::to_string(&cli_events).unwrap();

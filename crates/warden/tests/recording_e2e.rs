@@ -4,6 +4,8 @@
 //! outage of the server loses nothing; `kill -9` of Warden mid-session leaves
 //! a recording sealed as interrupted at the next start; a flipped byte is caught.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 #[path = "../../recording/tests/common/mod.rs"]
@@ -173,7 +175,12 @@ fn psql_session_lands_in_the_bucket_replays_and_verifies() {
     let (ok, _, err) = psql(
         &env.conninfo(),
         &env.token(),
-        &["-c", "select name from items order by id", "-c", "select 42 as answer"],
+        &[
+            "-c",
+            "select name from items order by id",
+            "-c",
+            "select 42 as answer",
+        ],
     );
     assert!(ok, "{err}");
     let id = env.last_session_id();
@@ -183,7 +190,10 @@ fn psql_session_lands_in_the_bucket_replays_and_verifies() {
     assert!(out.contains("select name from items order by id"), "{out}");
     assert!(out.contains("select 42 as answer"), "{out}");
     // Captured rows replay as tables.
-    assert!(out.contains("apple") && out.contains("plum") && out.contains("42"), "{out}");
+    assert!(
+        out.contains("apple") && out.contains("plum") && out.contains("42"),
+        "{out}"
+    );
     let (ok, out) = env.cli(&["recordings", "verify", &id]);
     assert!(ok, "verify failed on an intact recording: {out}");
 
@@ -200,7 +210,10 @@ fn psql_session_lands_in_the_bucket_replays_and_verifies() {
     std::fs::write(&chunk, bytes).unwrap();
     let (ok, out) = env.cli(&["recordings", "verify", &id]);
     let name = chunk.file_name().unwrap().to_str().unwrap();
-    assert!(!ok && out.contains(name), "verify should name {name}: {out}");
+    assert!(
+        !ok && out.contains(name),
+        "verify should name {name}: {out}"
+    );
 }
 
 #[test]
@@ -231,7 +244,10 @@ fn a_long_session_uploads_chunks_while_it_is_live() {
         if chunks >= 3 || client.is_finished() {
             break chunks;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no chunks uploaded");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunks uploaded"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
@@ -260,14 +276,22 @@ fn an_s3_outage_loses_nothing() {
         let (ok, _, err) = psql(
             &env.conninfo(),
             &env.token(),
-            &["-c", &format!("select {round} as round"), "-c", "select count(*) from items"],
+            &[
+                "-c",
+                &format!("select {round} as round"),
+                "-c",
+                "select count(*) from items",
+            ],
         );
         assert!(ok, "sessions go on while the sink is down: {err}");
         ids.push(env.last_session_id());
     }
     std::thread::sleep(Duration::from_secs(outage).saturating_sub(stopped.elapsed()));
     for id in &ids {
-        assert!(env.objects(id).is_empty(), "nothing can have reached a stopped server");
+        assert!(
+            env.objects(id).is_empty(),
+            "nothing can have reached a stopped server"
+        );
     }
     env.runtime.block_on(env.s3.restart());
     for (round, id) in ids.iter().enumerate() {
@@ -275,7 +299,10 @@ fn an_s3_outage_loses_nothing() {
         let (ok, out) = env.cli(&["recordings", "verify", id]);
         assert!(ok, "{out}");
         let (ok, out) = env.cli(&["replay", id]);
-        assert!(ok && out.contains(&format!("select {round} as round")), "{out}");
+        assert!(
+            ok && out.contains(&format!("select {round} as round")),
+            "{out}"
+        );
     }
 }
 
@@ -288,7 +315,12 @@ fn kill_9_mid_session_is_sealed_as_interrupted_and_uploaded_at_restart() {
         psql(
             &conninfo,
             &token,
-            &["-c", "select 'before the kill' as marker", "-c", "select pg_sleep(30)"],
+            &[
+                "-c",
+                "select 'before the kill' as marker",
+                "-c",
+                "select pg_sleep(30)",
+            ],
         )
     });
     let id = loop {
@@ -309,7 +341,10 @@ fn kill_9_mid_session_is_sealed_as_interrupted_and_uploaded_at_restart() {
     assert!(text.contains("before the kill"), "{text}");
     let end = events.last().unwrap();
     assert_eq!(end["type"], "end", "{text}");
-    assert!(end["reason"].as_str().unwrap().contains("interrupted"), "{end}");
+    assert!(
+        end["reason"].as_str().unwrap().contains("interrupted"),
+        "{end}"
+    );
     let (ok, out) = env.cli(&["recordings", "verify", &id]);
     assert!(ok, "{out}");
 }
@@ -337,7 +372,11 @@ fn retention_deletes_expired_recordings_and_keeps_held_ones() {
     let conninfo = warden.conninfo("orders");
     let held_token = token.clone();
     let held_client = std::thread::spawn(move || {
-        psql(&conninfo, &held_token, &["-c", "select 'held' as which", "-c", "select pg_sleep(2)"])
+        psql(
+            &conninfo,
+            &held_token,
+            &["-c", "select 'held' as which", "-c", "select pg_sleep(2)"],
+        )
     });
     let held = loop {
         if let Ok(id) = warden.last_session_id() {
@@ -348,7 +387,11 @@ fn retention_deletes_expired_recordings_and_keeps_held_ones() {
     warden.cli(&["sessions", "hold", &held]).unwrap();
     let (ok, _, err) = held_client.join().unwrap();
     assert!(ok, "{err}");
-    let (ok, _, err) = psql(&warden.conninfo("orders"), &token, &["-c", "select 'expiring' as which"]);
+    let (ok, _, err) = psql(
+        &warden.conninfo("orders"),
+        &token,
+        &["-c", "select 'expiring' as which"],
+    );
     assert!(ok, "{err}");
     let expiring = warden.last_session_id().unwrap();
     assert_ne!(held, expiring);
@@ -362,7 +405,10 @@ fn retention_deletes_expired_recordings_and_keeps_held_ones() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(warden.cli(&["replay", &expiring]).is_err(), "its recording is gone too");
+    assert!(
+        warden.cli(&["replay", &expiring]).is_err(),
+        "its recording is gone too"
+    );
     // Several more retention runs later, the held session is intact.
     std::thread::sleep(Duration::from_secs(3));
     let replay = warden.cli(&["replay", &held]).unwrap();

@@ -1,6 +1,7 @@
 //! `warden access request` and `warden reviews list|show|approve|deny`
 //! against a running `warden serve` (real binary, real SQLite store, access
 //! keys from `warden keys create`), the URL found from `--config`.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;

@@ -335,7 +335,9 @@ impl<'a> CommandLoop<'a> {
             .rule
             .as_deref()
             .and_then(|name| self.gateway.config.policies.iter().find(|p| p.name == name))
-            .map_or(std::time::Duration::from_secs(600), |rule| rule.review_timeout);
+            .map_or(std::time::Duration::from_secs(600), |rule| {
+                rule.review_timeout
+            });
         let ticket = reviews
             .submit(ReviewRequest {
                 kind: ReviewKind::Statement,
@@ -480,7 +482,9 @@ impl<'a> CommandLoop<'a> {
         if decision.action == Action::Review {
             let hash = warden_core::reviews::statement_hash(&sql, &[]);
             if let Err(error) = self.review(&sql, hash, &decision).await {
-                return self.refuse_reviewed(&sql, StatementProtocol::Simple, error).await;
+                return self
+                    .refuse_reviewed(&sql, StatementProtocol::Simple, error)
+                    .await;
             }
         } else if !decision.is_allowed() {
             return self.deny(&decision, &sql, StatementProtocol::Simple).await;
@@ -522,7 +526,8 @@ impl<'a> CommandLoop<'a> {
             Ok(Ok(prepared)) => {
                 if reviewed {
                     // Held at each execute, when its parameters are known.
-                    self.reviewed.insert(prepared.statement_id, decision.clone());
+                    self.reviewed
+                        .insert(prepared.statement_id, decision.clone());
                 } else {
                     self.reviewed.remove(&prepared.statement_id);
                 }

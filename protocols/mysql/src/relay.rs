@@ -32,9 +32,12 @@ pub struct Outcome {
     pub tags: Vec<String>,
     pub rows: u64,
     pub error: Option<ErrInfo>,
-    /// Captured results (`[recording] capture_results`): columns, first rows, truncated.
-    pub captured: Vec<(Vec<String>, Vec<Vec<Option<String>>>, bool)>,
+    /// Captured results (`[recording] capture_results`).
+    pub captured: Vec<CapturedResult>,
 }
+
+/// One result's column names, first rows and whether rows were left out.
+pub type CapturedResult = (Vec<String>, Vec<Vec<Option<String>>>, bool);
 
 /// Rows kept per captured result.
 const CAPTURED_ROWS: usize = 100;

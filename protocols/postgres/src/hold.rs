@@ -96,7 +96,13 @@ pub async fn hold(
             ));
         }
     };
-    record(context, &ticket.id, "requested", &context.identity.display_name(), None);
+    record(
+        context,
+        &ticket.id,
+        "requested",
+        &context.identity.display_name(),
+        None,
+    );
     let url = ticket
         .url
         .as_deref()
@@ -138,7 +144,13 @@ pub async fn hold(
     };
     Ok(match outcome {
         ReviewOutcome::Approved { approvers, comment } => {
-            record(context, &ticket.id, "approved", &approvers.join(","), comment.as_deref());
+            record(
+                context,
+                &ticket.id,
+                "approved",
+                &approvers.join(","),
+                comment.as_deref(),
+            );
             Release::Approved(request.hash)
         }
         ReviewOutcome::Denied { reviewer, comment } => {
@@ -195,15 +207,18 @@ fn record(
 
 fn humantime_short(duration: Duration) -> String {
     let secs = duration.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")
     }
 }
 
-/// The parameters of a Bind message (`None` for NULL), for the approval hash.
-pub fn bind_parameters(body: &[u8]) -> Option<(String, String, Vec<Option<Vec<u8>>>)> {
+/// A Bind message's portal, statement and parameters (`None` for NULL).
+pub type BindParts = (String, String, Vec<Option<Vec<u8>>>);
+
+/// The parts of a Bind message, for the approval hash.
+pub fn bind_parameters(body: &[u8]) -> Option<BindParts> {
     let mut pos = 0;
     let portal = crate::frame::read_cstr(body, &mut pos)?;
     let statement = crate::frame::read_cstr(body, &mut pos)?;

@@ -22,8 +22,9 @@ pub fn run(path: &Path) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let masking = warden_masking::MaskingSettings::from_config(&config.masking, Some(Vec::new()))
-                .and_then(|settings| settings.validate_policies(&config.policies));
+            let masking =
+                warden_masking::MaskingSettings::from_config(&config.masking, Some(Vec::new()))
+                    .and_then(|settings| settings.validate_policies(&config.policies));
             if let Err(error) = masking {
                 eprintln!("{}: {error}", path.display());
                 return Ok(ExitCode::FAILURE);

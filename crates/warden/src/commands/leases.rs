@@ -69,7 +69,10 @@ async fn run_async(command: LeasesCommand) -> Result<ExitCode> {
             let Some(lease) = store.get_lease(&id).await? else {
                 bail!("no lease {id}; `warden leases list` shows the live ones");
             };
-            if !store.mark_lease_revoked(&id, "revoked by an operator").await? {
+            if !store
+                .mark_lease_revoked(&id, "revoked by an operator")
+                .await?
+            {
                 bail!("lease {id} had already ended");
             }
             eprintln!(

@@ -103,7 +103,11 @@ async fn run_async(command: SessionsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             store.set_session_hold(&row.id, !release).await?;
-            let kind = if release { "hold.released" } else { "hold.placed" };
+            let kind = if release {
+                "hold.released"
+            } else {
+                "hold.placed"
+            };
             let mut event = warden_core::events::AuditEvent::new(
                 kind,
                 &std::env::var("USER").unwrap_or_else(|_| "-".into()),
