@@ -5,7 +5,7 @@
 //! applies the approver rules of the `[[policy]]` that asked for the review
 //! (`approvers`, `min_approvals`, `approval_scope`, `review_timeout`),
 //! creates time-boxed access grants, writes every step to the audit trail
-//! and tells `[[reviews.webhook]]` endpoints. See `docs/reviews.md`.
+//! and tells `[[reviews.webhook]]` endpoints.
 
 mod error;
 pub mod rules;

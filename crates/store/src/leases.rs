@@ -1,17 +1,18 @@
 //! Leases of per-session credentials: written before a role is created,
 //! renewed while the session lives, marked revoked once the role is gone.
+//! The statements are portable: [`impl_lease_store!`] implements
+//! `LeaseStore` once for each backend.
 
+use crate::StoreError;
+use crate::cols::{Cols, Reader};
 use crate::sqlite::SqliteStore;
-use crate::timefmt::{from_db, from_db_opt, to_db};
-use crate::{StoreError, db_err};
-use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-use time::OffsetDateTime;
+use crate::timefmt::{from_db, from_db_opt};
 use warden_core::config::Protocol;
-use warden_core::leases::{LeaseRecord, LeaseStore};
+use warden_core::leases::LeaseRecord;
 
 /// `SELECT <every column> FROM leases <tail>` as one static string.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! select_leases {
     ($tail:literal) => {
         concat!(
@@ -22,8 +23,17 @@ macro_rules! select_leases {
     };
 }
 
+/// `impl LeaseStore for $store`, with the pool at `self.$pool`.
+macro_rules! impl_lease_store {
+    ($store:ty, $($pool:ident).+) => {
+        use $crate::timefmt::to_db;
+        use $crate::{StoreError, db_err};
+        use async_trait::async_trait;
+        use time::OffsetDateTime;
+        use warden_core::leases::{LeaseRecord, LeaseStore};
+
 #[async_trait]
-impl LeaseStore for SqliteStore {
+impl LeaseStore for $store {
     async fn insert_lease(&self, lease: &LeaseRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO leases (id, session_id, target, protocol, upstream_user, created_at, \
@@ -40,7 +50,7 @@ impl LeaseStore for SqliteStore {
         .bind(to_db(lease.max_expires_at)?)
         .bind(lease.revoked_at.map(to_db).transpose()?)
         .bind(&lease.revoke_reason)
-        .execute(&self.pool)
+        .execute(&self.$($pool).+)
         .await
         .map_err(|e| db_err(&format!("cannot store lease {}", lease.id), e))?;
         Ok(())
@@ -51,7 +61,7 @@ impl LeaseStore for SqliteStore {
             sqlx::query("UPDATE leases SET expires_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(to_db(expires_at)?)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.$($pool).+)
                 .await
                 .map_err(|e| db_err(&format!("cannot renew lease {id}"), e))?;
         Ok(done.rows_affected() > 0)
@@ -65,53 +75,60 @@ impl LeaseStore for SqliteStore {
         .bind(to_db(OffsetDateTime::now_utc())?)
         .bind(reason)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.$($pool).+)
         .await
         .map_err(|e| db_err(&format!("cannot revoke lease {id}"), e))?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn get_lease(&self, id: &str) -> Result<Option<LeaseRecord>, StoreError> {
-        let row = sqlx::query(select_leases!("WHERE id = $1"))
+        let row = sqlx::query($crate::select_leases!("WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.$($pool).+)
             .await
             .map_err(|e| db_err("cannot look up the lease", e))?;
-        row.as_ref().map(lease_row).transpose()
+        row.as_ref().map($crate::leases::lease_row).transpose()
     }
 
     async fn list_leases(&self, include_revoked: bool) -> Result<Vec<LeaseRecord>, StoreError> {
         let query = if include_revoked {
-            sqlx::query(select_leases!("ORDER BY created_at DESC, id DESC"))
+            sqlx::query($crate::select_leases!("ORDER BY created_at DESC, id DESC"))
         } else {
-            sqlx::query(select_leases!(
+            sqlx::query($crate::select_leases!(
                 "WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC"
             ))
         };
         let rows = query
-            .fetch_all(&self.pool)
+            .fetch_all(&self.$($pool).+)
             .await
             .map_err(|e| db_err("cannot list leases", e))?;
-        rows.iter().map(lease_row).collect()
+        rows.iter().map($crate::leases::lease_row).collect()
     }
 }
+    };
+}
+pub(crate) use impl_lease_store;
 
-fn lease_row(row: &SqliteRow) -> Result<LeaseRecord, StoreError> {
-    let get = |e: sqlx::Error| db_err("cannot read a lease row", e);
-    let id: String = row.try_get("id").map_err(get)?;
-    let protocol: String = row.try_get("protocol").map_err(get)?;
-    let protocol: Protocol = serde_json::from_value(serde_json::Value::String(protocol))
+mod sqlite_impl {
+    use super::SqliteStore;
+    super::impl_lease_store!(SqliteStore, pool);
+}
+
+pub(crate) fn lease_row(row: &impl Cols) -> Result<LeaseRecord, StoreError> {
+    let r = Reader::new(row, "a lease row");
+    let id = r.text("id")?;
+    let protocol: Protocol = serde_json::from_value(serde_json::Value::String(r.text("protocol")?))
         .map_err(|e| StoreError::new(format!("lease {id} has a bad protocol in the store: {e}")))?;
     Ok(LeaseRecord {
-        session_id: row.try_get("session_id").map_err(get)?,
-        target: row.try_get("target").map_err(get)?,
+        session_id: r.text("session_id")?,
+        target: r.text("target")?,
         protocol,
-        upstream_user: row.try_get("upstream_user").map_err(get)?,
-        created_at: from_db(&row.try_get::<String, _>("created_at").map_err(get)?)?,
-        expires_at: from_db(&row.try_get::<String, _>("expires_at").map_err(get)?)?,
-        max_expires_at: from_db(&row.try_get::<String, _>("max_expires_at").map_err(get)?)?,
-        revoked_at: from_db_opt(row.try_get("revoked_at").map_err(get)?)?,
-        revoke_reason: row.try_get("revoke_reason").map_err(get)?,
+        upstream_user: r.text("upstream_user")?,
+        created_at: from_db(&r.text("created_at")?)?,
+        expires_at: from_db(&r.text("expires_at")?)?,
+        max_expires_at: from_db(&r.text("max_expires_at")?)?,
+        revoked_at: from_db_opt(r.opt_text("revoked_at")?)?,
+        revoke_reason: r.opt_text("revoke_reason")?,
         id,
     })
 }
@@ -120,7 +137,8 @@ fn lease_row(row: &SqliteRow) -> Result<LeaseRecord, StoreError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use time::Duration;
+    use time::{Duration, OffsetDateTime};
+    use warden_core::leases::LeaseStore;
 
     async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open_path(&dir.path().join("warden.db"))
