@@ -599,3 +599,80 @@ fn rows_are_masked_in_text_and_binary_protocols() {
         "{text}"
     );
 }
+
+const REVIEW_POLICIES: &str = r#"
+[[policy]]
+name = "agents read, writes reviewed"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read"]
+review = ["write"]
+approvers = ["group:dba"]
+"#;
+
+#[test]
+fn a_held_update_is_released_by_an_approval_from_the_cli() {
+    let env = start_with(false, REVIEW_POLICIES);
+    let dba = env.warden.create_key("dana", &["dba"]).unwrap();
+    let token = env.token("agent-mysql", &["agents"]);
+    let port = env.mysql_port;
+    let client = std::thread::spawn(move || {
+        output(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+                .arg(port.to_string())
+                .args([
+                    "-u",
+                    "agent-mysql",
+                    "-D",
+                    "orders",
+                    "--enable-cleartext-plugin",
+                ])
+                .args(["-e", "UPDATE items SET qty = 42 WHERE name = 'apple'"])
+                .env("MYSQL_PWD", token),
+        )
+    });
+    let cli = |args: &[&str]| {
+        let out = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(env.warden.config_path())
+            .env("WARDEN_KEY", &dba)
+            .env_remove("WARDEN_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let started = Instant::now();
+    let id = loop {
+        let (ok, out) = cli(&["reviews", "list", "--state", "pending", "--json"]);
+        assert!(ok, "{out}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(id) = list[0]["id"].as_str() {
+            assert_eq!(
+                list[0]["statement"],
+                "UPDATE items SET qty = 42 WHERE name = 'apple'"
+            );
+            break id.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no review:\n{}",
+            env.warden.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (ok, out) = cli(&["reviews", "approve", &id]);
+    assert!(ok, "{out}");
+    let result = client.join().unwrap();
+    assert!(result.ok, "{}", result.stderr);
+    let qty = env
+        .db
+        .sql_db(Some("orders"), "SELECT qty FROM items WHERE name = 'apple'")
+        .unwrap();
+    assert!(qty.contains("42"), "{qty}");
+}

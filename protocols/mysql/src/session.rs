@@ -252,7 +252,13 @@ async fn connectable<'g>(
         return None;
     };
     let decision = gateway.policy.check_connect(identity, &target.name);
-    if !decision.is_allowed() {
+    // A reviewed connect needs an approved, unexpired access request.
+    let granted = decision.action == warden_core::Action::Review
+        && gateway
+            .reviews
+            .has_access_grant(identity, &target.name)
+            .await;
+    if !decision.is_allowed() && !granted {
         let detail = format!("policy \"{}\": {}", decision.rule_name(), decision.reason);
         audit(gateway, "connect.denied", &actor, name, peer, None, &detail).await;
         return None;

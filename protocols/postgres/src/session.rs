@@ -359,7 +359,30 @@ async fn run_session(
         return;
     };
     let decision = gateway.policy.check_connect(&identity, &target.name);
-    if !decision.is_allowed() {
+    // A reviewed connect needs an approved, unexpired access request.
+    let granted = decision.action == warden_core::Action::Review
+        && gateway
+            .reviews
+            .has_access_grant(&identity, &target.name)
+            .await;
+    if decision.action == warden_core::Action::Review && !granted {
+        tracing::warn!(%peer, subject = %identity.subject, target = %target.name, rule = decision.rule_name(), "connect needs an access grant");
+        let _ = gateway.sessions.audit(&audit_denied(decision.reason)).await;
+        refuse(
+            &mut stream,
+            PgError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("access to target \"{}\" needs an approved access request", target.name),
+            )
+            .with_hint(format!(
+                "Run: warden access request --target {} --for 1h --reason \"…\", and connect again once it is approved.",
+                target.name
+            )),
+        )
+        .await;
+        return;
+    }
+    if !decision.is_allowed() && !granted {
         tracing::warn!(%peer, subject = %identity.subject, target = %target.name, rule = decision.rule_name(), "connect denied");
         let _ = gateway.sessions.audit(&audit_denied(decision.reason)).await;
         refuse(&mut stream, PgError::target_refused(&target_name)).await;
