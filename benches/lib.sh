@@ -51,13 +51,23 @@ IS_ROOT=0
 [[ $(id -u) == 0 ]] && IS_ROOT=1
 
 USED_PORTS=" "
-# A random loopback port nobody listens on (and that this script has not handed out).
+# Ports are picked below the kernel's ephemeral range when it leaves room
+# (20000..32767 by default), so an outgoing connection cannot take the port
+# between the check and the bind.
+PORT_LOW=20000
+PORT_SPAN=40000
+if read -r eph_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph_low > PORT_LOW + 1000)); then
+	PORT_SPAN=$((eph_low - PORT_LOW))
+fi
+# A random loopback port no TCP socket uses, in any state (a port held by a
+# connection in TIME_WAIT, e.g. left by a previous run's many connects,
+# cannot be bound either), and that this script has not handed out.
 free_port() {
-	local port listening
-	listening=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
+	local port in_use
+	in_use=$(ss -Htan 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -u | tr '\n' ' ')
 	for _ in $(seq 200); do
-		port=$((20000 + RANDOM % 40000))
-		if [[ " $listening " != *" $port "* && $USED_PORTS != *" $port "* ]]; then
+		port=$((PORT_LOW + RANDOM % PORT_SPAN))
+		if [[ " $in_use " != *" $port "* && $USED_PORTS != *" $port "* ]]; then
 			USED_PORTS+="$port "
 			echo "$port"
 			return
