@@ -12,6 +12,6 @@ pub mod session;
 
 pub use classify::{Classification, Classifier, StatementClass, TableRef, classify};
 pub use explain::{Explanation, explain, identity_from_claims};
-pub use reload::{PolicySnapshot, ReloadError, ReloadablePolicy, spawn_reloader};
+pub use reload::{POLL_INTERVAL, PolicySnapshot, ReloadError, ReloadablePolicy, spawn_reloader};
 pub use rules::{PolicyError, PolicySet};
 pub use session::SessionClassifier;

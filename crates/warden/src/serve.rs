@@ -125,6 +125,9 @@ async fn serve(config: Config) -> Result<ExitCode> {
     };
 
     let reviews = review_service(&config, &store, &sessions, &secrets).await?;
+    if let Some(path) = &config.source {
+        follow_policy_reloads(path.clone(), policy.clone(), reviews.clone());
+    }
     let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
     spawn_retention(&config, store.clone())?;
@@ -417,4 +420,29 @@ fn spawn_retention(config: &Arc<Config>, store: Arc<dyn warden_store::Store>) ->
         }
     });
     Ok(())
+}
+
+/// New reviews take their approvers from the policies in force: when the
+/// policy reloader swaps in a new rule set, the review service gets it too.
+fn follow_policy_reloads(
+    path: std::path::PathBuf,
+    policy: Arc<warden_policy::ReloadablePolicy>,
+    reviews: warden_reviews::ReviewService,
+) {
+    tokio::spawn(async move {
+        let mut seen = policy.version();
+        let mut ticker = tokio::time::interval(warden_policy::POLL_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let version = policy.version();
+            if version == seen {
+                continue;
+            }
+            seen = version;
+            match Config::load(&path) {
+                Ok(config) => reviews.set_policies(config.policies),
+                Err(error) => tracing::warn!(%error, "reviews keep their approver rules"),
+            }
+        }
+    });
 }

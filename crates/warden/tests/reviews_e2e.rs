@@ -204,3 +204,35 @@ fn a_reviewed_connect_opens_after_its_access_request_is_approved() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "3");
 }
+
+#[test]
+fn a_reloaded_policy_changes_who_approves_new_reviews() {
+    let env = common::start_with(POLICIES, "", "info", "");
+    let sre = env.warden.create_key("sam", &["sre"]).unwrap();
+    let path = env.warden.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("approvers = [\"group:dba\"]", "approvers = [\"group:sre\"]"),
+    )
+    .unwrap();
+    // The policy file is polled every second; give the reload a moment.
+    std::thread::sleep(Duration::from_secs(3));
+    let conninfo = env.conninfo();
+    let token = env.token("agent-8", &["agents"]);
+    let client = std::thread::spawn(move || {
+        psql(
+            &conninfo,
+            &token,
+            &["-c", "delete from items where name = 'apple'"],
+        )
+    });
+    let id = pending_review(&env.warden, &sre)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = as_user(&env.warden, &sre, &["reviews", "approve", &id]);
+    assert!(ok, "the reloaded approver could not approve: {err}");
+    let (ok, out, err) = client.join().unwrap();
+    assert!(ok && out.contains("DELETE 1"), "{out}{err}");
+}
