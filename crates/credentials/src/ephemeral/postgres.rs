@@ -44,44 +44,8 @@ pub struct PgRoles {
     idle: std::sync::Mutex<Vec<Client>>,
 }
 
-/// An admin connection borrowed from the idle list; returned on drop when healthy.
-struct AdminConnection<'a> {
-    client: Option<Client>,
-    idle: &'a std::sync::Mutex<Vec<Client>>,
-}
-
-impl std::ops::Deref for AdminConnection<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        // Set from construction until drop.
-        self.client.as_ref().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl std::ops::DerefMut for AdminConnection<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for AdminConnection<'_> {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take()
-            && !client.is_closed()
-        {
-            let mut idle = self
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if idle.len() < IDLE_ADMIN_CONNECTIONS {
-                idle.push(client);
-            }
-        }
-    }
-}
-
 /// A SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`).
-fn scram_verifier(password: &[u8], iterations: u32) -> String {
+fn scram_verifier(password: &[u8], iterations: u32) -> Result<String, String> {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
@@ -89,31 +53,32 @@ fn scram_verifier(password: &[u8], iterations: u32) -> String {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
     let mac = |key: &[u8], data: &[&[u8]]| {
-        let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        let mut mac = HmacSha256::new_from_slice(key)
+            .map_err(|e| format!("cannot compute the SCRAM verifier: {e}"))?;
         for part in data {
             mac.update(part);
         }
-        mac.finalize().into_bytes()
+        Ok::<_, String>(mac.finalize().into_bytes())
     };
     // Hi() of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
-    let mut block = mac(password, &[&salt, &1u32.to_be_bytes()]);
+    let mut block = mac(password, &[&salt, &1u32.to_be_bytes()])?;
     let mut salted = block;
     for _ in 1..iterations {
-        block = mac(password, &[&block]);
+        block = mac(password, &[&block])?;
         for (out, byte) in salted.iter_mut().zip(block.iter()) {
             *out ^= byte;
         }
     }
-    let client_key = mac(&salted, &[b"Client Key"]);
+    let client_key = mac(&salted, &[b"Client Key"])?;
     let stored_key = Sha256::digest(client_key);
-    let server_key = mac(&salted, &[b"Server Key"]);
+    let server_key = mac(&salted, &[b"Server Key"])?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    format!(
+    Ok(format!(
         "SCRAM-SHA-256${iterations}:{}${}:{}",
         b64.encode(salt),
         b64.encode(stored_key),
         b64.encode(server_key)
-    )
+    ))
 }
 
 impl PgRoles {
@@ -130,8 +95,9 @@ impl PgRoles {
         }
     }
 
-    /// An idle admin connection, or a new one.
-    async fn connect(&self) -> Result<AdminConnection<'_>, String> {
+    /// An idle admin connection, or a new one. Callers hand it back with
+    /// [`PgRoles::give_back`] after a success; after an error it is dropped.
+    async fn connect(&self) -> Result<Client, String> {
         let reused = {
             let mut idle = self
                 .idle
@@ -139,14 +105,24 @@ impl PgRoles {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             std::iter::from_fn(|| idle.pop()).find(|client| !client.is_closed())
         };
-        let client = match reused {
-            Some(client) => client,
-            None => self.login().await?,
-        };
-        Ok(AdminConnection {
-            client: Some(client),
-            idle: &self.idle,
-        })
+        match reused {
+            Some(client) => Ok(client),
+            None => self.login().await,
+        }
+    }
+
+    /// Keeps a healthy admin connection for the next session.
+    fn give_back(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < IDLE_ADMIN_CONNECTIONS {
+            idle.push(client);
+        }
     }
 
     /// A new admin connection on the target's database, `search_path` pinned.
@@ -323,7 +299,7 @@ impl RoleBackend for PgRoles {
         let verifier = scram_verifier(
             role.password.expose_secret().as_bytes(),
             EPHEMERAL_SCRAM_ITERATIONS,
-        );
+        )?;
         let name = pg_ident(&role.name)?;
         let password = pg_literal(&verifier)?;
         let expiration = pg_literal(&rfc3339(role.expires_at)?)?;
@@ -355,7 +331,7 @@ impl RoleBackend for PgRoles {
             return Err(format!("role {} exists already", role.name));
         }
         // One transaction: a failing statement leaves no role behind.
-        let transaction = (*client).transaction().await.map_err(pg_err)?;
+        let transaction = client.transaction().await.map_err(pg_err)?;
         for statement in &statements {
             transaction
                 .batch_execute(statement)
@@ -363,6 +339,7 @@ impl RoleBackend for PgRoles {
                 .map_err(|e| redact(&pg_err(e), &[&verifier]))?;
         }
         transaction.commit().await.map_err(pg_err)?;
+        self.give_back(client);
         Ok(())
     }
 
@@ -375,13 +352,16 @@ impl RoleBackend for PgRoles {
                 pg_literal(&rfc3339(until)?)?
             ))
             .await
-            .map_err(pg_err)
+            .map_err(pg_err)?;
+        self.give_back(client);
+        Ok(())
     }
 
     async fn revoke(&self, name: &str) -> Result<(), String> {
         let drops = self.drop_statements(name)?;
         let mut client = self.connect().await?;
         if !Self::exists(&client, name).await? {
+            self.give_back(client);
             return Ok(());
         }
         let quoted = pg_ident(name)?;
@@ -398,11 +378,12 @@ impl RoleBackend for PgRoles {
             tracing::debug!(role = name, error = %pg_err(error), "cannot grant the role to the admin");
         }
         Self::terminate(&client, name).await?;
-        let transaction = (*client).transaction().await.map_err(pg_err)?;
+        let transaction = client.transaction().await.map_err(pg_err)?;
         for statement in &drops {
             transaction.batch_execute(statement).await.map_err(pg_err)?;
         }
         transaction.commit().await.map_err(pg_err)?;
+        self.give_back(client);
         Ok(())
     }
 
@@ -422,6 +403,7 @@ impl RoleBackend for PgRoles {
                 names.push(name);
             }
         }
+        self.give_back(client);
         Ok(names)
     }
 }
