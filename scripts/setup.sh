@@ -35,7 +35,7 @@ need_pip=()
 python3 -c 'import psycopg' >/dev/null 2>&1 || need_pip+=('psycopg[binary]>=3.1')
 python3 -c 'import pymysql' >/dev/null 2>&1 || need_pip+=('PyMySQL>=1.1')
 # moto_server: an AWS Secrets Manager for the credentials tests.
-command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]>=5.0')
+python3 -c 'import moto.server' >/dev/null 2>&1 || need_pip+=('moto[server]>=5.0')
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "setup: installing from PyPI: ${need_pip[*]}"
   python3 -m pip install --quiet "${need_pip[@]}"

@@ -23,8 +23,17 @@ impl MotoServer {
         let log_path = dir.path().join("moto.log");
         let log = std::fs::File::create(&log_path).context("moto_server log file")?;
         let port = free_port();
-        let spawned = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // `python3 -m` finds the module wherever pip put it, whether or not
+        // its `moto_server` script is on PATH.
+        let spawned = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("moto_server log file")?)
@@ -32,19 +41,22 @@ impl MotoServer {
             .spawn();
         let child = match spawned {
             Ok(child) => KillOnDrop(child),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
-                "moto_server is not installed (PyPI package `moto[server]`): run scripts/setup.sh"
-            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                bail!("python3 is not installed: run scripts/setup.sh")
+            }
             Err(error) => bail!("cannot start moto_server: {error}"),
         };
         let mut server = MotoServer { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = server.child.0.try_wait().context("moto_server status")? {
-                bail!(
-                    "moto_server exited ({status}) before answering: {}",
-                    server.log()
-                );
+                let log = server.log();
+                if log.contains("No module named") {
+                    bail!(
+                        "moto is not installed (PyPI package `moto[server]`): run scripts/setup.sh"
+                    );
+                }
+                bail!("moto_server exited ({status}) before answering: {log}");
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(server);
