@@ -126,7 +126,7 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         ],
     );
     assert!(
-        !ok && err.contains("23505") || err.contains("duplicate key"),
+        !ok && (err.contains("23505") || err.contains("duplicate key")),
         "{err}"
     );
     assert_no_raw("error message", &err);

@@ -15,7 +15,13 @@ use tokio::io::AsyncWriteExt;
 use warden_core::config::TargetConfig;
 use warden_core::masking::ColumnSource;
 
-type Names = HashMap<(u32, i16), ColumnSource>;
+/// One target's looked-up tables and their columns.
+#[derive(Default)]
+struct Names {
+    /// Tables looked up (including ones that no longer exist).
+    tables: HashSet<u32>,
+    columns: HashMap<(u32, i16), ColumnSource>,
+}
 
 fn cache() -> &'static Mutex<HashMap<String, Names>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Names>>> = OnceLock::new();
@@ -55,21 +61,18 @@ impl Catalog {
     pub fn cached(&self, table_oid: u32, attnum: i16) -> Option<ColumnSource> {
         lock()
             .get(&self.target.name)
-            .and_then(|names| names.get(&(table_oid, attnum)))
+            .and_then(|names| names.columns.get(&(table_oid, attnum)))
             .cloned()
     }
 
     /// Tables among `oids` with no cached names.
     pub fn missing(&self, oids: &[u32]) -> Vec<u32> {
         let cache = lock();
-        let names = cache.get(&self.target.name);
-        let known: HashSet<u32> = names
-            .map(|n| n.keys().map(|(oid, _)| *oid).collect())
-            .unwrap_or_default();
+        let known = cache.get(&self.target.name).map(|names| &names.tables);
         let mut missing: Vec<u32> = oids
             .iter()
             .copied()
-            .filter(|oid| *oid != 0 && !known.contains(oid))
+            .filter(|oid| *oid != 0 && !known.is_some_and(|known| known.contains(oid)))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -94,7 +97,7 @@ impl Catalog {
             list.join(",")
         );
         let rows = self.query(&sql).await?;
-        let mut names: Names = HashMap::new();
+        let mut columns = HashMap::new();
         for row in rows {
             let [
                 Some(oid),
@@ -109,7 +112,7 @@ impl Catalog {
             let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
                 continue;
             };
-            names.insert(
+            columns.insert(
                 (oid, attnum),
                 ColumnSource {
                     schema: Some(schema),
@@ -119,14 +122,12 @@ impl Catalog {
                 },
             );
         }
-        for oid in oids {
-            // A marker so a dropped table is not looked up on every row set.
-            names.entry((*oid, i16::MIN)).or_default();
-        }
-        lock()
-            .entry(self.target.name.clone())
-            .or_default()
-            .extend(names);
+        let mut cache = lock();
+        let names = cache.entry(self.target.name.clone()).or_default();
+        // Every table asked for counts as known, so a dropped one is not
+        // looked up again on every result.
+        names.tables.extend(oids.iter().copied());
+        names.columns.extend(columns);
         Ok(())
     }
 
