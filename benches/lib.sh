@@ -321,6 +321,37 @@ avg_lat() {
 	awk -v s="${LAT_SUM[$1]}" -v n="${RUNS[$1]}" 'BEGIN { printf "%.3f", s / n }'
 }
 
+# print_tps_table WIDTH BASELINE: one row per path, client count and mode
+# (CLIENTS, MODES, PATHS) with TPS, latency, ×direct and ×BASELINE.
+print_tps_table() {
+	local width=$1 base=$2 c mode direct basetps p key tps note
+	local head="%-${width}s %3s  %-9s %10s %11s %8s %11s\n"
+	local row="%-${width}s %3s  %-9s %10.0f %11s %8s %11s%s\n"
+	# shellcheck disable=SC2059 # the formats are built above for the path column's width
+	{
+		printf "$head" path c mode TPS "latency ms" "×direct" "×$base"
+		printf "$head" "$(printf '%*s' "$width" '' | tr ' ' -)" --- --------- ---------- ----------- -------- -----------
+		for c in $CLIENTS; do
+			for mode in $MODES; do
+				direct=$(avg_tps "direct|$c|$mode")
+				basetps=$(avg_tps "$base|$c|$mode")
+				for p in "${PATHS[@]}"; do
+					key="$p|$c|$mode"
+					tps=$(avg_tps "$key")
+					if [[ -z $tps ]]; then
+						printf "$head" "$p" "$c" "$mode" FAILED - - -
+						continue
+					fi
+					note=""
+					[[ -n ${FAILS[$key]:-} ]] && note="  (${FAILS[$key]} failed run(s))"
+					printf "$row" "$p" "$c" "$mode" "$tps" "$(avg_lat "$key")" \
+						"$(ratio "$tps" "$direct")" "$(ratio "$tps" "$basetps")" "$note"
+				done
+			done
+		done
+	}
+}
+
 # failed_runs: total number of failed pgbench runs.
 failed_runs() {
 	local key total=0

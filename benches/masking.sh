@@ -236,26 +236,7 @@ echo "load average before: $LOAD_BEFORE, after: $(load_avg)" \
 echo "warden: $WARDEN_BIN (recording=$RECORDING, [masking] strategy = redact);" \
 	"mask-detector: mask = [\"email\"]; mask-column: mask_columns = [\"customers.email\"]"
 echo
-printf '%-14s %3s  %-9s %10s %11s %8s %9s\n' path c mode TPS "latency ms" "×direct" "×no-mask"
-printf '%-14s %3s  %-9s %10s %11s %8s %9s\n' -------------- --- --------- ---------- ----------- -------- ---------
-for c in $CLIENTS; do
-	for mode in $MODES; do
-		direct=$(avg_tps "direct|$c|$mode")
-		nomask=$(avg_tps "no-mask|$c|$mode")
-		for p in "${PATHS[@]}"; do
-			key="$p|$c|$mode"
-			tps=$(avg_tps "$key")
-			if [[ -z $tps ]]; then
-				printf '%-14s %3s  %-9s %10s %11s %8s %9s\n' "$p" "$c" "$mode" FAILED - - -
-				continue
-			fi
-			note=""
-			[[ -n ${FAILS[$key]:-} ]] && note="  (${FAILS[$key]} failed run(s))"
-			printf '%-14s %3s  %-9s %10.0f %11s %8s %9s%s\n' "$p" "$c" "$mode" "$tps" "$(avg_lat "$key")" \
-				"$(ratio "$tps" "$direct")" "$(ratio "$tps" "$nomask")" "$note"
-		done
-	done
-done
+print_tps_table 14 no-mask
 echo
 echo "masking cost: TPS masked / TPS no-mask (target ≥ $TARGET_RATIO, i.e. cost ≤ 10 %)"
 printf '%3s  %-9s %14s %14s\n' c mode mask-detector mask-column

@@ -221,26 +221,7 @@ echo "load average before: $LOAD_BEFORE, after: $(load_avg)" \
 	"(c=8 runs raise it by themselves; a high value before means other work was running and skews absolute numbers: compare ratios)"
 echo "warden: $WARDEN_BIN (policy on, recording on$([[ $COMPARE_RECORDING == 1 ]] && echo "; warden-norec: recording off"))"
 echo
-printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' path c mode TPS "latency ms" "×direct" "×pgbouncer"
-printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' ------------- --- --------- ---------- ----------- -------- -----------
-for c in $CLIENTS; do
-	for mode in $MODES; do
-		direct=$(avg_tps "direct|$c|$mode")
-		bouncer=$(avg_tps "pgbouncer|$c|$mode")
-		for p in "${PATHS[@]}"; do
-			key="$p|$c|$mode"
-			tps=$(avg_tps "$key")
-			if [[ -z $tps ]]; then
-				printf '%-13s %3s  %-9s %10s %11s %8s %11s\n' "$p" "$c" "$mode" FAILED - - -
-				continue
-			fi
-			note=""
-			[[ -n ${FAILS[$key]:-} ]] && note="  (${FAILS[$key]} failed run(s))"
-			printf '%-13s %3s  %-9s %10.0f %11s %8s %11s%s\n' "$p" "$c" "$mode" "$tps" "$(avg_lat "$key")" \
-				"$(ratio "$tps" "$direct")" "$(ratio "$tps" "$bouncer")" "$note"
-		done
-	done
-done
+print_tps_table 13 pgbouncer
 echo
 printf '%-13s %12s %8s %11s\n' path "big result s" "×direct" "×pgbouncer"
 printf '%-13s %12s %8s %11s\n' ------------- ------------ -------- -----------

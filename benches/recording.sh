@@ -205,26 +205,7 @@ echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER" \
 echo "warden: $WARDEN_BIN; rec-s3: [recording] sink = \"s3\" (s3s-fs $("$S3S_FS" --version | awk '{print $2}')" \
 	"on loopback), capture_results = false; rec-off: [recording] enabled = false"
 echo
-printf '%-8s %3s  %-9s %10s %11s %8s %9s\n' path c mode TPS "latency ms" "×direct" "×rec-off"
-printf '%-8s %3s  %-9s %10s %11s %8s %9s\n' -------- --- --------- ---------- ----------- -------- ---------
-for c in $CLIENTS; do
-	for mode in $MODES; do
-		direct=$(avg_tps "direct|$c|$mode")
-		off=$(avg_tps "rec-off|$c|$mode")
-		for p in "${PATHS[@]}"; do
-			key="$p|$c|$mode"
-			tps=$(avg_tps "$key")
-			if [[ -z $tps ]]; then
-				printf '%-8s %3s  %-9s %10s %11s %8s %9s\n' "$p" "$c" "$mode" FAILED - - -
-				continue
-			fi
-			note=""
-			[[ -n ${FAILS[$key]:-} ]] && note="  (${FAILS[$key]} failed run(s))"
-			printf '%-8s %3s  %-9s %10.0f %11s %8s %9s%s\n' "$p" "$c" "$mode" "$tps" "$(avg_lat "$key")" \
-				"$(ratio "$tps" "$direct")" "$(ratio "$tps" "$off")" "$note"
-		done
-	done
-done
+print_tps_table 8 rec-off
 echo
 echo "recording cost: TPS rec-s3 / TPS rec-off (target ≥ $TARGET_RATIO, i.e. cost ≤ 5 %)"
 for c in $CLIENTS; do
