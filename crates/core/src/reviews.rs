@@ -43,6 +43,41 @@ pub struct ReviewRequest {
     pub duration: Option<Duration>,
 }
 
+impl ReviewRequest {
+    /// A review of one statement held in a session, as a relay opens it.
+    pub fn statement(
+        session_id: &str,
+        target: &str,
+        requester: &Identity,
+        text: &str,
+        statement_hash: String,
+        decision: &crate::Decision,
+    ) -> Self {
+        ReviewRequest {
+            kind: ReviewKind::Statement,
+            session_id: Some(session_id.to_string()),
+            target: target.to_string(),
+            requester: requester.clone(),
+            statement: Some(text.to_string()),
+            statement_hash: Some(statement_hash),
+            operation: decision.operation,
+            tables: decision.tables.clone(),
+            rule: decision.rule.clone(),
+            reason: None,
+            duration: None,
+        }
+    }
+}
+
+/// How long a statement held by `decision` waits: its rule's `review_timeout`.
+pub fn review_timeout(config: &crate::config::Config, decision: &crate::Decision) -> Duration {
+    decision
+        .rule
+        .as_deref()
+        .and_then(|name| config.policies.iter().find(|p| p.name == name))
+        .map_or(Duration::from_secs(600), |rule| rule.review_timeout)
+}
+
 /// A submitted review, for the waiting client.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReviewTicket {

@@ -326,32 +326,21 @@ impl<'a> CommandLoop<'a> {
         hash: String,
         decision: &Decision,
     ) -> Result<(), ClientError> {
-        use warden_core::reviews::{ReviewKind, ReviewOutcome, ReviewRequest};
+        use warden_core::reviews::{ReviewOutcome, ReviewRequest};
         let reviews = &self.gateway.reviews;
         if reviews.session_approved(&self.session.id, &hash).await {
             return Ok(());
         }
-        let timeout = decision
-            .rule
-            .as_deref()
-            .and_then(|name| self.gateway.config.policies.iter().find(|p| p.name == name))
-            .map_or(std::time::Duration::from_secs(600), |rule| {
-                rule.review_timeout
-            });
+        let timeout = warden_core::reviews::review_timeout(&self.gateway.config, decision);
         let ticket = reviews
-            .submit(ReviewRequest {
-                kind: ReviewKind::Statement,
-                session_id: Some(self.session.id.clone()),
-                target: self.target.name.clone(),
-                requester: self.session.identity.clone(),
-                statement: Some(sql.to_string()),
-                statement_hash: Some(hash),
-                operation: decision.operation,
-                tables: decision.tables.clone(),
-                rule: decision.rule.clone(),
-                reason: None,
-                duration: None,
-            })
+            .submit(ReviewRequest::statement(
+                &self.session.id,
+                &self.target.name,
+                &self.session.identity,
+                sql,
+                hash,
+                decision,
+            ))
             .await
             .map_err(|error| {
                 tracing::error!(%error, "cannot open a review");

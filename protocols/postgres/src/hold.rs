@@ -15,12 +15,10 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use warden_core::Decision;
 use warden_core::events::EventKind;
-use warden_core::reviews::{ReviewKind, ReviewOutcome, ReviewRequest};
+use warden_core::reviews::{ReviewOutcome, ReviewRequest};
 
 /// The most a client may send while one of its statements is held.
 const HOLD_BUFFER_LIMIT: usize = 1 << 20;
-/// When the rule does not say.
-const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A statement that needs a review before it may run.
 pub struct HoldRequest {
@@ -61,27 +59,17 @@ pub async fn hold(
     {
         return Ok(Release::Approved(request.hash));
     }
-    let rule = request
-        .decision
-        .rule
-        .as_deref()
-        .and_then(|name| gateway.config.policies.iter().find(|p| p.name == name));
-    let timeout = rule.map_or(DEFAULT_REVIEW_TIMEOUT, |rule| rule.review_timeout);
+    let timeout = warden_core::reviews::review_timeout(&gateway.config, &request.decision);
     let ticket = match gateway
         .reviews
-        .submit(ReviewRequest {
-            kind: ReviewKind::Statement,
-            session_id: Some(context.session_id.clone()),
-            target: context.target.clone(),
-            requester: context.identity.clone(),
-            statement: Some(request.text.to_string()),
-            statement_hash: Some(request.hash.clone()),
-            operation: request.decision.operation,
-            tables: request.decision.tables.clone(),
-            rule: request.decision.rule.clone(),
-            reason: None,
-            duration: None,
-        })
+        .submit(ReviewRequest::statement(
+            &context.session_id,
+            &context.target,
+            &context.identity,
+            &request.text,
+            request.hash.clone(),
+            &request.decision,
+        ))
         .await
     {
         Ok(ticket) => ticket,
