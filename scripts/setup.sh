@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Warden's demo and test suite need on a fresh Debian 12
 # machine: PostgreSQL 15 (+pgbench), pgbouncer, MariaDB, libclang (for the real
-# PostgreSQL parser), OpenSSL, Python drivers and the Node OIDC provider.
+# PostgreSQL parser), OpenSSL, Chromium + chromedriver (web UI test), Python
+# drivers and the Node OIDC provider.
 # Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ have curl || need_apt+=(curl)
 # bindgen (for the real PostgreSQL parser) needs the libclang development package.
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 have jq || need_apt+=(jq)
+# The reviewer web UI's browser test: Debian's Chromium and its WebDriver.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 have ss || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"

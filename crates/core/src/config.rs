@@ -40,6 +40,8 @@ pub struct Config {
     pub masking: MaskingConfig,
     #[serde(default)]
     pub reviews: ReviewsConfig,
+    #[serde(default)]
+    pub web: WebConfig,
     /// Where the file was read from; set by the loader.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -678,6 +680,11 @@ pub struct ReviewsConfig {
     /// Longest access a `warden access request` may ask for.
     #[serde(default = "default_max_access", with = "humantime_serde")]
     pub max_access_duration: Duration,
+    /// How often a held statement re-reads its review. Unset: 250ms, or
+    /// 1s while the PostgreSQL store pushes changes (then polling is only a
+    /// safety net). See docs/reviews.md.
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
 }
 
 impl Default for ReviewsConfig {
@@ -685,6 +692,7 @@ impl Default for ReviewsConfig {
         ReviewsConfig {
             webhooks: Vec::new(),
             max_access_duration: default_max_access(),
+            poll_interval: None,
         }
     }
 }
@@ -713,6 +721,66 @@ pub enum WebhookFormat {
     #[default]
     Cloudevents,
     Slack,
+}
+
+/// `[web]`: the reviewer web UI on `admin_listen` (see docs/web-ui.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the UI (`/`, `/reviews`, `/sessions`, `/login`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a login lasts (an OIDC login also ends when its ID token does).
+    #[serde(default = "default_web_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Signs the session cookie. Every node behind one URL needs the same
+    /// key; without one each process makes its own (logins end on restart).
+    pub session_key: Option<SecretRef>,
+    /// Offer signing in with a Warden access key (small set-ups).
+    #[serde(default = "default_true")]
+    pub access_key_login: bool,
+    /// `[web.oidc]`: sign reviewers in with the IdP (authorization code + PKCE).
+    pub oidc: Option<WebOidcConfig>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            session_ttl: default_web_session_ttl(),
+            session_key: None,
+            access_key_login: true,
+            oidc: None,
+        }
+    }
+}
+
+fn default_web_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+/// `[web.oidc]`: the UI's OIDC client. Its `issuer` must also be an
+/// `[[identity.oidc]]` issuer (keys, algorithms and groups claim come from there).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebOidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    /// Confidential clients only; PKCE is used either way.
+    pub client_secret: Option<SecretRef>,
+    #[serde(default = "default_web_scopes")]
+    pub scopes: Vec<String>,
+    /// The button's label on the login page.
+    #[serde(default = "default_web_oidc_label")]
+    pub label: String,
+}
+
+fn default_web_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_web_oidc_label() -> String {
+    "Sign in with single sign-on".into()
 }
 
 /// `[classifier]`: tuning of SQL statement classification (see docs/policy.md).
@@ -824,6 +892,29 @@ impl Config {
                  encryption_key (a secret reference to a 32-byte key) so they are encrypted at rest"
                     .into(),
             );
+        }
+        if let Some(oidc) = &self.web.oidc {
+            if !self.identity.oidc.iter().any(|i| i.issuer == oidc.issuer) {
+                return fail(
+                    "[web.oidc]",
+                    format!(
+                        "[web.oidc] issuer \"{}\" is not an [[identity.oidc]] issuer; add it there \
+                         too (its keys verify the reviewers' ID tokens)",
+                        oidc.issuer
+                    ),
+                );
+            }
+            if oidc.client_id.is_empty() {
+                return fail("client_id", "[web.oidc] client_id is empty".into());
+            }
+            if self.server.public_url.is_none() {
+                return fail(
+                    "[web.oidc]",
+                    "[web.oidc] needs [server] public_url: the IdP redirects reviewers back to \
+                     PUBLIC_URL/auth/callback"
+                        .into(),
+                );
+            }
         }
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
@@ -970,6 +1061,14 @@ impl Config {
             return fail(
                 url,
                 "[store] url: use sqlite:///PATH?mode=rwc or postgres://USER:PASSWORD@HOST/DB; omit `url` for SQLite in data_dir".into(),
+            );
+        }
+        if let Some(every) = self.reviews.poll_interval
+            && !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&every)
+        {
+            return fail(
+                "poll_interval",
+                "[reviews] poll_interval must be between 10ms and 1h (e.g. \"250ms\")".into(),
             );
         }
         for webhook in &self.reviews.webhooks {
@@ -1149,6 +1248,13 @@ allow = ["read"]
         assert!(config.reviews.webhooks[0].secret.is_some());
         let defaults = Config::parse(MINIMAL, "w.toml").unwrap();
         assert!(defaults.reviews.webhooks.is_empty());
+        assert_eq!(defaults.reviews.poll_interval, None);
+        let polled = text.replace("[reviews]\n", "[reviews]\npoll_interval = \"30s\"\n");
+        let config = Config::parse(&polled, "w.toml").unwrap();
+        assert_eq!(config.reviews.poll_interval, Some(Duration::from_secs(30)));
+        let too_fast = text.replace("[reviews]\n", "[reviews]\npoll_interval = \"0s\"\n");
+        let error = Config::parse(&too_fast, "w.toml").unwrap_err().to_string();
+        assert!(error.contains("[reviews] poll_interval"), "{error}");
         let bad_scope = text.replace("\"session\"", "\"forever\"");
         let error = Config::parse(&bad_scope, "w.toml").unwrap_err().to_string();
         assert!(error.contains("approval_scope"), "{error}");

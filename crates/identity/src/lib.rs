@@ -13,6 +13,7 @@ pub mod access_key;
 mod jwks;
 pub mod jwt;
 pub mod mysql_native;
+pub use jwks::discovery_url;
 mod oidc;
 
 pub use access_key::{
@@ -179,6 +180,29 @@ impl IdentityService {
             .find(|verifier| verifier.issuer() == issuer)
             .ok_or_else(|| AuthError::new(format!("unknown issuer {}", jwt::printable(&issuer))))?;
         verifier.verify(token, &header).await
+    }
+
+    /// Verifies an OIDC ID token from `issuer` addressed to `client_id` (the
+    /// reviewer UI's login), with that issuer's keys, algorithms and groups
+    /// claim. The caller checks the `nonce` claim it sent.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Identity, AuthError> {
+        if token.len() > MAX_CREDENTIAL_LEN || !jwt::looks_like_jwt(token) {
+            return Err(AuthError::new("the ID token is not a JWT"));
+        }
+        let header = jwt::peek_header(token)?;
+        let verifier = self
+            .issuers
+            .iter()
+            .find(|verifier| verifier.issuer() == issuer)
+            .ok_or_else(|| AuthError::new(format!("unknown issuer {}", jwt::printable(issuer))))?;
+        verifier
+            .verify_for_audience(token, &header, client_id)
+            .await
     }
 
     async fn authenticate_key(&self, key: &str) -> Result<Identity, AuthError> {

@@ -42,13 +42,28 @@ impl IssuerVerifier {
         token: &str,
         header: &UnverifiedHeader,
     ) -> Result<Identity, AuthError> {
+        let audience = self.config.audience.clone();
+        self.verify_for_audience(token, header, &audience).await
+    }
+
+    /// [`verify`](Self::verify) with another audience: the reviewer UI's ID
+    /// tokens are addressed to its OIDC client id, not to the gateway.
+    pub async fn verify_for_audience(
+        &self,
+        token: &str,
+        header: &UnverifiedHeader,
+        audience: &str,
+    ) -> Result<Identity, AuthError> {
         let algorithm = self.allowed_algorithm(&header.alg)?;
         let keys = self.jwks.keys().await?;
         let claims = match &header.kid {
-            Some(kid) => self.verify_with_kid(token, algorithm, kid, keys).await?,
-            None => self.verify_without_kid(token, algorithm, &keys)?,
+            Some(kid) => {
+                self.verify_with_kid(token, algorithm, kid, keys, audience)
+                    .await?
+            }
+            None => self.verify_without_kid(token, algorithm, &keys, audience)?,
         };
-        self.identity_from(claims)
+        self.identity_from(claims, audience)
     }
 
     /// The token's `alg`, if the configuration allows it. Runs before any
@@ -72,6 +87,7 @@ impl IssuerVerifier {
         algorithm: Algorithm,
         kid: &str,
         keys: KeySet,
+        audience: &str,
     ) -> Result<Map<String, Value>, AuthError> {
         let keys = if has_kid(&keys, kid) {
             keys
@@ -109,7 +125,7 @@ impl IssuerVerifier {
                 printable(kid)
             )));
         }
-        self.try_keys(token, algorithm, &usable)
+        self.try_keys(token, algorithm, &usable, audience)
     }
 
     fn verify_without_kid(
@@ -117,6 +133,7 @@ impl IssuerVerifier {
         token: &str,
         algorithm: Algorithm,
         keys: &KeySet,
+        audience: &str,
     ) -> Result<Map<String, Value>, AuthError> {
         let usable: Vec<&Jwk> = keys.iter().filter(|key| key_fits(key, algorithm)).collect();
         if usable.is_empty() {
@@ -124,7 +141,7 @@ impl IssuerVerifier {
                 "token has no kid and the JWKS has no key for {algorithm:?}"
             )));
         }
-        self.try_keys(token, algorithm, &usable)
+        self.try_keys(token, algorithm, &usable, audience)
     }
 
     /// Verifies against each candidate key until one's signature matches.
@@ -134,8 +151,9 @@ impl IssuerVerifier {
         token: &str,
         algorithm: Algorithm,
         candidates: &[&Jwk],
+        audience: &str,
     ) -> Result<Map<String, Value>, AuthError> {
-        let validation = self.validation(algorithm);
+        let validation = self.validation(algorithm, audience);
         let mut last = AuthError::new("signature invalid");
         for key in candidates {
             let decoding = match DecodingKey::from_jwk(key) {
@@ -150,29 +168,33 @@ impl IssuerVerifier {
                 Err(error) if signature_problem(error.kind()) => {
                     last = AuthError::new("signature invalid");
                 }
-                Err(error) => return Err(explain(error.kind(), &self.config)),
+                Err(error) => return Err(explain(error.kind(), audience)),
             }
         }
         Err(last)
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
+    fn validation(&self, algorithm: Algorithm, audience: &str) -> Validation {
         let mut validation = Validation::new(algorithm);
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_audience(&[&self.config.audience]);
+        validation.set_audience(&[audience]);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation
     }
 
     /// Maps verified claims to an identity, re-checking what policy relies on.
-    fn identity_from(&self, claims: Map<String, Value>) -> Result<Identity, AuthError> {
+    fn identity_from(
+        &self,
+        claims: Map<String, Value>,
+        audience: &str,
+    ) -> Result<Identity, AuthError> {
         if claims.get("iss").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
             return Err(AuthError::new("issuer mismatch"));
         }
-        if !audience_contains(claims.get("aud"), &self.config.audience) {
+        if !audience_contains(claims.get("aud"), audience) {
             return Err(AuthError::new("audience mismatch"));
         }
         let subject = match claims.get("sub") {
@@ -282,11 +304,11 @@ fn signature_problem(kind: &ErrorKind) -> bool {
 
 /// A reason for a failure after the signature checked out (or a malformed
 /// token). Never includes claim values or the token.
-fn explain(kind: &ErrorKind, config: &OidcConfig) -> AuthError {
+fn explain(kind: &ErrorKind, audience: &str) -> AuthError {
     AuthError::new(match kind {
         ErrorKind::ExpiredSignature => "token expired".to_string(),
         ErrorKind::ImmatureSignature => "token not yet valid (nbf)".to_string(),
-        ErrorKind::InvalidAudience => format!("audience mismatch (expected {})", config.audience),
+        ErrorKind::InvalidAudience => format!("audience mismatch (expected {audience})"),
         ErrorKind::InvalidIssuer => "issuer mismatch".to_string(),
         ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim} claim"),
         ErrorKind::InvalidClaimFormat(claim) => format!("malformed {claim} claim"),

@@ -3,7 +3,14 @@
 // Usage: node provider.mjs '<config json>'
 //   config: { "audience": "warden",
 //             "clients": [{ "client_id": "...", "client_secret": "...",
-//                           "groups": ["..."], "email": "..." }] }
+//                           "groups": ["..."], "email": "..." }],
+//             "web_clients": [{ "client_id": "...", "client_secret": "...",
+//                               "redirect_uri": "http://127.0.0.1:PORT/auth/callback" }],
+//             "accounts": { "dana": { "email": "...", "groups": ["dba"] } } }
+//
+// `web_clients` log people in with the authorization code flow (PKCE) through
+// the provider's own login and consent pages (devInteractions: any password);
+// the ID token carries the account's `email` and `groups`.
 //
 // Listens on a random 127.0.0.1 port and prints one line of JSON,
 // {"issuer": "http://127.0.0.1:PORT"}, once it accepts requests.
@@ -17,6 +24,8 @@ import Provider from 'oidc-provider';
 const config = JSON.parse(process.argv[2] ?? '{}');
 const audience = config.audience ?? 'warden';
 const clients = config.clients ?? [];
+const webClients = config.web_clients ?? [];
+const accounts = config.accounts ?? {};
 const byId = new Map(clients.map((c) => [c.client_id, c]));
 
 const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -34,10 +43,28 @@ server.listen(0, '127.0.0.1', () => {
       redirect_uris: [],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
-    })),
+    })).concat(webClients.map((c) => ({
+      client_id: c.client_id,
+      client_secret: c.client_secret,
+      grant_types: ['authorization_code'],
+      redirect_uris: [c.redirect_uri],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }))),
     jwks: { keys: [signingKey] },
+    claims: { openid: ['sub'], email: ['email'], profile: ['groups'] },
+    // Scope claims go into the ID token itself (the UI reads only that).
+    conformIdTokenClaims: false,
+    findAccount: async (_ctx, id) => {
+      const account = accounts[id];
+      if (!account) return undefined;
+      return {
+        accountId: id,
+        claims: async () => ({ sub: id, email: account.email, groups: account.groups ?? [] }),
+      };
+    },
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: webClients.length > 0 },
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,

@@ -2,6 +2,7 @@
 //! port inside a temp dir and stops it (and removes the dir) on drop.
 //! Nothing here relies on a service someone left running.
 
+pub mod browser;
 pub mod mariadb;
 pub mod moto;
 pub mod oidc;

@@ -443,6 +443,34 @@ impl OidcClient {
     }
 }
 
+/// A confidential web client of the [`RealOidcProvider`] that logs people
+/// in with the authorization code flow.
+#[derive(Clone, Debug)]
+pub struct WebLoginClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+}
+
+impl WebLoginClient {
+    /// A client with a random secret.
+    pub fn new(client_id: &str, redirect_uri: &str) -> WebLoginClient {
+        WebLoginClient {
+            client_id: client_id.to_string(),
+            client_secret: format!("secret-{:032x}", rand::random::<u128>()),
+            redirect_uri: redirect_uri.to_string(),
+        }
+    }
+}
+
+/// A person who can log in at the provider's login page.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub login: String,
+    pub email: String,
+    pub groups: Vec<String>,
+}
+
 /// A real OIDC provider (node-oidc-provider) on a random loopback port,
 /// killed on drop. Needs `node` and `npm ci --prefix crates/test-support/oidc-provider`.
 pub struct RealOidcProvider {
@@ -467,6 +495,27 @@ impl RealOidcProvider {
     }
 
     pub fn start_with(audience: &str, clients: Vec<OidcClient>) -> Result<RealOidcProvider> {
+        RealOidcProvider::start_full(audience, clients, None, &[])
+    }
+
+    /// Also a web login client (authorization code + PKCE, redirecting to
+    /// `web.redirect_uri`) and the people who can log in through the
+    /// provider's login page (any password).
+    pub fn start_with_login(
+        audience: &str,
+        clients: Vec<OidcClient>,
+        web: &WebLoginClient,
+        accounts: &[Account],
+    ) -> Result<RealOidcProvider> {
+        RealOidcProvider::start_full(audience, clients, Some(web), accounts)
+    }
+
+    fn start_full(
+        audience: &str,
+        clients: Vec<OidcClient>,
+        web: Option<&WebLoginClient>,
+        accounts: &[Account],
+    ) -> Result<RealOidcProvider> {
         let dir = provider_dir();
         if !dir.join("node_modules/oidc-provider").is_dir() {
             bail!(
@@ -481,6 +530,15 @@ impl RealOidcProvider {
                 "groups": c.groups,
                 "email": c.email,
             })).collect::<Vec<_>>(),
+            "web_clients": web.iter().map(|w| json!({
+                "client_id": w.client_id,
+                "client_secret": w.client_secret,
+                "redirect_uri": w.redirect_uri,
+            })).collect::<Vec<_>>(),
+            "accounts": accounts.iter().map(|a| (a.login.clone(), json!({
+                "email": a.email,
+                "groups": a.groups,
+            }))).collect::<serde_json::Map<String, Value>>(),
         });
         let logdir = tempfile::Builder::new()
             .prefix("warden-oidc-provider-")

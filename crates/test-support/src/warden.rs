@@ -44,9 +44,14 @@ impl Default for WardenConfig {
 impl Warden {
     /// Writes the config and starts `binary serve`, waiting until it accepts connections.
     pub fn start(binary: &Path, config: WardenConfig) -> Result<Warden> {
+        Warden::start_on(binary, config, crate::free_port())
+    }
+
+    /// [`start`](Self::start) with the admin (API and web UI) listener on
+    /// `admin_port`, for configs that must name it (e.g. `public_url`).
+    pub fn start_on(binary: &Path, config: WardenConfig, admin_port: u16) -> Result<Warden> {
         let dir = tempfile::Builder::new().prefix("warden-test-").tempdir()?;
         let pg_port = crate::free_port();
-        let admin_port = crate::free_port();
         let grace = if config.server_extra.contains("shutdown_grace") {
             ""
         } else {

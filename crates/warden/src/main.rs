@@ -4,6 +4,7 @@ mod commands;
 mod logging;
 mod mysql_keys;
 mod serve;
+mod web_ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -128,6 +128,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     if let Some(path) = &config.source {
         follow_policy_reloads(path.clone(), policy.clone(), reviews.clone());
     }
+    let ui = crate::web_ui::ui_state(&config, &reviews, &store, &identity, &secrets).await?;
     let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
     spawn_retention(&config, store.clone())?;
@@ -170,12 +171,15 @@ async fn serve(config: Config) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("admin_listen {address}: cannot bind"))?;
-            let router = warden_web::admin_router(metrics.clone(), shutdown.draining.clone())
+            let mut router = warden_web::admin_router(metrics.clone(), shutdown.draining.clone())
                 .merge(warden_web::api_router(warden_web::ApiState {
                     reviews: reviews.clone(),
                     store: store.clone(),
                     authenticator: gateway.authenticator.clone(),
                 }));
+            if let Some(ui) = ui {
+                router = router.merge(warden_web::ui_router(ui));
+            }
             Some(tokio::spawn(warden_web::serve_admin(
                 listener,
                 router,
@@ -189,6 +193,9 @@ async fn serve(config: Config) -> Result<ExitCode> {
         std::time::Duration::from_secs(30),
         shutdown.draining.clone(),
     );
+    // Decisions made on other nodes (PostgreSQL store) wake held statements
+    // here; runs until the sessions are gone, so drains still hear them.
+    reviews.spawn_change_feed(admin_stop.clone());
     tokio::spawn(watch_signals(shutdown.clone()));
     tracing::info!(
         targets = config.targets.len(),

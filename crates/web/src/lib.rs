@@ -1,9 +1,12 @@
 //! The admin HTTP server on `admin_listen`: `/healthz` for load balancers,
-//! `/metrics` in Prometheus' text format, and the REST API ([`api`]).
+//! `/metrics` in Prometheus' text format, the REST API ([`api`]) and the
+//! reviewer web UI ([`ui`]).
 
 pub mod api;
+pub mod ui;
 
 pub use api::{ApiState, api_router};
+pub use ui::{UiState, ui_router};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -55,7 +58,7 @@ pub async fn serve_admin(
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let address: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(address = ?address, "admin HTTP listening (/healthz, /metrics)");
+    tracing::info!(address = ?address, "admin HTTP listening (/healthz, /metrics, /api, web UI)");
     // The peer address reaches the API's audit events (failed logins).
     axum::serve(
         listener,
