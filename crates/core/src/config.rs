@@ -730,7 +730,8 @@ pub struct WebConfig {
     /// Serve the UI (`/`, `/reviews`, `/sessions`, `/login`).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// How long a login lasts (an OIDC login also ends when its ID token does).
+    /// How long a web login lasts (for OIDC too: the IdP vouched for the
+    /// reviewer at login; sign in again after this).
     #[serde(default = "default_web_session_ttl", with = "humantime_serde")]
     pub session_ttl: Duration,
     /// Signs the session cookie. Every node behind one URL needs the same

@@ -130,7 +130,10 @@ mod tests {
         let sealed = key.seal("session", &payload()).unwrap();
         let (body, tag) = sealed.split_once('.').unwrap();
         let forged = URL_SAFE_NO_PAD.encode(br#"{"who":"admin"}"#);
-        assert_eq!(key.open::<Payload>("session", &format!("{forged}.{tag}")), None);
+        assert_eq!(
+            key.open::<Payload>("session", &format!("{forged}.{tag}")),
+            None
+        );
         assert_eq!(key.open::<Payload>("session", body), None);
         assert_eq!(key.open::<Payload>("session", ""), None);
         assert_eq!(key.open::<Payload>("session", "..."), None);

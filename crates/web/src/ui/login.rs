@@ -90,7 +90,11 @@ pub async fn login_with_key(
         target: UI_TARGET.into(),
     };
     let credential = SecretString::from(key.to_string());
-    match state.authenticator.authenticate(&credential, &context).await {
+    match state
+        .authenticator
+        .authenticate(&credential, &context)
+        .await
+    {
         Ok(identity) => sign_in(&state, identity, LoginMethod::AccessKey, &next, peer).await,
         Err(error) => {
             audit_failure(&state, peer, &error.reason).await;
@@ -216,7 +220,10 @@ pub async fn oidc_start(State(state): State<UiState>, Query(query): Query<StartQ
         }
         Err(error) => {
             tracing::warn!(issuer = %oidc.issuer, %error, "cannot start an OIDC login");
-            back_to_login(&next, "The identity provider cannot be reached; try again later.")
+            back_to_login(
+                &next,
+                "The identity provider cannot be reached; try again later.",
+            )
         }
     }
 }
@@ -243,7 +250,10 @@ pub async fn oidc_callback(
         .as_ref()
         .map_or_else(|| safe_next(None), |p| safe_next(Some(&p.next)));
     let (Some(oidc), Some(progress)) = (state.oidc.clone(), progress) else {
-        return back_to_login(&next, "The login expired or was started elsewhere; try again.");
+        return back_to_login(
+            &next,
+            "The login expired or was started elsewhere; try again.",
+        );
     };
     if let Some(error) = query.error {
         let detail = query.error_description.unwrap_or_default();
@@ -260,7 +270,10 @@ pub async fn oidc_callback(
         Ok(_) => back_to_login(&next, "Unexpected identity."),
         Err(reason) => {
             audit_failure(&state, peer, &reason).await;
-            back_to_login(&next, "The login could not be completed; see the Warden log.")
+            back_to_login(
+                &next,
+                "The login could not be completed; see the Warden log.",
+            )
         }
     }
 }

@@ -25,10 +25,7 @@ const RECENT: usize = 20;
 const REFRESH: Duration = Duration::from_secs(5);
 
 /// Pending reviews this reviewer may see, oldest first (who waits longest).
-async fn pending_for(
-    state: &UiState,
-    session: &UiSession,
-) -> Result<Vec<ReviewView>, ReviewError> {
+async fn pending_for(state: &UiState, session: &UiSession) -> Result<Vec<ReviewView>, ReviewError> {
     let mut views = Vec::new();
     for review in state
         .reviews

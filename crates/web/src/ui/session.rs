@@ -95,8 +95,9 @@ impl CookiePolicy {
     /// protected by the CSRF token and the origin check instead.
     pub fn set(&self, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let text =
-            format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");
+        let text = format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        );
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
@@ -120,8 +121,8 @@ impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
         match self {
             NotSignedIn::Redirect(next) => {
-                let query = serde_urlencoded::to_string([("next", next.as_str())])
-                    .unwrap_or_default();
+                let query =
+                    serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
                 Redirect::to(&format!("/login?{query}")).into_response()
             }
             NotSignedIn::Unauthorized => {

@@ -4,7 +4,7 @@
 
 use super::UiState;
 use super::session::Reviewer;
-use super::views::{self, TimelineEntry};
+use super::views::{self, ResultTable, TimelineEntry};
 use crate::api::sessions::SessionView;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,7 +29,10 @@ pub async fn list_page(State(state): State<UiState>, Reviewer(session): Reviewer
         Ok(rows) => rows,
         Err(error) => {
             tracing::error!(%error, "web UI: cannot list sessions");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the state database failed\n")
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the state database failed\n",
+            )
                 .into_response();
         }
     };
@@ -52,7 +55,10 @@ pub async fn timeline_page(
         Ok(row) => row,
         Err(error) => {
             tracing::error!(%error, "web UI: cannot read a session");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the state database failed\n")
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the state database failed\n",
+            )
                 .into_response();
         }
     };
@@ -66,7 +72,10 @@ pub async fn timeline_page(
     };
     let view = SessionView::from(&row);
     let (entries, note) = match &state.recordings {
-        None => (Vec::new(), Some("Recording is turned off on this node.".to_string())),
+        None => (
+            Vec::new(),
+            Some("Recording is turned off on this node.".to_string()),
+        ),
         Some(reader) => match reader.read(&row.id).await {
             Ok(recording) => {
                 let note = (!recording.is_complete())
@@ -75,7 +84,10 @@ pub async fn timeline_page(
             }
             Err(error) => {
                 tracing::warn!(session = %row.id, %error, "web UI: cannot read a recording");
-                (Vec::new(), Some(format!("The recording cannot be read: {error}")))
+                (
+                    Vec::new(),
+                    Some(format!("The recording cannot be read: {error}")),
+                )
             }
         },
     };
@@ -157,12 +169,11 @@ fn entry(event: &RecordedEvent) -> TimelineEntry {
                 truncated,
             } => {
                 entry.title = format!("{} rows captured", rows.len());
-                let shown: Vec<Vec<Option<String>>> = rows.iter().take(ROWS_SHOWN).cloned().collect();
-                entry.table = Some((
-                    columns.clone(),
-                    shown,
-                    *truncated || rows.len() > ROWS_SHOWN,
-                ));
+                entry.table = Some(ResultTable {
+                    columns: columns.clone(),
+                    rows: rows.iter().take(ROWS_SHOWN).cloned().collect(),
+                    truncated: *truncated || rows.len() > ROWS_SHOWN,
+                });
             }
             EventKind::Masked {
                 column,

@@ -146,11 +146,7 @@ pub fn review_list(
     page("Reviews", Some(session), body)
 }
 
-pub fn review_page(
-    session: &UiSession,
-    review: &ReviewView,
-    error: Option<&str>,
-) -> Html<String> {
+pub fn review_page(session: &UiSession, review: &ReviewView, error: Option<&str>) -> Html<String> {
     let body = html! {
         article.review data-review-id=(review.id) data-state=(review.state) {
             h1 {
@@ -248,6 +244,14 @@ pub fn session_list(session: &UiSession, sessions: &[SessionView]) -> Html<Strin
     page("Sessions", Some(session), body)
 }
 
+/// Rows of a captured result as the timeline shows them.
+pub struct ResultTable {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// More rows were returned than are shown.
+    pub truncated: bool,
+}
+
 /// One entry of a session's replay timeline.
 pub struct TimelineEntry {
     pub offset_ms: f64,
@@ -255,7 +259,7 @@ pub struct TimelineEntry {
     pub title: String,
     pub statement: Option<String>,
     pub details: Vec<String>,
-    pub table: Option<(Vec<String>, Vec<Vec<Option<String>>>, bool)>,
+    pub table: Option<ResultTable>,
 }
 
 pub fn timeline(
@@ -288,16 +292,16 @@ pub fn timeline(
                         pre.sql { code { (highlight(statement)) } }
                     }
                     @for detail in &entry.details { div.detail { (detail) } }
-                    @if let Some((columns, rows, truncated)) = &entry.table {
+                    @if let Some(result) = &entry.table {
                         table.result {
-                            thead { tr { @for c in columns { th { (c) } } } }
+                            thead { tr { @for c in &result.columns { th { (c) } } } }
                             tbody {
-                                @for r in rows {
+                                @for r in &result.rows {
                                     tr { @for v in r { td { @match v { Some(v) => (v), None => span.null { "NULL" } } } } }
                                 }
                             }
                         }
-                        @if *truncated { div.detail { "(more rows were returned than recorded)" } }
+                        @if result.truncated { div.detail { "(more rows were returned than recorded)" } }
                     }
                 }
             }
