@@ -45,7 +45,9 @@ impl Browser {
     pub async fn start() -> Result<Browser> {
         for path in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(path).exists() {
-                bail!("{path} is missing; install Debian's chromium and chromium-driver (scripts/setup.sh does)");
+                bail!(
+                    "{path} is missing; install Debian's chromium and chromium-driver (scripts/setup.sh does)"
+                );
             }
         }
         let profile = tempfile::Builder::new()

@@ -36,7 +36,7 @@ targets = ["orders"]
 allow = ["read"]
 review = ["write"]
 approvers = ["group:dba"]
-review_timeout = "4s"
+review_timeout = "8s"
 "#;
 
 struct Setup {
@@ -185,9 +185,25 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
 
         // Not signed in: the UI sends the browser to its login page; single
         // sign-on goes to the IdP's login and consent pages and back.
-        client.goto(&format!("{}/reviews", setup.base)).await.unwrap();
-        assert!(client.current_url().await.unwrap().path().starts_with("/login"));
-        client.find(Locator::Css("#sso")).await.unwrap().click().await.unwrap();
+        client
+            .goto(&format!("{}/reviews", setup.base))
+            .await
+            .unwrap();
+        assert!(
+            client
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .starts_with("/login")
+        );
+        client
+            .find(Locator::Css("#sso"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let login = client
             .wait()
             .at_most(Duration::from_secs(20))
@@ -202,7 +218,13 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .send_keys("any password")
             .await
             .unwrap();
-        client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         // Consent, then back to Warden's pending list.
         client
             .wait()
@@ -228,7 +250,9 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
         let approved = held_psql(&setup, &agent, "delete from items where name = 'pear'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
         client
-            .find(Locator::Css(&format!("#pending tr[data-review-id='{id}'] a")))
+            .find(Locator::Css(&format!(
+                "#pending tr[data-review-id='{id}'] a"
+            )))
             .await
             .unwrap()
             .click()
@@ -242,13 +266,22 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .unwrap();
         let statement = text_of(&browser, "#statement").await;
         assert_eq!(statement.trim(), "delete from items where name = 'pear'");
-        let keywords = client.find_all(Locator::Css("#statement span.kw")).await.unwrap();
+        let keywords = client
+            .find_all(Locator::Css("#statement span.kw"))
+            .await
+            .unwrap();
         assert!(keywords.len() >= 3, "the statement is highlighted");
-        assert_eq!(text_of(&browser, "#operation").await.to_lowercase(), "write");
+        assert_eq!(
+            text_of(&browser, "#operation").await.to_lowercase(),
+            "write"
+        );
         assert!(text_of(&browser, "#tables").await.contains("items"));
         assert_eq!(text_of(&browser, "#requester").await, "key:agent-7");
         assert_eq!(text_of(&browser, "#target").await, "orders");
-        assert_eq!(text_of(&browser, "#policy").await, "agents write after review");
+        assert_eq!(
+            text_of(&browser, "#policy").await,
+            "agents write after review"
+        );
         let screenshot = output_dir().join("review-page.png");
         browser.screenshot(&screenshot).await.unwrap();
         eprintln!("review page screenshot: {}", screenshot.display());
@@ -259,7 +292,13 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .send_keys("ok for INC-7")
             .await
             .unwrap();
-        client.find(Locator::Css("#approve")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("#approve"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let badge = client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -273,13 +312,23 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
         );
         let (ok, out, err) = approved.join().unwrap();
         assert!(ok && out.contains("DELETE 1"), "{out}{err}");
-        assert!(text_of(&browser, "#decision-comment").await.contains("ok for INC-7"));
+        assert!(
+            text_of(&browser, "#decision-comment")
+                .await
+                .contains("ok for INC-7")
+        );
 
         // 2. Deny: 42501 with the comment; the row stays.
-        client.goto(&format!("{}/reviews", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/reviews", setup.base))
+            .await
+            .unwrap();
         let denied = held_psql(&setup, &agent, "delete from items where name = 'plum'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
-        client.goto(&format!("{}/reviews/{id}", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/reviews/{id}", setup.base))
+            .await
+            .unwrap();
         client
             .find(Locator::Css("#comment"))
             .await
@@ -287,7 +336,13 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .send_keys("not during the freeze")
             .await
             .unwrap();
-        client.find(Locator::Css("#deny")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("#deny"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let (ok, _, err) = denied.join().unwrap();
         assert!(
             !ok && err.contains("42501") && err.contains("not during the freeze"),
@@ -301,10 +356,16 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
 
         // 3. Nobody decides: psql gets 57014, and the open review page
         // reloads itself (event stream) to show the timeout.
-        client.goto(&format!("{}/reviews", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/reviews", setup.base))
+            .await
+            .unwrap();
         let timed_out = held_psql(&setup, &intern, "delete from items where name = 'apple'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
-        client.goto(&format!("{}/reviews/{id}", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/reviews/{id}", setup.base))
+            .await
+            .unwrap();
         let (ok, _, err) = timed_out.join().unwrap();
         assert!(!ok && err.contains("57014"), "{err}");
         let badge = client
@@ -315,9 +376,15 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
         assert!(badge.is_ok(), "the review page did not update to timed out");
 
         // The sessions page lists the sessions; a timeline shows the review.
-        client.goto(&format!("{}/sessions", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/sessions", setup.base))
+            .await
+            .unwrap();
         let session = setup.warden.last_session_id().unwrap();
-        client.goto(&format!("{}/sessions/{session}", setup.base)).await.unwrap();
+        client
+            .goto(&format!("{}/sessions/{session}", setup.base))
+            .await
+            .unwrap();
         let timeline = text_of(&browser, "#timeline").await;
         assert!(timeline.contains("review requested"), "{timeline}");
         assert!(timeline.contains("review timed_out"), "{timeline}");
@@ -424,7 +491,10 @@ impl Agent {
                 let rest = &page[at + "data-review-id=\"".len()..];
                 return rest[..rest.find('"').unwrap()].to_string();
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "no review: {page}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no review: {page}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -432,7 +502,10 @@ impl Agent {
 
 fn form_value(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in {page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
     page[start..][..page[start..].find('"').unwrap()].to_string()
 }
 
@@ -458,7 +531,10 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         assert_eq!(headers["x-frame-options"], "DENY");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let prelogin = headers["set-cookie"].to_str().unwrap().to_string();
-        assert!(prelogin.starts_with("__Host-warden_prelogin="), "{prelogin}");
+        assert!(
+            prelogin.starts_with("__Host-warden_prelogin="),
+            "{prelogin}"
+        );
         for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
             assert!(prelogin.contains(flag), "{prelogin} lacks {flag}");
         }
@@ -468,18 +544,30 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         let forged = Agent::new(base)
             .post(
                 "/login",
-                &[("key", dba.as_str()), ("csrf", "forged"), ("next", "/reviews")],
+                &[
+                    ("key", dba.as_str()),
+                    ("csrf", "forged"),
+                    ("next", "/reviews"),
+                ],
                 &[],
             )
             .await;
-        assert!(forged.headers()["location"].to_str().unwrap().starts_with("/login?"));
+        assert!(
+            forged.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login?")
+        );
         assert!(forged.headers().get("set-cookie").is_none());
         // A cross-site post is refused outright.
         let cross = reviewer
             .post(
                 "/login",
                 &[("key", dba.as_str()), ("csrf", token.as_str())],
-                &[("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+                &[
+                    ("origin", "https://evil.example"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
             )
             .await;
         assert_eq!(cross.status(), 403);
@@ -491,13 +579,22 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
                 &[],
             )
             .await;
-        assert!(wrong.headers()["location"].to_str().unwrap().contains("error="));
+        assert!(
+            wrong.headers()["location"]
+                .to_str()
+                .unwrap()
+                .contains("error=")
+        );
 
         // The access-key login; an open redirect in `next` is not followed.
         let signed_in = reviewer
             .post(
                 "/login",
-                &[("key", dba.as_str()), ("csrf", token.as_str()), ("next", "//evil.example/")],
+                &[
+                    ("key", dba.as_str()),
+                    ("csrf", token.as_str()),
+                    ("next", "//evil.example/"),
+                ],
                 &[],
             )
             .await;
@@ -509,7 +606,10 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
             .map(|v| v.to_str().unwrap().to_string())
             .find(|c| c.starts_with("__Host-warden_session="))
             .expect("a session cookie");
-        assert!(cookie.contains("HttpOnly") && cookie.contains("Secure"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Secure"),
+            "{cookie}"
+        );
 
         // A held statement; its page carries the login's CSRF token.
         let held = held_psql(&setup, &agent, "delete from items where name = 'apple'");
@@ -525,13 +625,21 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         ] {
             let headers: Vec<(&str, &str)> = origin.iter().map(|o| ("origin", *o)).collect();
             let response = reviewer
-                .post(&decide, &[("csrf", token), ("decision", "approve")], &headers)
+                .post(
+                    &decide,
+                    &[("csrf", token), ("decision", "approve")],
+                    &headers,
+                )
                 .await;
             assert_eq!(response.status(), 403, "token {token:?} origin {origin:?}");
         }
         // Without a session: no decision either.
         let anonymous = Agent::new(base)
-            .post(&decide, &[("csrf", csrf.as_str()), ("decision", "approve")], &[])
+            .post(
+                &decide,
+                &[("csrf", csrf.as_str()), ("decision", "approve")],
+                &[],
+            )
             .await;
         assert_eq!(anonymous.status(), 401);
         // The still-pending review is then approved properly.
@@ -552,7 +660,10 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         let own = held_psql(&setup, &agent, "delete from items where name = 'plum'");
         let id = requester.first_pending().await;
         let page = requester.page(&format!("/reviews/{id}")).await;
-        assert!(!page.contains("id=\"approve\""), "the requester was offered approval");
+        assert!(
+            !page.contains("id=\"approve\""),
+            "the requester was offered approval"
+        );
         let csrf = form_value(&page, "csrf");
         let response = requester
             .post(
@@ -569,7 +680,11 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         let denied = reviewer
             .post(
                 &format!("/reviews/{id}/decide"),
-                &[("csrf", csrf.as_str()), ("decision", "deny"), ("comment", "no")],
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("decision", "deny"),
+                    ("comment", "no"),
+                ],
                 &[],
             )
             .await;
@@ -580,9 +695,16 @@ fn the_ui_refuses_forged_and_cross_site_requests() {
         // Signing out ends the login.
         let page = reviewer.page("/reviews").await;
         let csrf = form_value(&page, "csrf");
-        let out = reviewer.post("/logout", &[("csrf", csrf.as_str())], &[]).await;
+        let out = reviewer
+            .post("/logout", &[("csrf", csrf.as_str())], &[])
+            .await;
         assert_eq!(out.status(), 303);
         let after = reviewer.get("/reviews").await;
-        assert!(after.headers()["location"].to_str().unwrap().starts_with("/login"));
+        assert!(
+            after.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login")
+        );
     });
 }
