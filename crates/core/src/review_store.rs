@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
 
 /// Where a review is in its life. Only `Pending` may change, and only once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,6 +166,47 @@ pub fn principal(identity: &Identity) -> String {
     }
 }
 
+/// One item of a [`ReviewFeed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReviewChange {
+    /// A review was created or changed state. Sent once the change is
+    /// committed, so reading the review back shows it.
+    Changed {
+        id: String,
+        /// The state it changed to, when the store says.
+        state: Option<ReviewState>,
+    },
+    /// The feed lost its connection: changes made from now on may be missed
+    /// until the next [`ReviewChange::Resync`] (waiters should poll faster).
+    Lost,
+    /// The feed is connected again (or skipped items when its reader fell
+    /// behind): changes made in the gap were not sent, so re-read every
+    /// review of interest.
+    Resync,
+}
+
+/// Review changes pushed by the store as they commit, so a waiter on one
+/// node learns of a decision made on another without polling. Ends (`None`)
+/// when the store is closed.
+#[derive(Debug)]
+pub struct ReviewFeed {
+    rx: mpsc::Receiver<ReviewChange>,
+}
+
+impl ReviewFeed {
+    /// A feed and the sender a store's listener task fills. The listener
+    /// stops once the feed is dropped (see [`mpsc::Sender::closed`]).
+    pub fn channel(capacity: usize) -> (mpsc::Sender<ReviewChange>, ReviewFeed) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (tx, ReviewFeed { rx })
+    }
+
+    /// The next change; `None` once the store stopped feeding.
+    pub async fn next(&mut self) -> Option<ReviewChange> {
+        self.rx.recv().await
+    }
+}
+
 /// Where reviews live. Every state change is a conditional write (`WHERE
 /// state = 'pending'`), so two nodes deciding at once cannot both win.
 #[async_trait]
@@ -233,4 +275,12 @@ pub trait ReviewStore: Send + Sync {
         include_ended: bool,
         now: OffsetDateTime,
     ) -> Result<Vec<AccessGrant>, StoreError>;
+
+    /// A live feed of review inserts and state changes made by any node,
+    /// for stores that can push them (PostgreSQL: LISTEN/NOTIFY). `Ok(None)`
+    /// when the store cannot (SQLite: one node, whose own changes the review
+    /// service signals itself); waiters then rely on polling.
+    async fn review_changes(&self) -> Result<Option<ReviewFeed>, StoreError> {
+        Ok(None)
+    }
 }

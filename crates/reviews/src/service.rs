@@ -1,34 +1,50 @@
 //! [`ReviewService`]: the [`ReviewEngine`] the gateway holds statements
 //! through, and the decisions the API and CLI make.
 //!
-//! State lives only in the store, so any node sharing it sees every review:
-//! a waiter re-reads its review every `poll_interval` (and at once when this
-//! node decided something), so a decision made anywhere releases it within
-//! about a poll interval.
+//! State lives only in the store, so any node sharing it sees every review.
+//! A waiter re-reads its review whenever the service's change signal fires:
+//! on this node's own inserts and decisions, and on every change the
+//! store's feed pushes (PostgreSQL LISTEN/NOTIFY, see
+//! [`ReviewService::spawn_change_feed`]), so a decision made on another
+//! node releases it as soon as it commits. Polling every `poll_interval`
+//! stays as the fallback: the only way without a feed, a safety net with
+//! one.
 
 use crate::error::ReviewError;
 use crate::rules::{self, RuleSettings};
 use crate::webhook::{Links, Notifier, ReviewEventType, Webhook, WebhookOptions};
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warden_core::config::{Config, PolicyConfig};
 use warden_core::engines::{SessionLog, StoreError};
 use warden_core::events::AuditEvent;
 use warden_core::review_store::{
-    AccessGrant, ReviewRecord, ReviewState, ReviewStore, ReviewVote, principal,
+    AccessGrant, ReviewChange, ReviewRecord, ReviewState, ReviewStore, ReviewVote, principal,
 };
 use warden_core::reviews::{ReviewEngine, ReviewKind, ReviewOutcome, ReviewRequest, ReviewTicket};
 use warden_core::{Identity, Operation};
 
+/// First and longest wait before subscribing to the store's feed again.
+const FEED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const FEED_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Knobs of the service.
 #[derive(Clone, Debug)]
 pub struct ReviewOptions {
-    /// How often a waiter re-reads its review (decisions on other nodes).
+    /// How often a waiter re-reads its review while no change feed is live
+    /// (SQLite, or the feed is reconnecting): how soon it sees a decision
+    /// made by another process.
     pub poll_interval: Duration,
+    /// How often a waiter re-reads its review while the store's change feed
+    /// is live. Decisions arrive through the feed; this only bounds the
+    /// delay should a notification be lost without the feed noticing.
+    pub feed_poll_interval: Duration,
     /// `[server] public_url`, for links.
     pub public_url: Option<String>,
     /// The longest access an access request may ask for.
@@ -45,6 +61,7 @@ impl Default for ReviewOptions {
     fn default() -> Self {
         ReviewOptions {
             poll_interval: Duration::from_millis(250),
+            feed_poll_interval: Duration::from_secs(1),
             public_url: None,
             max_access_duration: Duration::from_secs(24 * 3600),
             default_timeout: Duration::from_secs(600),
@@ -80,8 +97,12 @@ struct Inner {
     policies: RwLock<Arc<Vec<PolicyConfig>>>,
     options: ReviewOptions,
     notifier: Notifier,
-    /// Wakes this node's waiters when this node decided something.
-    decided: Notify,
+    /// A generation counter bumped on every review change this node makes
+    /// or hears of from the store's feed: waiters (and live views) re-read
+    /// when it moves.
+    changes: watch::Sender<u64>,
+    /// True while the store's change feed is connected.
+    feed_live: AtomicBool,
 }
 
 impl ReviewService {
@@ -103,7 +124,8 @@ impl ReviewService {
                 policies: RwLock::new(Arc::new(policies)),
                 notifier: Notifier::new(webhooks, options.webhook.clone(), source),
                 options,
-                decided: Notify::new(),
+                changes: watch::Sender::new(0),
+                feed_live: AtomicBool::new(false),
             }),
         }
     }
@@ -116,10 +138,21 @@ impl ReviewService {
         log: Arc<dyn SessionLog>,
         webhooks: Vec<Webhook>,
     ) -> ReviewService {
+        let defaults = ReviewOptions::default();
         let options = ReviewOptions {
             public_url: config.server.public_url.clone(),
             max_access_duration: config.reviews.max_access_duration,
-            ..ReviewOptions::default()
+            // Set: the operator's choice either way; unset: fast without a
+            // feed, a slower safety net with one.
+            poll_interval: config
+                .reviews
+                .poll_interval
+                .unwrap_or(defaults.poll_interval),
+            feed_poll_interval: config
+                .reviews
+                .poll_interval
+                .unwrap_or(defaults.feed_poll_interval),
+            ..defaults
         };
         ReviewService::new(store, log, config.policies.clone(), webhooks, options)
     }
@@ -144,6 +177,109 @@ impl ReviewService {
 
     pub fn options(&self) -> &ReviewOptions {
         &self.inner.options
+    }
+
+    /// A generation counter that moves whenever a review is created,
+    /// voted on or decided on this node, or (with a live store feed) on any
+    /// node; also after the feed reconnects, when changes may have been
+    /// missed. Use it to refresh a view: wait for `changed()`, then re-read.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Moves the change signal.
+    fn signal_change(&self) {
+        self.inner
+            .changes
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// Is the store's change feed connected right now?
+    pub fn feed_live(&self) -> bool {
+        self.inner.feed_live.load(Ordering::Relaxed)
+    }
+
+    fn set_feed_live(&self, live: bool) {
+        self.inner.feed_live.store(live, Ordering::Relaxed);
+    }
+
+    /// How long a waiter sleeps between re-reads without a signal.
+    fn poll_interval(&self) -> Duration {
+        if self.feed_live() {
+            self.inner.options.feed_poll_interval
+        } else {
+            self.inner.options.poll_interval
+        }
+    }
+
+    /// Subscribes to the store's change feed (if it has one) and moves the
+    /// change signal on every item until `stop`, so waiters on this node
+    /// see decisions made on other nodes as they commit. Without a feed
+    /// (SQLite) the task ends at once and waiters poll. A feed that fails
+    /// is subscribed again, with backoff; meanwhile waiters poll at
+    /// `poll_interval`.
+    pub fn spawn_change_feed(&self, stop: CancellationToken) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = FEED_RETRY_FIRST;
+            loop {
+                let subscribed = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    subscribed = this.inner.store.review_changes() => subscribed,
+                };
+                match subscribed {
+                    Ok(None) => {
+                        tracing::debug!(
+                            every = ?this.inner.options.poll_interval,
+                            "the store pushes no review changes; waiters poll"
+                        );
+                        return;
+                    }
+                    Ok(Some(mut feed)) => {
+                        backoff = FEED_RETRY_FIRST;
+                        this.set_feed_live(true);
+                        // Changes committed before the subscription were
+                        // not pushed: everyone re-reads once.
+                        this.signal_change();
+                        tracing::info!(
+                            safety_poll = ?this.inner.options.feed_poll_interval,
+                            "review changes are pushed by the store; held statements are released as soon as a decision commits on any node"
+                        );
+                        loop {
+                            let item = tokio::select! {
+                                _ = stop.cancelled() => {
+                                    this.set_feed_live(false);
+                                    return;
+                                }
+                                item = feed.next() => item,
+                            };
+                            match item {
+                                Some(ReviewChange::Changed { .. }) => {}
+                                Some(ReviewChange::Lost) => this.set_feed_live(false),
+                                Some(ReviewChange::Resync) => this.set_feed_live(true),
+                                None => break,
+                            }
+                            this.signal_change();
+                        }
+                        this.set_feed_live(false);
+                        this.signal_change();
+                        tracing::warn!("the review change feed ended; subscribing again");
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            retry_in = ?backoff,
+                            "cannot subscribe to review changes; waiters poll meanwhile"
+                        );
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(FEED_RETRY_MAX);
+            }
+        })
     }
 
     /// Links for a review (empty without `public_url`).
@@ -323,6 +459,8 @@ impl ReviewService {
         }
         let votes = store.list_votes(id).await?;
         if !rules::is_approved(&review, &votes) {
+            // Still pending, with one more vote (live views show it).
+            self.signal_change();
             let approvals = rules::approvals(&review, &votes).len();
             self.audit(
                 &review,
@@ -378,8 +516,9 @@ impl ReviewService {
     }
 
     /// Moves a review to a final state; on success audits it, creates the
-    /// grant of an approved access request, wakes this node's waiters and
-    /// tells the webhooks. False when another decision came first.
+    /// grant of an approved access request, moves the change signal (this
+    /// node's waiters re-read) and tells the webhooks. False when another
+    /// decision came first.
     async fn finish(
         &self,
         review: &ReviewRecord,
@@ -396,7 +535,7 @@ impl ReviewService {
         {
             return Ok(false);
         }
-        self.inner.decided.notify_waiters();
+        self.signal_change();
         let mut decided = review.clone();
         decided.state = state;
         decided.decided_at = Some(now);
@@ -617,6 +756,7 @@ impl ReviewService {
             decision_comment: None,
         };
         self.inner.store.insert_review(&record).await?;
+        self.signal_change();
         let what = match record.kind {
             ReviewKind::Statement => format!(
                 "{} on {}: {}",
@@ -652,15 +792,14 @@ impl ReviewService {
         Ok(record)
     }
 
-    /// [`ReviewEngine::wait`]: re-reads the review every poll interval, or
-    /// at once when this node decided something.
+    /// [`ReviewEngine::wait`]: re-reads the review whenever the change
+    /// signal moves, and every poll interval besides.
     async fn wait_decided(&self, id: &str, timeout: Duration) -> ReviewOutcome {
         let deadline = tokio::time::Instant::now() + timeout;
-        let poll = self.inner.options.poll_interval;
+        let mut changes = self.inner.changes.subscribe();
         loop {
-            let notified = self.inner.decided.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Seen before reading: a change from here on wakes the next nap.
+            changes.borrow_and_update();
             match self.inner.store.get_review(id).await {
                 Ok(Some(review)) if review.state.is_final() => {
                     return self.outcome(&review).await;
@@ -679,9 +818,10 @@ impl ReviewService {
             if now >= deadline {
                 return self.time_out(id).await;
             }
-            let nap = poll.min(deadline - now);
+            let nap = self.poll_interval().min(deadline - now);
             tokio::select! {
-                _ = &mut notified => {}
+                // The sender lives as long as `self`: this never errs.
+                _ = changes.changed() => {}
                 _ = tokio::time::sleep(nap) => {}
             }
         }

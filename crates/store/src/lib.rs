@@ -26,7 +26,7 @@ mod timefmt;
 pub use chain::AuditChainReport;
 pub use error::StoreOpenError;
 pub use open::open_store;
-pub use postgres::{PostgresOptions, PostgresStore};
+pub use postgres::{LISTENER_APPLICATION_NAME, PostgresOptions, PostgresStore, REVIEW_CHANNEL};
 pub use rows::{SessionFilter, SessionRow};
 pub use sqlite::SqliteStore;
 pub use warden_core::engines::StoreError;
@@ -62,7 +62,11 @@ use warden_core::events::AuditEvent;
 /// - serializes audit appends with `pg_advisory_xact_lock` (SQLite uses
 ///   `BEGIN IMMEDIATE`) so the hash chain stays linear;
 /// - makes [`Store::mark_interrupted_sessions`] node-aware with heartbeats
-///   (`postgres/nodes.rs`).
+///   (`postgres/nodes.rs`);
+/// - announces review inserts and state changes with a trigger calling
+///   `pg_notify`, which [`ReviewStore::review_changes`] LISTENs to
+///   (`postgres/listen.rs`; the SQLite migration of that version is a
+///   no-op, and SQLite has no feed).
 #[async_trait]
 pub trait Store: SessionLog + AccessKeyStore + LeaseStore + ReviewStore + Send + Sync {
     /// Sessions matching the filter, newest first.

@@ -408,7 +408,7 @@ mod postgres_q {
 
 /// Implements [`ReviewStore`] by delegating to one backend's queries.
 macro_rules! impl_review_store {
-    ($store:ty, $q:ident, |$this:ident| $pool:expr) => {
+    ($store:ty, $q:ident, |$this:ident| $pool:expr $(, { $($extra:tt)* })?) => {
         #[async_trait]
         impl ReviewStore for $store {
             async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
@@ -490,12 +490,21 @@ macro_rules! impl_review_store {
                 let $this = self;
                 $q::list_grants($pool, include_ended, now).await
             }
+            $($($extra)*)?
         }
     };
 }
 
+// SQLite keeps the default `review_changes` (no feed: one node).
 impl_review_store!(SqliteStore, sqlite_q, |store| &store.pool);
-impl_review_store!(PostgresStore, postgres_q, |store| &store.inner.pool);
+impl_review_store!(PostgresStore, postgres_q, |store| &store.inner.pool, {
+    /// LISTEN/NOTIFY, see `postgres/listen.rs`.
+    async fn review_changes(
+        &self,
+    ) -> Result<Option<warden_core::review_store::ReviewFeed>, StoreError> {
+        self.open_review_feed().await
+    }
+});
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

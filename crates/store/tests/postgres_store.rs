@@ -295,14 +295,17 @@ async fn the_store_connects_with_verified_tls() {
         .session_started(&suite::session("alice", "orders"))
         .await
         .unwrap();
+    // The review change feed's own connection uses the same TLS settings.
+    let _feed = store.review_changes().await.unwrap().unwrap();
     let tls = pg
         .psql_db(
             "warden",
-            "select bool_and(s.ssl) from pg_stat_ssl s join pg_stat_activity a using (pid) \
-             where a.application_name = 'warden'",
+            "select count(distinct a.application_name) || ' ' || bool_and(s.ssl) \
+             from pg_stat_ssl s join pg_stat_activity a using (pid) \
+             where a.application_name in ('warden', 'warden-listen')",
         )
         .unwrap();
-    assert_eq!(tls.trim(), "t");
+    assert_eq!(tls.trim(), "2 true");
 
     let untrusted = PostgresStore::open_with(
         &format!("{}?sslmode=verify-full", fixture.url),
@@ -316,4 +319,157 @@ async fn the_store_connects_with_verified_tls() {
         panic!("a server signed by an unknown CA was trusted");
     };
     assert!(error.to_string().contains("certificate"), "{error}");
+}
+
+/// A pending statement review, as the review service writes it.
+fn review(id: &str) -> warden_core::review_store::ReviewRecord {
+    use warden_core::review_store::{ApprovalScope, ReviewRecord, ReviewState, principal};
+    let requester = suite::identity("agent");
+    let now = time::OffsetDateTime::now_utc();
+    ReviewRecord {
+        id: id.into(),
+        kind: warden_core::reviews::ReviewKind::Statement,
+        state: ReviewState::Pending,
+        session_id: Some("s-1".into()),
+        target: "orders".into(),
+        requester_principal: principal(&requester),
+        requester,
+        statement: Some("DELETE FROM items".into()),
+        statement_hash: Some("ab".repeat(32)),
+        operation: warden_core::Operation::Write,
+        tables: vec!["public.items".into()],
+        rule: Some("writes reviewed".into()),
+        reason: None,
+        duration_secs: None,
+        approvers: vec!["group:dba".into()],
+        min_approvals: 1,
+        approval_scope: ApprovalScope::Statement,
+        created_at: now,
+        expires_at: now + time::Duration::minutes(10),
+        decided_at: None,
+        decided_by: None,
+        decision_comment: None,
+    }
+}
+
+/// The next feed item, within 10 s.
+async fn next_change(
+    feed: &mut warden_core::review_store::ReviewFeed,
+) -> warden_core::review_store::ReviewChange {
+    tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("no review change within 10 s")
+        .expect("the feed ended")
+}
+
+/// Nothing on the feed for a while.
+async fn quiet(feed: &mut warden_core::review_store::ReviewFeed) {
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await {
+        panic!("unexpected feed item {item:?}");
+    }
+}
+
+/// Node B's feed hears a review inserted and decided through node A, each
+/// once committed (a row B can read at once); an uncommitted change is not
+/// sent; after B's listening connection is killed the feed reconnects and
+/// says to resync; closing the store ends the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_hears_review_changes_made_through_the_first() {
+    use warden_core::review_store::{ReviewChange, ReviewState, ReviewStore};
+    let pg = Postgres::start().unwrap();
+    let fixture = PgFixture::new(&pg, "warden");
+    let node_a = fixture.node("a", Liveness::default()).await;
+    let node_b = fixture.node("b", Liveness::default()).await;
+    let mut feed = node_b
+        .review_changes()
+        .await
+        .unwrap()
+        .expect("PostgreSQL pushes review changes");
+
+    node_a.insert_review(&review("r1")).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed {
+            id: "r1".into(),
+            state: Some(ReviewState::Pending)
+        }
+    );
+    let decided_at = time::OffsetDateTime::now_utc();
+    assert!(
+        node_a
+            .finish_review("r1", ReviewState::Approved, decided_at, Some("bob"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed {
+            id: "r1".into(),
+            state: Some(ReviewState::Approved)
+        }
+    );
+    let seen = node_b.get_review("r1").await.unwrap().unwrap();
+    assert_eq!(seen.state, ReviewState::Approved, "visible when heard");
+    // A decision that loses (the review is no longer pending) changes
+    // nothing and is not announced.
+    assert!(
+        !node_a
+            .finish_review("r1", ReviewState::Denied, decided_at, Some("eve"), None)
+            .await
+            .unwrap()
+    );
+    quiet(&mut feed).await;
+
+    // Sent on commit, not before.
+    node_a.insert_review(&review("r2")).await.unwrap();
+    assert!(matches!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed { id, .. } if id == "r2"
+    ));
+    let pool = sqlx::PgPool::connect(&fixture.url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE reviews SET state = 'denied' WHERE id = 'r2'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    quiet(&mut feed).await;
+    tx.commit().await.unwrap();
+    assert_eq!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed {
+            id: "r2".into(),
+            state: Some(ReviewState::Denied)
+        }
+    );
+    pool.close().await;
+
+    // The listening connection dies: the feed says so, reconnects, asks
+    // for a resync (what was sent in between is lost) and goes on.
+    let killed = pg
+        .psql_db(
+            "warden",
+            &format!(
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+                 where application_name = '{}'",
+                warden_store::LISTENER_APPLICATION_NAME
+            ),
+        )
+        .unwrap();
+    assert_eq!(killed.trim(), "1", "one listening connection");
+    assert_eq!(next_change(&mut feed).await, ReviewChange::Lost);
+    assert_eq!(next_change(&mut feed).await, ReviewChange::Resync);
+    node_a.insert_review(&review("r3")).await.unwrap();
+    assert!(matches!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed { id, .. } if id == "r3"
+    ));
+
+    // The password is in neither the feed nor the store's Debug.
+    assert!(!format!("{node_b:?}").contains(pg.password()));
+
+    node_b.close().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("the feed did not end with the store");
+    assert_eq!(ended, None);
 }

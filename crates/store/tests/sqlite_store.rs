@@ -189,3 +189,13 @@ async fn store_is_usable_as_trait_objects() {
         1
     );
 }
+
+/// SQLite serves one node: it pushes no review changes (the review service
+/// signals its own waiters and polls), and says so rather than failing.
+#[tokio::test]
+async fn sqlite_has_no_review_change_feed() {
+    use warden_core::review_store::ReviewStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    assert!(store.review_changes().await.unwrap().is_none());
+}

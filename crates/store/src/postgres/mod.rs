@@ -4,11 +4,15 @@
 //! own: migrations under an advisory lock (sqlx's migrator takes it), the
 //! audit chain serialized by `pg_advisory_xact_lock`, and node heartbeats so
 //! that only the sessions of dead nodes are marked interrupted
-//! (`nodes.rs`).
+//! (`nodes.rs`), and review changes pushed with LISTEN/NOTIFY
+//! (`listen.rs`).
 
 mod leases;
+mod listen;
 mod nodes;
 mod store;
+
+pub use listen::{LISTENER_APPLICATION_NAME, REVIEW_CHANNEL};
 
 use crate::error::{StoreOpenError, redact_url};
 use crate::node::Liveness;
@@ -65,15 +69,30 @@ pub(crate) struct Inner {
     pub(crate) heartbeat: Mutex<Option<tokio::task::AbortHandle>>,
     /// When this node's heartbeat was last written.
     pub(crate) last_beat: Mutex<Option<Instant>>,
+    /// Where review change feeds connect (their own connections).
+    pub(crate) listen: listen::ListenTarget,
+    /// The tasks of open review change feeds, stopped with the store.
+    pub(crate) feeds: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
+impl Inner {
+    fn stop_tasks(&self) {
         if let Ok(mut task) = self.heartbeat.lock()
             && let Some(task) = task.take()
         {
             task.abort();
         }
+        if let Ok(mut feeds) = self.feeds.lock() {
+            for feed in feeds.drain(..) {
+                feed.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_tasks();
     }
 }
 
@@ -99,6 +118,7 @@ impl PostgresStore {
             source,
         })?;
         let connect = connect.application_name("warden");
+        let listen = listen::ListenTarget::new(connect.clone(), options.connect_timeout);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.connect_timeout)
@@ -125,6 +145,8 @@ impl PostgresStore {
                 serving: tokio::sync::OnceCell::new(),
                 heartbeat: Mutex::new(None),
                 last_beat: Mutex::new(None),
+                listen,
+                feeds: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -139,15 +161,12 @@ impl PostgresStore {
         &self.inner.node
     }
 
-    /// Stops the heartbeat and closes every connection, waiting for
-    /// running queries. The node's sessions are then left to be marked
-    /// interrupted by the other nodes once its heartbeat goes stale.
+    /// Stops the heartbeat and the review change feeds (they end) and
+    /// closes every connection, waiting for running queries. The node's
+    /// sessions are then left to be marked interrupted by the other nodes
+    /// once its heartbeat goes stale.
     pub async fn close(&self) {
-        if let Ok(mut task) = self.inner.heartbeat.lock()
-            && let Some(task) = task.take()
-        {
-            task.abort();
-        }
+        self.inner.stop_tasks();
         self.inner.pool.close().await;
     }
 }
