@@ -27,6 +27,7 @@ Quick start:
   warden serve --config warden.toml
   warden keys create --config warden.toml --name ci-bot --groups agents --ttl 24h
   PGPASSWORD=<key or OIDC token> psql \"host=127.0.0.1 port=15432 user=agent dbname=<target>\"
+  open <public_url>/reviews to approve held statements in the browser
 
 Every key of warden.toml is described in docs/config.md."
 )]
@@ -45,7 +46,7 @@ pub struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway (and, on admin_listen, the API and the reviewer web UI).
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
