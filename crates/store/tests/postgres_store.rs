@@ -463,6 +463,23 @@ async fn a_second_store_hears_review_changes_made_through_the_first() {
         next_change(&mut feed).await,
         ReviewChange::Changed { id, .. } if id == "r3"
     ));
+    // A vote (of a review needing more than one) is announced too.
+    let vote = warden_core::review_store::ReviewVote {
+        review_id: "r3".into(),
+        reviewer: "oidc:idp#carol".into(),
+        reviewer_name: "carol".into(),
+        approve: true,
+        comment: None,
+        at: time::OffsetDateTime::now_utc(),
+    };
+    assert!(node_a.insert_vote(&vote).await.unwrap());
+    assert_eq!(
+        next_change(&mut feed).await,
+        ReviewChange::Changed {
+            id: "r3".into(),
+            state: None
+        }
+    );
 
     // The password is in neither the feed nor the store's Debug.
     assert!(!format!("{node_b:?}").contains(pg.password()));
