@@ -326,19 +326,15 @@ impl RoleBackend for PgRoles {
                 .map(|template| render(template, &values))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let mut client = self.connect().await?;
-        if Self::exists(&client, &role.name).await? {
-            return Err(format!("role {} exists already", role.name));
-        }
-        // One transaction: a failing statement leaves no role behind.
-        let transaction = client.transaction().await.map_err(pg_err)?;
-        for statement in &statements {
-            transaction
-                .batch_execute(statement)
-                .await
-                .map_err(|e| redact(&pg_err(e), &[&verifier]))?;
-        }
-        transaction.commit().await.map_err(pg_err)?;
+        let client = self.connect().await?;
+        // One round trip, one transaction: PostgreSQL runs the statements
+        // of a multi-statement Query as a single implicit transaction, so a
+        // failing one leaves no role behind, and CREATE ROLE itself refuses
+        // a name that exists (42710) without a separate lookup.
+        client
+            .batch_execute(&statements.join(";\n"))
+            .await
+            .map_err(|e| redact(&pg_err(e), &[&verifier]))?;
         self.give_back(client);
         Ok(())
     }
