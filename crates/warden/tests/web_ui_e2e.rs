@@ -4,7 +4,8 @@
 //! watches the pending list fill while `psql` waits on a held DELETE, opens
 //! the review and approves it (psql prints `DELETE 1`), denies the next one
 //! (psql gets 42501 with the comment) and lets a third time out (57014).
-//! A PNG of the review page is saved under the test's output directory.
+//! PNGs of the pending list, the review page and a session timeline are
+//! saved under the test's output directory (`target/tmp/web_ui_e2e/`).
 //!
 //! A second test drives the UI's protections with plain HTTP: the CSP and
 //! cookie flags, the access-key login, CSRF tokens and cross-site posts.
@@ -249,6 +250,10 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
         // 1. Approve. The list fills while psql waits (no reload).
         let approved = held_psql(&setup, &agent, "delete from items where name = 'pear'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
+        browser
+            .screenshot(&output_dir().join("pending-list.png"))
+            .await
+            .unwrap();
         client
             .find(Locator::Css(&format!(
                 "#pending tr[data-review-id='{id}'] a"
@@ -386,8 +391,12 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .await
             .unwrap();
         let timeline = text_of(&browser, "#timeline").await;
+        browser
+            .screenshot(&output_dir().join("session-timeline.png"))
+            .await
+            .unwrap();
         assert!(timeline.contains("review requested"), "{timeline}");
-        assert!(timeline.contains("review timed_out"), "{timeline}");
+        assert!(timeline.contains("review timed out"), "{timeline}");
 
         browser.close().await.unwrap();
     });

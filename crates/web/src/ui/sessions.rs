@@ -197,7 +197,11 @@ fn entry(event: &RecordedEvent) -> TimelineEntry {
                 actor,
                 comment,
             } => {
-                entry.title = format!("review {action} by {actor}");
+                // The actor of a timeout or cancel is "-": nobody.
+                entry.title = match actor.as_str() {
+                    "-" | "" => format!("review {}", action.replace('_', " ")),
+                    _ => format!("review {} by {actor}", action.replace('_', " ")),
+                };
                 entry.details.push(format!("review {review_id}"));
                 if let Some(comment) = comment {
                     entry.details.push(format!("comment: {comment}"));
