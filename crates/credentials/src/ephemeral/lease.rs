@@ -38,6 +38,9 @@ pub(crate) struct LeaseInner {
     pub max_expires_at: OffsetDateTime,
     /// `Some(text for the client)` once the credential may not be used.
     ended: watch::Sender<Option<String>>,
+    /// The `lease.issued` event, written off the connect path; later events
+    /// of the lease wait for it so the audit trail keeps their order.
+    issued_event: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Why the lease ends, as the store records it.
     end_reason: Mutex<Option<String>>,
     released: OnceCell<()>,
@@ -52,6 +55,7 @@ impl LeaseInner {
         audit: Audit,
         live: LiveUsers,
         max_expires_at: OffsetDateTime,
+        issued_event: tokio::task::JoinHandle<()>,
     ) -> Self {
         LeaseInner {
             id,
@@ -62,9 +66,20 @@ impl LeaseInner {
             live,
             max_expires_at,
             ended: watch::Sender::new(None),
+            issued_event: tokio::sync::Mutex::new(Some(issued_event)),
             end_reason: Mutex::new(None),
             released: OnceCell::new(),
         }
+    }
+
+    /// Writes `lease.{action}` once the `issued` event is written.
+    pub async fn audit_lease(&self, action: &str, detail: &str) {
+        let mut pending = self.issued_event.lock().await;
+        if let Some(issued) = pending.take() {
+            let _ = issued.await;
+        }
+        drop(pending);
+        self.audit.lease(action, &self.id, &self.user, detail).await;
     }
 
     /// Marks the credential unusable (first call wins).
@@ -104,14 +119,12 @@ impl LeaseInner {
                         if let Err(error) = self.store.mark_lease_revoked(&self.id, &reason).await {
                             tracing::warn!(lease = %self.id, %error, "role dropped but the lease could not be marked revoked");
                         }
-                        self.audit
-                            .lease("revoked", &self.id, &self.user, &format!("role dropped: {reason}"))
+                        self.audit_lease("revoked", &format!("role dropped: {reason}"))
                             .await;
                     }
                     Err(error) => {
                         tracing::warn!(lease = %self.id, user = %self.user, %error, "cannot drop the ephemeral role; the sweeper will");
-                        self.audit
-                            .lease("release_failed", &self.id, &self.user, &error)
+                        self.audit_lease("release_failed", &error)
                             .await;
                     }
                 }
@@ -204,13 +217,7 @@ async fn watch_lease(inner: Arc<LeaseInner>, mut expires_at: OffsetDateTime, tim
         if now >= inner.max_expires_at {
             let max_ttl = humantime::format_duration(timing.max_ttl);
             inner
-                .audit
-                .lease(
-                    "expired",
-                    &inner.id,
-                    &inner.user,
-                    &format!("max_ttl of {max_ttl} reached"),
-                )
+                .audit_lease("expired", &format!("max_ttl of {max_ttl} reached"))
                 .await;
             inner.end(
                 format!("the session reached its credential's max_ttl of {max_ttl}; reconnect to get a new one"),
@@ -245,26 +252,14 @@ async fn watch_lease(inner: Arc<LeaseInner>, mut expires_at: OffsetDateTime, tim
                     }
                     expires_at = until;
                     inner
-                        .audit
-                        .lease(
-                            "renewed",
-                            &inner.id,
-                            &inner.user,
-                            &format!("valid until {until}"),
-                        )
+                        .audit_lease("renewed", &format!("valid until {until}"))
                         .await;
                 }
                 Err(error) => {
                     tracing::warn!(lease = %inner.id, %error, "cannot renew the ephemeral role");
                     if OffsetDateTime::now_utc() >= expires_at {
                         inner
-                            .audit
-                            .lease(
-                                "expired",
-                                &inner.id,
-                                &inner.user,
-                                &format!("renewal failed: {error}"),
-                            )
+                            .audit_lease("expired", &format!("renewal failed: {error}"))
                             .await;
                         inner.end(
                             "the session's credential expired and could not be renewed; reconnect to get a new one".into(),

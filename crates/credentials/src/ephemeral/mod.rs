@@ -181,14 +181,15 @@ impl EphemeralCredentials {
             audit.lease("failed", &record.id, &name, &error).await;
             return Err(format!("cannot create the session role: {error}"));
         }
-        audit
-            .lease(
-                "issued",
-                &record.id,
-                &name,
-                &format!("valid until {expires_at}, at most until {max_expires_at}"),
-            )
-            .await;
+        // Written beside the session's login rather than before it (one
+        // store write less on the connect path); the lease's later events
+        // wait for it, so the trail keeps their order.
+        let issued_event = {
+            let audit = audit.clone();
+            let (id, user) = (record.id.clone(), name.clone());
+            let detail = format!("valid until {expires_at}, at most until {max_expires_at}");
+            tokio::spawn(async move { audit.lease("issued", &id, &user, &detail).await })
+        };
         let inner = Arc::new(LeaseInner::new(
             record.id.clone(),
             name.clone(),
@@ -197,6 +198,7 @@ impl EphemeralCredentials {
             audit,
             self.live.clone(),
             max_expires_at,
+            issued_event,
         ));
         let timing = WatchTiming {
             ttl,
