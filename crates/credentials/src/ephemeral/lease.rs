@@ -55,7 +55,6 @@ impl LeaseInner {
         audit: Audit,
         live: LiveUsers,
         max_expires_at: OffsetDateTime,
-        issued_event: tokio::task::JoinHandle<()>,
     ) -> Self {
         LeaseInner {
             id,
@@ -66,10 +65,16 @@ impl LeaseInner {
             live,
             max_expires_at,
             ended: watch::Sender::new(None),
-            issued_event: tokio::sync::Mutex::new(Some(issued_event)),
+            issued_event: tokio::sync::Mutex::new(None),
             end_reason: Mutex::new(None),
             released: OnceCell::new(),
         }
+    }
+
+    /// Later audit events of the lease wait for `issued` (being written).
+    pub fn after_issued(mut self, issued: tokio::task::JoinHandle<()>) -> Self {
+        self.issued_event = tokio::sync::Mutex::new(Some(issued));
+        self
     }
 
     /// Writes `lease.{action}` once the `issued` event is written.

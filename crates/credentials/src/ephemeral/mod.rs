@@ -190,16 +190,18 @@ impl EphemeralCredentials {
             let detail = format!("valid until {expires_at}, at most until {max_expires_at}");
             tokio::spawn(async move { audit.lease("issued", &id, &user, &detail).await })
         };
-        let inner = Arc::new(LeaseInner::new(
-            record.id.clone(),
-            name.clone(),
-            backend,
-            self.store.clone(),
-            audit,
-            self.live.clone(),
-            max_expires_at,
-            issued_event,
-        ));
+        let inner = Arc::new(
+            LeaseInner::new(
+                record.id.clone(),
+                name.clone(),
+                backend,
+                self.store.clone(),
+                audit,
+                self.live.clone(),
+                max_expires_at,
+            )
+            .after_issued(issued_event),
+        );
         let timing = WatchTiming {
             ttl,
             max_ttl: settings.max_ttl,
