@@ -256,5 +256,4 @@ impl Context for Ctx<'_> {
 }
 
 #[cfg(test)]
-#[path = "upstream_tests.rs"]
 mod tests;

@@ -42,7 +42,9 @@ impl CookieKey {
     }
 
     fn mac(&self, name: &str, payload: &str) -> HmacSha256 {
-        // A 32-byte key is always a valid HMAC key.
+        // Invariant, not input: HMAC accepts keys of any length (RFC 2104
+        // hashes long keys and pads short ones), so `new_from_slice` has no
+        // error case for `Hmac<Sha256>`; the key is ours, never a client's.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(name.as_bytes());
