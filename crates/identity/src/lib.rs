@@ -214,8 +214,9 @@ impl IdentityService {
     }
 }
 
-/// `http://` to anything but a loopback host.
-fn is_plain_http_off_loopback(url: &str) -> bool {
+/// `http://` to anything but a loopback host: where keys could be
+/// substituted on the path, and where browsers refuse `Secure` cookies.
+pub fn is_plain_http_off_loopback(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };

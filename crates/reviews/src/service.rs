@@ -298,6 +298,11 @@ impl ReviewService {
         Ok(ReviewDetail { review, votes })
     }
 
+    /// The votes on a review, in the order they were cast.
+    pub async fn votes(&self, id: &str) -> Result<Vec<ReviewVote>, ReviewError> {
+        Ok(self.inner.store.list_votes(id).await?)
+    }
+
     pub async fn list(
         &self,
         state: Option<ReviewState>,

@@ -116,6 +116,52 @@ impl Browser {
         Ok(())
     }
 
+    /// Waits up to `timeout` for an element matching `css`.
+    pub async fn wait_for(
+        &self,
+        css: &str,
+        timeout: Duration,
+    ) -> Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(timeout)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} within {timeout:?}"))
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} to click"))?;
+        element.click().await?;
+        Ok(())
+    }
+
+    /// Types `text` into the element matching `css`.
+    pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} to type into"))?;
+        element.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// The text of the element matching `css`.
+    pub async fn text(&self, css: &str) -> Result<String> {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css}"))?;
+        Ok(element.text().await?)
+    }
+
     /// chromedriver's log, for failure messages.
     pub fn driver_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

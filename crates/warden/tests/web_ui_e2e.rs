@@ -159,17 +159,6 @@ async fn wait_for_pending(browser: &Browser, count: usize) -> Option<String> {
     }
 }
 
-async fn text_of(browser: &Browser, css: &str) -> String {
-    browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
-}
-
 #[test]
 fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
     let setup = setup();
@@ -183,66 +172,41 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
     runtime.block_on(async {
         let browser = Browser::start().await.expect("start chromium");
         let client = &browser.client;
+        let base = setup.base.as_str();
+        let open = |path: String| {
+            let url = format!("{base}{path}");
+            async move { client.goto(&url).await.unwrap() }
+        };
+        let wait = Duration::from_secs(20);
 
         // Not signed in: the UI sends the browser to its login page; single
         // sign-on goes to the IdP's login and consent pages and back.
-        client
-            .goto(&format!("{}/reviews", setup.base))
+        open("/reviews".into()).await;
+        let path = client.current_url().await.unwrap().path().to_string();
+        assert!(path.starts_with("/login"), "{path}");
+        browser.click("#sso").await.unwrap();
+        browser.wait_for("input[name=login]", wait).await.unwrap();
+        browser
+            .type_into("input[name=login]", "dana")
             .await
             .unwrap();
-        assert!(
-            client
-                .current_url()
-                .await
-                .unwrap()
-                .path()
-                .starts_with("/login")
-        );
-        client
-            .find(Locator::Css("#sso"))
-            .await
-            .unwrap()
-            .click()
+        browser
+            .type_into("input[name=password]", "any password")
             .await
             .unwrap();
-        let login = client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("input[name=login]"))
-            .await
-            .expect("the IdP's login page");
-        login.send_keys("dana").await.unwrap();
-        client
-            .find(Locator::Css("input[name=password]"))
-            .await
-            .unwrap()
-            .send_keys("any password")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("button[type=submit]").await.unwrap();
         // Consent, then back to Warden's pending list.
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("button[type=submit]"))
+        browser
+            .wait_for("button[type=submit]", wait)
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#signed-in-as"))
-            .await
-            .unwrap_or_else(|e| panic!("not signed in ({e}):\n{}", setup.warden.logs()));
-        let who = text_of(&browser, "#signed-in-as").await;
+        if let Err(error) = browser.wait_for("#signed-in-as", wait).await {
+            panic!("not signed in ({error}):\n{}", setup.warden.logs());
+        }
+        let who = browser.text("#signed-in-as").await.unwrap();
         assert!(who.contains("dana@example.test"), "{who}");
         assert_eq!(client.current_url().await.unwrap().path(), "/reviews");
         assert_eq!(wait_for_pending(&browser, 0).await, None);
@@ -254,100 +218,58 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
             .screenshot(&output_dir().join("pending-list.png"))
             .await
             .unwrap();
-        client
-            .find(Locator::Css(&format!(
-                "#pending tr[data-review-id='{id}'] a"
-            )))
-            .await
-            .unwrap()
-            .click()
+        browser
+            .click(&format!("#pending tr[data-review-id='{id}'] a"))
             .await
             .unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("#approve"))
-            .await
-            .unwrap();
-        let statement = text_of(&browser, "#statement").await;
+        browser.wait_for("#approve", wait).await.unwrap();
+        let statement = browser.text("#statement").await.unwrap();
         assert_eq!(statement.trim(), "delete from items where name = 'pear'");
         let keywords = client
             .find_all(Locator::Css("#statement span.kw"))
             .await
             .unwrap();
         assert!(keywords.len() >= 3, "the statement is highlighted");
-        assert_eq!(
-            text_of(&browser, "#operation").await.to_lowercase(),
-            "write"
-        );
-        assert!(text_of(&browser, "#tables").await.contains("items"));
-        assert_eq!(text_of(&browser, "#requester").await, "key:agent-7");
-        assert_eq!(text_of(&browser, "#target").await, "orders");
-        assert_eq!(
-            text_of(&browser, "#policy").await,
-            "agents write after review"
-        );
+        for (css, expected) in [
+            ("#operation", "write"),
+            ("#tables", "items"),
+            ("#requester", "key:agent-7"),
+            ("#target", "orders"),
+            ("#policy", "agents write after review"),
+        ] {
+            let shown = browser.text(css).await.unwrap();
+            assert_eq!(shown.trim().to_lowercase(), expected, "{css}");
+        }
         let screenshot = output_dir().join("review-page.png");
         browser.screenshot(&screenshot).await.unwrap();
         eprintln!("review page screenshot: {}", screenshot.display());
-        client
-            .find(Locator::Css("#comment"))
+        browser.type_into("#comment", "ok for INC-7").await.unwrap();
+        browser.click("#approve").await.unwrap();
+        if let Err(error) = browser
+            .wait_for("h1 .badge[data-state=approved]", wait)
             .await
-            .unwrap()
-            .send_keys("ok for INC-7")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#approve"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let badge = client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("h1 .badge[data-state=approved]"))
-            .await;
-        assert!(
-            badge.is_ok(),
-            "the page does not show the approval:\n{}\n{}",
-            client.source().await.unwrap_or_default(),
-            setup.warden.logs()
-        );
+        {
+            panic!(
+                "the page does not show the approval ({error}):\n{}\n{}",
+                client.source().await.unwrap_or_default(),
+                setup.warden.logs()
+            );
+        }
         let (ok, out, err) = approved.join().unwrap();
         assert!(ok && out.contains("DELETE 1"), "{out}{err}");
-        assert!(
-            text_of(&browser, "#decision-comment")
-                .await
-                .contains("ok for INC-7")
-        );
+        let comment = browser.text("#decision-comment").await.unwrap();
+        assert!(comment.contains("ok for INC-7"), "{comment}");
 
         // 2. Deny: 42501 with the comment; the row stays.
-        client
-            .goto(&format!("{}/reviews", setup.base))
-            .await
-            .unwrap();
+        open("/reviews".into()).await;
         let denied = held_psql(&setup, &agent, "delete from items where name = 'plum'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
-        client
-            .goto(&format!("{}/reviews/{id}", setup.base))
+        open(format!("/reviews/{id}")).await;
+        browser
+            .type_into("#comment", "not during the freeze")
             .await
             .unwrap();
-        client
-            .find(Locator::Css("#comment"))
-            .await
-            .unwrap()
-            .send_keys("not during the freeze")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#deny"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("#deny").await.unwrap();
         let (ok, _, err) = denied.join().unwrap();
         assert!(
             !ok && err.contains("42501") && err.contains("not during the freeze"),
@@ -361,36 +283,26 @@ fn a_dba_approves_denies_and_watches_a_timeout_in_chromium() {
 
         // 3. Nobody decides: psql gets 57014, and the open review page
         // reloads itself (event stream) to show the timeout.
-        client
-            .goto(&format!("{}/reviews", setup.base))
-            .await
-            .unwrap();
+        open("/reviews".into()).await;
         let timed_out = held_psql(&setup, &intern, "delete from items where name = 'apple'");
         let id = wait_for_pending(&browser, 1).await.expect("a review id");
-        client
-            .goto(&format!("{}/reviews/{id}", setup.base))
-            .await
-            .unwrap();
+        open(format!("/reviews/{id}")).await;
         let (ok, _, err) = timed_out.join().unwrap();
         assert!(!ok && err.contains("57014"), "{err}");
-        let badge = client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("h1 .badge[data-state=timed_out]"))
+        let badge = browser
+            .wait_for("h1 .badge[data-state=timed_out]", wait)
             .await;
         assert!(badge.is_ok(), "the review page did not update to timed out");
 
-        // The sessions page lists the sessions; a timeline shows the review.
-        client
-            .goto(&format!("{}/sessions", setup.base))
-            .await
-            .unwrap();
+        // The sessions page links the session; its timeline shows the review.
         let session = setup.warden.last_session_id().unwrap();
-        client
-            .goto(&format!("{}/sessions/{session}", setup.base))
+        open("/sessions".into()).await;
+        browser
+            .wait_for(&format!("a[href='/sessions/{session}']"), wait)
             .await
             .unwrap();
-        let timeline = text_of(&browser, "#timeline").await;
+        open(format!("/sessions/{session}")).await;
+        let timeline = browser.text("#timeline").await.unwrap();
         browser
             .screenshot(&output_dir().join("session-timeline.png"))
             .await

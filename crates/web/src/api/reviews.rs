@@ -211,16 +211,30 @@ pub async fn list_reviews(
         })?),
     };
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    let reviews = state.reviews.list(filter, limit).await?;
+    Ok(Json(
+        visible_reviews(&state.reviews, &caller, filter, limit).await?,
+    ))
+}
+
+/// Reviews (newest first, optionally in one state) that `caller` requested
+/// or may decide, with their votes: what the API lists and the web UI shows.
+pub(crate) async fn visible_reviews(
+    reviews: &ReviewService,
+    caller: &warden_core::Identity,
+    state: Option<ReviewState>,
+    limit: u32,
+) -> Result<Vec<ReviewView>, warden_reviews::ReviewError> {
     let mut views = Vec::new();
     for review in reviews
+        .list(state, limit)
+        .await?
         .iter()
-        .filter(|r| ReviewService::may_see(r, &caller))
+        .filter(|r| ReviewService::may_see(r, caller))
     {
-        let votes = state.reviews.get(&review.id).await?.votes;
-        views.push(ReviewView::of(review, &votes, &caller, &state.reviews));
+        let votes = reviews.votes(&review.id).await?;
+        views.push(ReviewView::of(review, &votes, caller, reviews));
     }
-    Ok(Json(views))
+    Ok(views)
 }
 
 /// One review with its votes.

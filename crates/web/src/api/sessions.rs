@@ -92,11 +92,34 @@ pub async fn list_sessions(
         open_only: query.open.unwrap_or(false),
     };
     let rows = state.store.list_sessions(&filter).await?;
-    let everyone = state.reviews.is_any_approver(&caller);
+    let visible = SessionVisibility::of(&state.reviews, &caller);
     Ok(Json(
         rows.iter()
-            .filter(|row| everyone || row.subject == caller.subject)
+            .filter(|row| visible.allows(row))
             .map(SessionView::from)
             .collect(),
     ))
+}
+
+/// Which sessions a caller may see: approvers (of any policy) operate
+/// Warden and see all; anyone else their own.
+pub(crate) struct SessionVisibility<'c> {
+    everyone: bool,
+    caller: &'c warden_core::Identity,
+}
+
+impl<'c> SessionVisibility<'c> {
+    pub(crate) fn of(
+        reviews: &warden_reviews::ReviewService,
+        caller: &'c warden_core::Identity,
+    ) -> Self {
+        SessionVisibility {
+            everyone: reviews.is_any_approver(caller),
+            caller,
+        }
+    }
+
+    pub(crate) fn allows(&self, row: &SessionRow) -> bool {
+        self.everyone || row.subject == self.caller.subject
+    }
 }

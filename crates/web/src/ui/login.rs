@@ -81,7 +81,7 @@ pub async fn login_with_key(
         return back_to_login(&next, "Signing in with an access key is turned off here.");
     }
     let key = form.key.trim();
-    if !key.starts_with("wdn_") {
+    if !key.starts_with(warden_identity::ACCESS_KEY_PREFIX) {
         return back_to_login(&next, "That is not a Warden access key (wdn_…).");
     }
     let context = AuthContext {

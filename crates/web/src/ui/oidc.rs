@@ -193,13 +193,12 @@ impl OidcLogin {
         let mut request = self.http.post(&discovery.token_endpoint).form(&form);
         if let Some(secret) = &self.client_secret {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic.
-            let id =
-                serde_urlencoded::to_string([("", self.client_id.as_str())]).unwrap_or_default();
-            let secret_text =
-                serde_urlencoded::to_string([("", secret.expose_secret())]).unwrap_or_default();
+            let encode = |text: &str| -> String {
+                form_urlencoded::byte_serialize(text.as_bytes()).collect()
+            };
             request = request.basic_auth(
-                id.trim_start_matches('='),
-                Some(secret_text.trim_start_matches('=')),
+                encode(&self.client_id),
+                Some(encode(secret.expose_secret())),
             );
         }
         let response = request

@@ -3,7 +3,7 @@
 use super::UiState;
 use super::session::{Reviewer, UiSession, check_csrf, check_same_origin};
 use super::views;
-use crate::api::reviews::ReviewView;
+use crate::api::reviews::{ReviewView, visible_reviews};
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,22 +26,13 @@ const REFRESH: Duration = Duration::from_secs(5);
 
 /// Pending reviews this reviewer may see, oldest first (who waits longest).
 async fn pending_for(state: &UiState, session: &UiSession) -> Result<Vec<ReviewView>, ReviewError> {
-    let mut views = Vec::new();
-    for review in state
-        .reviews
-        .list(Some(ReviewState::Pending), LIST_LIMIT)
-        .await?
-        .iter()
-        .filter(|r| ReviewService::may_see(r, &session.identity))
-    {
-        let votes = state.reviews.get(&review.id).await?.votes;
-        views.push(ReviewView::of(
-            review,
-            &votes,
-            &session.identity,
-            &state.reviews,
-        ));
-    }
+    let mut views = visible_reviews(
+        &state.reviews,
+        &session.identity,
+        Some(ReviewState::Pending),
+        LIST_LIMIT,
+    )
+    .await?;
     views.reverse();
     Ok(views)
 }

@@ -50,24 +50,9 @@ impl CookiePolicy {
     /// silently fail). Browsers treat `http://127.0.0.1` and `localhost` as
     /// secure contexts.
     pub fn for_public_url(public_url: Option<&str>) -> CookiePolicy {
-        let secure = match public_url {
-            Some(url) if url.starts_with("http://") => {
-                let host = url["http://".len()..]
-                    .split(['/', '?', '#'])
-                    .next()
-                    .unwrap_or_default();
-                let host = match host.strip_prefix('[') {
-                    Some(v6) => v6.split(']').next().unwrap_or_default(),
-                    None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-                };
-                host == "localhost"
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            _ => true,
-        };
-        CookiePolicy { secure }
+        CookiePolicy {
+            secure: !public_url.is_some_and(warden_identity::is_plain_http_off_loopback),
+        }
     }
 
     fn name(&self, base: &str) -> String {

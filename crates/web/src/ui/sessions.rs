@@ -5,7 +5,7 @@
 use super::UiState;
 use super::session::Reviewer;
 use super::views::{self, ResultTable, TimelineEntry};
-use crate::api::sessions::SessionView;
+use crate::api::sessions::{SessionView, SessionVisibility};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,10 +36,10 @@ pub async fn list_page(State(state): State<UiState>, Reviewer(session): Reviewer
                 .into_response();
         }
     };
-    let everyone = state.reviews.is_any_approver(&session.identity);
+    let visible = SessionVisibility::of(&state.reviews, &session.identity);
     let views: Vec<SessionView> = rows
         .iter()
-        .filter(|row| everyone || row.subject == session.identity.subject)
+        .filter(|row| visible.allows(row))
         .map(SessionView::from)
         .collect();
     views::session_list(&session, &views).into_response()
@@ -62,8 +62,8 @@ pub async fn timeline_page(
                 .into_response();
         }
     };
-    let everyone = state.reviews.is_any_approver(&session.identity);
-    let Some(row) = row.filter(|row| everyone || row.subject == session.identity.subject) else {
+    let visible = SessionVisibility::of(&state.reviews, &session.identity);
+    let Some(row) = row.filter(|row| visible.allows(row)) else {
         return (
             StatusCode::NOT_FOUND,
             views::not_found(&session, &format!("There is no session {id} you may see.")),
