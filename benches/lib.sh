@@ -358,3 +358,27 @@ failed_runs() {
 	for key in "${!FAILS[@]}"; do total=$((total + FAILS[$key])); done
 	echo "$total"
 }
+
+# path_port PATH / path_password PATH. "direct" is PostgreSQL itself
+# ($PG_PORT, $BENCH_PASSWORD) and "pgbouncer" is $PGB_PORT; any other path is
+# a Warden the script started, with its port in WARDEN_PORT_<path> and its
+# access key in KEY_<path> (dashes as underscores).
+path_port() {
+	case $1 in
+	direct) echo "$PG_PORT" ;;
+	pgbouncer) echo "$PGB_PORT" ;;
+	*)
+		local var="WARDEN_PORT_${1//-/_}"
+		echo "${!var}"
+		;;
+	esac
+}
+path_password() {
+	case $1 in
+	direct | pgbouncer) echo "$BENCH_PASSWORD" ;;
+	*)
+		local var="KEY_${1//-/_}"
+		echo "${!var}"
+		;;
+	esac
+}

@@ -115,23 +115,6 @@ mask_warden mask-column 'mask_columns = ["customers.email"]'
 WARDENS=(no-mask mask-detector mask-column)
 PATHS=(direct "${WARDENS[@]}")
 
-path_port() {
-	if [[ $1 == direct ]]; then
-		echo "$PG_PORT"
-	else
-		local var="WARDEN_PORT_${1//-/_}"
-		echo "${!var}"
-	fi
-}
-path_password() {
-	if [[ $1 == direct ]]; then
-		echo "$BENCH_PASSWORD"
-	else
-		local var="KEY_${1//-/_}"
-		echo "${!var}"
-	fi
-}
-
 # --- sanity: masked paths mask, unmasked paths do not ---------------------------
 
 # One row through the simple protocol (psql), compared with the direct answer.

@@ -121,26 +121,7 @@ if [[ $COMPARE_RECORDING == 1 ]]; then
 	PATHS+=(warden-norec)
 fi
 
-# path_port PATH / path_password PATH / path_log PATH.
-path_port() {
-	case $1 in
-	direct) echo "$PG_PORT" ;;
-	pgbouncer) echo "$PGB_PORT" ;;
-	*)
-		local var="WARDEN_PORT_${1//-/_}"
-		echo "${!var}"
-		;;
-	esac
-}
-path_password() {
-	case $1 in
-	direct | pgbouncer) echo "$BENCH_PASSWORD" ;;
-	*)
-		local var="KEY_${1//-/_}"
-		echo "${!var}"
-		;;
-	esac
-}
+# path_port and path_password are lib.sh's; path_log PATH.
 path_log() {
 	case $1 in
 	direct) echo "$PG_DIR/server.log" ;;

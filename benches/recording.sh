@@ -111,23 +111,6 @@ WARDENS=(rec-s3 rec-off)
 PATHS=("${WARDENS[@]}")
 [[ $WITH_DIRECT == 1 ]] && PATHS=(direct "${PATHS[@]}")
 
-path_port() {
-	if [[ $1 == direct ]]; then
-		echo "$PG_PORT"
-	else
-		local var="WARDEN_PORT_${1//-/_}"
-		echo "${!var}"
-	fi
-}
-path_password() {
-	if [[ $1 == direct ]]; then
-		echo "$BENCH_PASSWORD"
-	else
-		local var="KEY_${1//-/_}"
-		echo "${!var}"
-	fi
-}
-
 # --- sanity -------------------------------------------------------------------
 
 want=$((SCALE * 100000))
