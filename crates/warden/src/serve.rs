@@ -100,8 +100,8 @@ async fn serve(config: Config) -> Result<ExitCode> {
     let recorder = warden_recording::recorder_from_config(
         &config.recording,
         &config.server.data_dir,
-        signing_key,
-        encryption_key,
+        signing_key.clone(),
+        encryption_key.clone(),
     )
     .context("cannot start the session recorder")?;
     for session_id in recorder.recovered() {
@@ -128,7 +128,16 @@ async fn serve(config: Config) -> Result<ExitCode> {
     if let Some(path) = &config.source {
         follow_policy_reloads(path.clone(), policy.clone(), reviews.clone());
     }
-    let ui = crate::web_ui::ui_state(&config, &reviews, &store, &identity, &secrets).await?;
+    let recording_keys = (signing_key, encryption_key);
+    let ui = crate::web_ui::ui_state(
+        &config,
+        &reviews,
+        &store,
+        &identity,
+        &secrets,
+        recording_keys,
+    )
+    .await?;
     let credentials = credentials(&config, &store, &sessions, secrets).await?;
 
     spawn_retention(&config, store.clone())?;

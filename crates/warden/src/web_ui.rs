@@ -2,7 +2,7 @@
 //! IdP login and the recording reader for replay timelines.
 
 use anyhow::{Context, Result};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use warden_core::config::Config;
 use warden_core::engines::Authenticator;
@@ -12,13 +12,15 @@ use warden_reviews::ReviewService;
 use warden_store::Store;
 use warden_web::ui::{CookieKey, CookiePolicy, OidcLogin, UiSettings, UiState};
 
-/// The UI's state, or `None` with `[web] enabled = false`.
+/// The UI's state, or `None` with `[web] enabled = false`. The recording
+/// keys are those `serve` already resolved (the timeline reads recordings).
 pub async fn ui_state(
     config: &Config,
     reviews: &ReviewService,
     store: &Arc<dyn Store>,
     identity: &Arc<IdentityService>,
     secrets: &SecretResolver,
+    (signing_key, encryption_key): (Option<SecretString>, Option<SecretString>),
 ) -> Result<Option<UiState>> {
     let web = &config.web;
     if !web.enabled {
@@ -65,8 +67,6 @@ pub async fn ui_state(
         _ => None,
     };
     let recordings = if config.recording.enabled {
-        let (signing_key, encryption_key) =
-            crate::commands::recordings::recording_secrets(config).await?;
         let reader = warden_recording::reader_from_config(
             &config.recording,
             &config.server.data_dir,
