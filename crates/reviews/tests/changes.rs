@@ -46,11 +46,7 @@ async fn local_changes_move_the_signal_and_wake_waiters_without_a_feed() {
     assert!(!n.service.feed_live());
 
     let sql = "ALTER TABLE orders ADD COLUMN note text";
-    let ticket = n
-        .service
-        .submit(statement("agents ddl with two approvals", "s1", sql))
-        .await
-        .unwrap();
+    let ticket = n.hold("agents ddl with two approvals", "s1", sql).await;
     moved(&mut changes).await;
     let waiter = {
         let service = n.service.clone();

@@ -18,11 +18,7 @@ const SESSION: &str = "agents delete once per session";
 async fn the_requester_cannot_approve_or_deny_their_own_review() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(ONE, "s1", "DELETE FROM orders"))
-        .await
-        .unwrap();
+    let ticket = n.hold(ONE, "s1", "DELETE FROM orders").await;
     // Even when the requester is in an approver group.
     let mut requester = agent();
     requester.groups.push("dba".into());
@@ -43,11 +39,7 @@ async fn the_requester_cannot_approve_or_deny_their_own_review() {
 async fn non_approvers_and_unknown_ids_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(ONE, "s1", "UPDATE orders SET x = 1"))
-        .await
-        .unwrap();
+    let ticket = n.hold(ONE, "s1", "UPDATE orders SET x = 1").await;
     let err = n
         .service
         .decide(&ticket.id, &oidc("mallory", &["agents"]), true, None)
@@ -67,16 +59,8 @@ async fn non_approvers_and_unknown_ids_are_refused() {
 async fn two_approvals_need_two_distinct_approvers() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(TWO, "s1", "DROP TABLE orders"))
-        .await
-        .unwrap();
-    let waiter = {
-        let service = n.service.clone();
-        let id = ticket.id.clone();
-        tokio::spawn(async move { service.wait(&id, LONG).await })
-    };
+    let ticket = n.hold(TWO, "s1", "DROP TABLE orders").await;
+    let waiter = n.waiter(&ticket.id);
     let bob = oidc("bob", &["dba"]);
     let state = n
         .service
@@ -123,11 +107,7 @@ async fn two_approvals_need_two_distinct_approvers() {
 async fn a_deny_is_final() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(TWO, "s1", "DROP TABLE orders"))
-        .await
-        .unwrap();
+    let ticket = n.hold(TWO, "s1", "DROP TABLE orders").await;
     let bob = oidc("bob", &["dba"]);
     let dave = oidc("dave", &["dba"]);
     assert_eq!(
@@ -184,11 +164,7 @@ async fn session_scope_covers_the_same_statement_in_the_same_session_only() {
     let n = plain_node(&dir).await;
     let sql = "DELETE FROM orders WHERE id = 7";
     let hash = warden_core::reviews::statement_hash(sql, &[]);
-    let session = n
-        .service
-        .submit(statement(SESSION, "s1", sql))
-        .await
-        .unwrap();
+    let session = n.hold(SESSION, "s1", sql).await;
     assert!(!n.service.session_approved("s1", &hash).await, "pending");
     n.service
         .decide(&session.id, &oidc("bob", &["dba"]), true, None)
@@ -225,11 +201,7 @@ async fn session_scope_covers_the_same_statement_in_the_same_session_only() {
 async fn an_unanswered_review_times_out_and_stays_timed_out() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(ONE, "s1", "UPDATE orders SET x = 1"))
-        .await
-        .unwrap();
+    let ticket = n.hold(ONE, "s1", "UPDATE orders SET x = 1").await;
     let outcome = n.service.wait(&ticket.id, Duration::from_millis(300)).await;
     assert_eq!(outcome, ReviewOutcome::TimedOut);
     let review = n.store.get_review(&ticket.id).await.unwrap().unwrap();
@@ -251,16 +223,8 @@ async fn an_unanswered_review_times_out_and_stays_timed_out() {
 async fn cancel_releases_the_waiter_and_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
-    let ticket = n
-        .service
-        .submit(statement(ONE, "s1", "UPDATE orders SET x = 1"))
-        .await
-        .unwrap();
-    let waiter = {
-        let service = n.service.clone();
-        let id = ticket.id.clone();
-        tokio::spawn(async move { service.wait(&id, LONG).await })
-    };
+    let ticket = n.hold(ONE, "s1", "UPDATE orders SET x = 1").await;
+    let waiter = n.waiter(&ticket.id);
     n.service.cancel(&ticket.id, "client disconnected").await;
     assert_eq!(
         waiter.await.unwrap(),
@@ -280,10 +244,8 @@ async fn a_review_for_an_unknown_rule_has_no_approvers() {
     let dir = tempfile::tempdir().unwrap();
     let n = plain_node(&dir).await;
     let ticket = n
-        .service
-        .submit(statement("renamed rule", "s1", "UPDATE orders SET x = 1"))
-        .await
-        .unwrap();
+        .hold("renamed rule", "s1", "UPDATE orders SET x = 1")
+        .await;
     let err = n
         .service
         .decide(&ticket.id, &oidc("bob", &["dba"]), true, None)
@@ -368,21 +330,13 @@ async fn the_sweeper_ends_expired_grants_and_abandoned_reviews() {
 
     // A statement review still in its time, and one whose waiter died
     // (its rule's review_timeout is zero, so it is already past expiry).
-    let fresh = n
-        .service
-        .submit(statement(ONE, "s1", "UPDATE orders SET x = 1"))
-        .await
-        .unwrap();
+    let fresh = n.hold(ONE, "s1", "UPDATE orders SET x = 1").await;
     let mut policies = policies();
     for policy in &mut policies {
         policy.review_timeout = Duration::ZERO;
     }
     n.service.set_policies(policies);
-    let abandoned = n
-        .service
-        .submit(statement(ONE, "s2", "UPDATE orders SET x = 2"))
-        .await
-        .unwrap();
+    let abandoned = n.hold(ONE, "s2", "UPDATE orders SET x = 2").await;
     let report = n.service.sweep().await.unwrap();
     assert_eq!(report.grants_expired, 1);
     assert_eq!(report.timed_out, 1);
@@ -439,16 +393,8 @@ async fn a_decision_on_another_node_releases_the_waiter_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let a = plain_node(&dir).await;
     let b = plain_node(&dir).await;
-    let ticket = a
-        .service
-        .submit(statement(ONE, "s1", "UPDATE orders SET paid = true"))
-        .await
-        .unwrap();
-    let waiter = {
-        let service = a.service.clone();
-        let id = ticket.id.clone();
-        tokio::spawn(async move { service.wait(&id, LONG).await })
-    };
+    let ticket = a.hold(ONE, "s1", "UPDATE orders SET paid = true").await;
+    let waiter = a.waiter(&ticket.id);
     // B sees A's review and decides it.
     let pending = b
         .service

@@ -103,14 +103,12 @@ async fn cloudevents_are_signed_retried_and_carry_the_review() {
     }];
     let n = node(&dir, hooks, fast()).await;
     let ticket = n
-        .service
-        .submit(statement(
+        .hold(
             "agents write with one approval",
             "s1",
             "UPDATE orders SET paid = true WHERE id = 7",
-        ))
-        .await
-        .unwrap();
+        )
+        .await;
     // Two refusals, then accepted: three tries of the same delivery.
     let tries = [
         next(&mut rx).await,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use warden_core::config::{Config, PolicyConfig};
-use warden_core::reviews::{ReviewKind, ReviewRequest};
+use warden_core::reviews::{ReviewEngine, ReviewKind, ReviewOutcome, ReviewRequest, ReviewTicket};
 use warden_core::{Identity, IdentityKind, Operation};
 use warden_reviews::{ReviewOptions, ReviewService, Webhook};
 use warden_store::SqliteStore;
@@ -103,6 +103,24 @@ pub async fn node(dir: &tempfile::TempDir, webhooks: Vec<Webhook>, options: Revi
         path,
         store,
         service,
+    }
+}
+
+impl Node {
+    /// Submits a statement review (see [`statement`]) and returns its ticket.
+    pub async fn hold(&self, rule: &str, session: &str, sql: &str) -> ReviewTicket {
+        self.service
+            .submit(statement(rule, session, sql))
+            .await
+            .unwrap()
+    }
+
+    /// A task waiting (up to [`LONG`]) for the review's outcome, as a held
+    /// statement does.
+    pub fn waiter(&self, id: &str) -> tokio::task::JoinHandle<ReviewOutcome> {
+        let service = self.service.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { service.wait(&id, LONG).await })
     }
 }
 
