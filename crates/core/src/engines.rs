@@ -84,6 +84,21 @@ pub trait PolicyEngine: Send + Sync {
         self.check_statement(identity, target, dialect, sql)
     }
 
+    /// Tells the session state which server it talks to (the handshake's
+    /// version string), which decides how MySQL executable comments run.
+    fn set_session_server(&self, _state: &mut (dyn std::any::Any + Send), _version: &str) {}
+
+    /// A statement the protocol prepared under `name` (PostgreSQL Parse, or
+    /// `None` for its Close): it shares the namespace of SQL `PREPARE`, so a
+    /// later SQL `EXECUTE name` must be judged as this text.
+    fn session_prepared(
+        &self,
+        _state: &mut (dyn std::any::Any + Send),
+        _name: &str,
+        _sql: Option<&str>,
+    ) {
+    }
+
     /// True when this identity may only read on this target, so the upstream
     /// session can be made read-only as a second wall.
     fn is_read_only(&self, _identity: &Identity, _target: &str) -> bool {

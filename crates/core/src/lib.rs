@@ -12,6 +12,7 @@ pub mod events;
 pub mod gateway;
 pub mod identity;
 pub mod leases;
+pub mod lexing;
 pub mod masking;
 pub mod metrics;
 pub mod operation;

@@ -138,6 +138,23 @@ impl PolicyEngine for ReloadablePolicy {
         }
     }
 
+    fn set_session_server(&self, state: &mut (dyn std::any::Any + Send), version: &str) {
+        if let Some(session) = state.downcast_mut::<SessionClassifier>() {
+            session.set_server_version(version);
+        }
+    }
+
+    fn session_prepared(
+        &self,
+        state: &mut (dyn std::any::Any + Send),
+        name: &str,
+        sql: Option<&str>,
+    ) {
+        if let Some(session) = state.downcast_mut::<SessionClassifier>() {
+            session.protocol_prepared(&self.current.load().set, name, sql);
+        }
+    }
+
     fn is_read_only(&self, identity: &Identity, target: &str) -> bool {
         self.current.load().set.is_read_only(identity, target)
     }

@@ -554,6 +554,15 @@ fn decide_statement(
     statement: &StatementClass,
 ) -> Decision {
     let operation = statement.operation;
+    if let Some(refusal) = &statement.refusal {
+        return Decision {
+            action: Action::Deny,
+            operation,
+            rule: None,
+            tables: statement.tables.iter().map(ToString::to_string).collect(),
+            reason: format!("Warden refuses this statement: {refusal}"),
+        };
+    }
     let find = |pick: fn(&Rule) -> OpSet, side: Side| {
         matching
             .iter()

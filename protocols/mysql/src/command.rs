@@ -67,6 +67,9 @@ pub struct CommandLoop<'a> {
     reviewed: std::collections::HashMap<u32, Decision>,
     /// Masking plans of open cursors, by statement id.
     cursor_plans: std::collections::HashMap<u32, crate::masking::RowPlan>,
+    /// The policy engine's per-session state (SQL-level PREPARE texts, the
+    /// server's version for executable comments, saved lexing variables).
+    policy_state: Box<dyn std::any::Any + Send>,
 }
 
 impl<'a> CommandLoop<'a> {
@@ -79,6 +82,10 @@ impl<'a> CommandLoop<'a> {
         upstream: Upstream,
         client_caps: Caps,
     ) -> Self {
+        let mut policy_state = gateway.policy.new_session_state(Dialect::Mysql);
+        gateway
+            .policy
+            .set_session_server(policy_state.as_mut(), &upstream.server_version);
         let reported_in = client.bytes_read;
         let reported_out = client.bytes_written;
         Metrics::add(&gateway.metrics.bytes_from_clients, reported_in);
@@ -99,6 +106,7 @@ impl<'a> CommandLoop<'a> {
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
             reviewed: std::collections::HashMap::new(),
+            policy_state,
         }
     }
 
@@ -287,8 +295,9 @@ impl<'a> CommandLoop<'a> {
     }
 
     /// Asks policy about a statement and records the decision.
-    fn decide(&self, sql: &str) -> Decision {
-        let decision = self.gateway.policy.check_statement(
+    fn decide(&mut self, sql: &str) -> Decision {
+        let decision = self.gateway.policy.check_session_statement(
+            self.policy_state.as_mut(),
             &self.session.identity,
             &self.target.name,
             Dialect::Mysql,
@@ -452,7 +461,7 @@ impl<'a> CommandLoop<'a> {
     async fn relay_failed(&mut self, error: RelayError) -> Flow {
         match &error {
             RelayError::Client(_) => {}
-            RelayError::Upstream(_) | RelayError::Protocol(_) => {
+            RelayError::Upstream(_) | RelayError::Protocol(_) | RelayError::LexingState(_) => {
                 let message = format!(
                     "Warden lost the connection to target \"{}\": {error}",
                     self.target.name
@@ -465,7 +474,7 @@ impl<'a> CommandLoop<'a> {
     }
 
     async fn query(&mut self, payload: Bytes) -> Flow {
-        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let sql = warden_core::lexing::statement_text(&payload[1..]).to_string();
         self.count_statement();
         let decision = self.decide(&sql);
         if decision.action == Action::Review {
@@ -496,7 +505,7 @@ impl<'a> CommandLoop<'a> {
     }
 
     async fn prepare(&mut self, payload: Bytes) -> Flow {
-        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let sql = warden_core::lexing::statement_text(&payload[1..]).to_string();
         let decision = self.decide(&sql);
         let reviewed = decision.action == Action::Review;
         if !decision.is_allowed() && !reviewed {

@@ -12,6 +12,9 @@ pub const LOCAL_INFILE: u8 = 0xFB;
 pub const STATUS_AUTOCOMMIT: u16 = 0x0002;
 pub const STATUS_CURSOR_EXISTS: u16 = 0x0040;
 pub const STATUS_MORE_RESULTS: u16 = 0x0008;
+/// The session's sql_mode has NO_BACKSLASH_ESCAPES: Warden's lexer no longer
+/// matches the server's (see `warden_core::lexing`).
+pub const STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;
 
 /// Reads a length-encoded integer; returns it and the bytes consumed.
 pub fn read_lenenc(buf: &[u8]) -> Option<(u64, usize)> {

@@ -23,6 +23,9 @@ pub enum RelayError {
     Upstream(CodecError),
     #[error("upstream sent a malformed response: {0}")]
     Protocol(&'static str),
+    /// The session left the lexing state Warden judges statements in.
+    #[error("{0}")]
+    LexingState(&'static str),
 }
 
 /// What a response said, for the recording.
@@ -195,6 +198,7 @@ impl<'a> Relay<'a> {
                         .ok_or(RelayError::Protocol("bad OK packet"))?;
                     outcome.tags.push(format!("OK {}", ok.affected_rows));
                     outcome.rows += ok.affected_rows;
+                    check_lexing_status(ok.status)?;
                     self.forward(first).await?;
                     if ok.status & packets::STATUS_MORE_RESULTS == 0 {
                         break;
@@ -226,6 +230,7 @@ impl<'a> Relay<'a> {
                         continue;
                     }
                     let (rows, status, error) = self.rows(plan.as_ref()).await?;
+                    check_lexing_status(status)?;
                     self.finish_capture(&mut outcome);
                     outcome.rows += rows;
                     outcome.tags.push(format!("RESULT {rows}"));
@@ -710,4 +715,17 @@ mod tests {
         assert_eq!(packets::parse_err(&only.payload).unwrap().code, 1148);
         assert!(reader.read_chunk(MAX_CHUNK).await.is_err());
     }
+}
+
+/// Ends the session when the server reports NO_BACKSLASH_ESCAPES: something
+/// Warden allowed (a stored procedure, say) changed how the server lexes, and
+/// later statements would no longer run as they were judged.
+fn check_lexing_status(status: u16) -> Result<(), RelayError> {
+    if status & packets::STATUS_NO_BACKSLASH_ESCAPES != 0 {
+        tracing::warn!("upstream entered NO_BACKSLASH_ESCAPES; ending the session");
+        return Err(RelayError::LexingState(
+            "the session entered sql_mode NO_BACKSLASH_ESCAPES, which Warden does not judge statements in",
+        ));
+    }
+    Ok(())
 }

@@ -624,10 +624,7 @@ fn deny_with(
 /// Statement text as policy sees it. Text that is not UTF-8 cannot be parsed
 /// the way the server would, so it is given a form that classifies as unknown.
 fn statement_text(bytes: &[u8]) -> Arc<str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Arc::from(text),
-        Err(_) => Arc::from("\u{fffd} (statement text is not valid UTF-8)"),
-    }
+    Arc::from(warden_core::lexing::statement_text(bytes))
 }
 
 fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decision {
@@ -709,6 +706,7 @@ fn upstream_frame_needs_inspection(tag: u8, masking: bool, capture: bool) -> boo
     matches!(
         tag,
         backend::COMMAND_COMPLETE
+            | backend::PARAMETER_STATUS
             | backend::ERROR_RESPONSE
             | backend::READY_FOR_QUERY
             | backend::EMPTY_QUERY
@@ -887,6 +885,17 @@ fn scan_upstream_frames(
             break;
         }
         let body = &buf[pos + frame::HEADER_LEN..pos + len];
+        if tag == backend::PARAMETER_STATUS
+            && let Some(refusal) = lexing_refusal(body)
+        {
+            // Some statement Warden allowed (a function, a procedure) changed
+            // how the server lexes: end the session rather than judge later
+            // statements under the wrong rules.
+            tracing::warn!(target = %context.target, %refusal, "upstream entered an unsupported lexing state; ending the session");
+            return Err(format!(
+                "the session entered a state Warden cannot judge statements in: {refusal}"
+            ));
+        }
         if let Some(capture) = capture.as_deref_mut()
             && !matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW)
         {
@@ -942,6 +951,17 @@ fn scan_upstream_frames(
         None => buf.split_to(pos),
     };
     Ok((Some(out), need_catalog))
+}
+
+/// A ParameterStatus that reports a lexing state Warden does not model.
+fn lexing_refusal(body: &[u8]) -> Option<String> {
+    let mut pos = 0;
+    let name = read_cstr(body, &mut pos)?;
+    let value = read_cstr(body, &mut pos)?;
+    warden_core::lexing::pg_setting_refusal(
+        &String::from_utf8_lossy(name),
+        &String::from_utf8_lossy(value),
+    )
 }
 
 /// Masking's part of an upstream frame; `None` leaves the frame to the

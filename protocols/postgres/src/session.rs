@@ -455,6 +455,27 @@ async fn run_session(
         }
     };
 
+    if let Some(refusal) = upstream
+        .parameters
+        .iter()
+        .find_map(|(name, value)| warden_core::lexing::pg_setting_refusal(name, value))
+    {
+        // The role's or database's own settings start the session in a
+        // lexing state Warden cannot judge under.
+        tracing::warn!(target = %target.name, %refusal, "upstream session starts in an unsupported lexing state; refusing it");
+        refuse(
+            &mut stream,
+            PgError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "target \"{}\" cannot be used through Warden: {refusal}",
+                    target.name
+                ),
+            ),
+        )
+        .await;
+        return;
+    }
     if let Err(error) = gateway.sessions.session_started(&session).await {
         tracing::error!(%error, "cannot index the session; refusing it");
         refuse(

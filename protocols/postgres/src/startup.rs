@@ -187,38 +187,76 @@ pub fn forwardable_parameters(message: &StartupMessage) -> Result<Vec<(String, S
         if lower.starts_with("_pq_.") {
             continue;
         }
-        if REFUSED_PARAMETERS.contains(&lower.as_str()) {
-            return Err(key.clone());
+        if REFUSED_PARAMETERS.contains(&lower.as_str())
+            || warden_core::lexing::pg_setting_refusal(&lower, value).is_some()
+        {
+            return Err(format!("{key}={value}"));
         }
         forwarded.push((key.clone(), value.clone()));
     }
     Ok(forwarded)
 }
 
-/// `options` carries `-c name=value` / `--name=value` settings: apply the same refusals.
+/// `options` carries `-c name=value` / `--name=value` settings: split and
+/// read exactly as the server does (`pg_split_opts`, then getopt and
+/// `ParseLongOption`), then apply the same refusals as to startup
+/// parameters. Every other switch is refused.
 fn check_options(options: &str) -> Result<(), String> {
-    let mut words = options.split_ascii_whitespace();
+    let words = split_options(options);
+    let mut words = words.iter();
     while let Some(word) = words.next() {
         let setting = if word == "-c" {
-            words.next().unwrap_or("")
-        } else if let Some(setting) = word.strip_prefix("-c") {
-            setting
+            words.next().map(String::as_str).unwrap_or("")
         } else if let Some(setting) = word.strip_prefix("--") {
+            setting
+        } else if let Some(setting) = word.strip_prefix("-c") {
             setting
         } else {
             return Err(format!("options ({word})"));
         };
-        let name = setting
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-            .replace('-', "_");
-        if name.is_empty() || REFUSED_PARAMETERS.contains(&name.as_str()) {
+        let (name, value) = setting.split_once('=').unwrap_or((setting, ""));
+        let name = name.to_ascii_lowercase().replace('-', "_");
+        let plain = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if name.is_empty() || !plain || REFUSED_PARAMETERS.contains(&name.as_str()) {
             return Err(format!("options ({name})"));
+        }
+        if warden_core::lexing::pg_setting_refusal(&name, value).is_some() {
+            return Err(format!("options ({name}={value})"));
         }
     }
     Ok(())
+}
+
+/// The server's `pg_split_opts`: words separated by whitespace, where a
+/// backslash makes the next character literal (and is itself dropped).
+fn split_options(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = options.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return words;
+        }
+        let mut word = String::new();
+        let mut escaped = false;
+        while let Some(&c) = chars.peek() {
+            if c.is_ascii_whitespace() && !escaped {
+                break;
+            }
+            chars.next();
+            if !escaped && c == '\\' {
+                escaped = true;
+            } else {
+                escaped = false;
+                word.push(c);
+            }
+        }
+        words.push(word);
+    }
 }
 
 /// Protocol options (`_pq_.*`) the client asked for; Warden supports none.
@@ -324,5 +362,71 @@ mod tests {
             forwardable_parameters(&replication).unwrap_err(),
             "replication"
         );
+    }
+
+    fn options_message(options: &str) -> StartupMessage {
+        StartupMessage {
+            major: 3,
+            minor: 0,
+            parameters: vec![("options".into(), options.into())],
+        }
+    }
+
+    #[test]
+    fn options_are_split_as_the_server_splits_them() {
+        assert_eq!(
+            split_options(r"  -c a=b\ c  --x\y=1 "),
+            vec!["-c", "a=b c", "--xy=1"]
+        );
+        assert_eq!(split_options(r"-c a=\\"), vec!["-c", r"a=\"]);
+        // The backslash disappears, so the server reads session_replication_role.
+        for hostile in [
+            r"--session_replication_rol\e=replica",
+            r"-c\ role=postgres",
+            r"-c r\ole=postgres",
+            "--standard-conforming-strings=off",
+            "-c client_encoding=SJIS",
+            "-e",
+            "-c",
+            "--",
+            "-B 100",
+        ] {
+            assert!(
+                forwardable_parameters(&options_message(hostile)).is_err(),
+                "{hostile}"
+            );
+        }
+        for fine in [
+            "-c search_path=s1",
+            "--statement-timeout=5s",
+            "-cwork_mem=4MB",
+        ] {
+            assert!(
+                forwardable_parameters(&options_message(fine)).is_ok(),
+                "{fine}"
+            );
+        }
+    }
+
+    #[test]
+    fn lexing_parameters_are_refused_at_startup() {
+        for (name, value) in [
+            ("standard_conforming_strings", "off"),
+            ("client_encoding", "BIG5"),
+            ("CLIENT_ENCODING", "gbk"),
+        ] {
+            let message = StartupMessage {
+                major: 3,
+                minor: 0,
+                parameters: vec![(name.into(), value.into())],
+            };
+            assert!(forwardable_parameters(&message).is_err(), "{name}={value}");
+        }
+        let utf8 = StartupMessage {
+            major: 3,
+            minor: 0,
+            parameters: vec![("client_encoding".into(), "UTF8".into())],
+        };
+        assert!(forwardable_parameters(&utf8).is_ok());
     }
 }

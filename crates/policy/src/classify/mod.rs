@@ -11,6 +11,7 @@ mod functions;
 mod literals;
 mod mysql;
 mod mysql_lex;
+mod mysql_set;
 mod pg_walk;
 mod postgres;
 mod settings;
@@ -24,6 +25,8 @@ use warden_core::config::ClassifierConfig;
 use warden_core::engines::Dialect;
 
 pub use functions::FunctionList;
+pub use mysql_lex::ServerVersion;
+pub(crate) use mysql_lex::resolve_versioned_comments;
 
 /// A table a statement touches. `schema` is `None` when the text did not
 /// qualify the name (its schema then depends on the session's search path
@@ -78,6 +81,14 @@ pub struct StatementClass {
     /// `DEALLOCATE name` (`Some("")` for `DEALLOCATE ALL`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deallocates: Option<String>,
+    /// Set when Warden refuses the statement whatever the policy says: it
+    /// would put the session in a lexing state Warden does not model (so
+    /// later statements would run differently from how they were judged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// MySQL: user variables that save or restore a lexing variable.
+    #[serde(skip)]
+    pub(crate) vars: Option<Box<mysql_set::VarEffects>>,
 }
 
 impl StatementClass {
@@ -90,6 +101,21 @@ impl StatementClass {
             prepares: None,
             executes: None,
             deallocates: None,
+            refusal: None,
+            vars: None,
+        }
+    }
+
+    pub(crate) fn vars_mut(&mut self) -> &mut mysql_set::VarEffects {
+        self.vars.get_or_insert_with(Default::default)
+    }
+
+    /// Marks the statement as refused whatever the policy (see `refusal`).
+    pub(crate) fn refuse(&mut self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.raise(Operation::Admin, reason.clone());
+        if self.refusal.is_none() {
+            self.refusal = Some(reason);
         }
     }
 
@@ -141,16 +167,63 @@ impl Classification {
         }
     }
 
+    /// One statement Warden refuses for `reason`, whatever the policy.
+    pub(crate) fn refused(reason: String) -> Classification {
+        let mut class = StatementClass::unknown(reason.clone());
+        class.refusal = Some(reason);
+        Classification::from_statements(vec![class])
+    }
+
     /// Tables as `schema.table` or `table` strings.
     pub fn table_names(&self) -> Vec<String> {
         self.tables.iter().map(ToString::to_string).collect()
     }
 
-    /// True when some statement prepares, executes or deallocates by name.
+    /// True when some statement prepares, executes or deallocates by name,
+    /// or saves or restores a lexing variable through a user variable.
     pub(crate) fn uses_prepared(&self) -> bool {
-        self.statements
-            .iter()
-            .any(|s| s.prepares.is_some() || s.executes.is_some() || s.deallocates.is_some())
+        self.statements.iter().any(|s| {
+            s.prepares.is_some()
+                || s.executes.is_some()
+                || s.deallocates.is_some()
+                || s.vars.is_some()
+        })
+    }
+
+    /// Lets a restore of `sql_mode` / `character_set_client` from a user
+    /// variable through only when `saved` knows the variable holds a value
+    /// saved from it, and updates `saved`: a text that mentions a user
+    /// variable (`mentions`) otherwise may have changed it, and a CALL or
+    /// EXECUTE may have changed any.
+    pub(crate) fn resolve_user_vars(
+        &mut self,
+        mentions: &[String],
+        saved: &mut std::collections::HashSet<String>,
+    ) {
+        let mut saves = Vec::new();
+        let mut restores = Vec::new();
+        for statement in &mut self.statements {
+            let effects = statement.vars.clone().unwrap_or_default();
+            for var in &effects.restores {
+                if !saved.contains(var) {
+                    statement.refuse(format!(
+                        "restores a lexing variable from @{var}, which Warden has not seen hold a saved value"
+                    ));
+                }
+            }
+            if statement.executes.is_some() || statement.kind == "CALL" {
+                saved.clear();
+            }
+            saves.extend(effects.saves);
+            restores.extend(effects.restores);
+        }
+        for var in mentions {
+            if !saves.contains(var) && !restores.contains(var) {
+                saved.remove(var);
+            }
+        }
+        saved.extend(saves);
+        *self = Classification::from_statements(std::mem::take(&mut self.statements));
     }
 
     /// Resolves `EXECUTE name` statements against `prepared` (statements
@@ -185,6 +258,9 @@ impl Classification {
                             target.operation, target.kind
                         ));
                         statement.reasons.extend(target.reasons.iter().cloned());
+                        if statement.refusal.is_none() {
+                            statement.refusal = target.refusal.clone();
+                        }
                         for table in &target.tables {
                             if !statement.tables.contains(table) {
                                 statement.tables.push(table.clone());
@@ -206,6 +282,24 @@ impl Classification {
         }
         Classification::from_statements(statements)
     }
+}
+
+/// The user variables (`@name`, lowercase, without `@`) a MySQL text mentions;
+/// `Err` when one is quoted (its name is not read here).
+pub(crate) fn mysql_user_vars(sql: &str) -> Result<Vec<String>, ()> {
+    let mut out = Vec::new();
+    for word in mysql_lex::words(sql, usize::MAX) {
+        if word.starts_with("@@") {
+            continue;
+        }
+        if let Some(name) = word.strip_prefix('@') {
+            if name.is_empty() {
+                return Err(());
+            }
+            out.push(name.to_ascii_lowercase());
+        }
+    }
+    Ok(out)
 }
 
 /// Classifies statement texts, with a bounded cache keyed by dialect and text.
@@ -237,7 +331,9 @@ impl Classifier {
     pub fn classify(&self, dialect: Dialect, sql: &str) -> Arc<Classification> {
         let raw = self.classify_raw(dialect, sql);
         if raw.uses_prepared() {
-            Arc::new(raw.resolve_prepared(&mut HashMap::new()))
+            let mut resolved = raw.resolve_prepared(&mut HashMap::new());
+            resolved.resolve_user_vars(&[], &mut std::collections::HashSet::new());
+            Arc::new(resolved)
         } else {
             raw
         }
@@ -263,6 +359,12 @@ impl Classifier {
     }
 
     fn classify_uncached(&self, dialect: Dialect, sql: &str) -> Classification {
+        if sql == warden_core::lexing::NOT_UTF8_TEXT {
+            return Classification::refused(
+                "the statement's bytes are not valid UTF-8, so Warden cannot read it as the server will"
+                    .into(),
+            );
+        }
         let statements = match dialect {
             Dialect::Postgres => postgres::classify(self, sql),
             Dialect::Mysql => mysql::classify(self, sql),

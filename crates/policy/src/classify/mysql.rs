@@ -3,11 +3,11 @@
 
 use super::functions::FunctionClass;
 use super::mysql_lex::{
-    after_first_word, first_string_literal, name_after, open_executable_comments, split_statements,
-    words,
+    after_first_word, name_after, open_executable_comments, resolve_versioned_comments,
+    sole_literal_after, split_statements, words,
 };
 use super::{Classifier, StatementClass, TableRef};
-use sqlparser::ast::{Expr, LockTableType, ObjectName, ObjectType, Set, Statement, Visit, Visitor};
+use sqlparser::ast::{Expr, LockTableType, ObjectName, ObjectType, Statement, Visit, Visitor};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -18,6 +18,12 @@ use warden_core::Operation::{Admin, Ddl, Read, Write};
 const RECURSION_LIMIT: usize = 64;
 
 pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
+    if let Err(reason) = resolve_versioned_comments(sql, None) {
+        // A session resolves them for its server before it gets here.
+        let mut class = StatementClass::unknown(reason.clone());
+        class.refusal = Some(reason);
+        return vec![class];
+    }
     let opened = open_executable_comments(sql);
     let mut out = Vec::new();
     for text in split_statements(&opened) {
@@ -66,16 +72,28 @@ fn classify_text(classifier: &Classifier, text: &str, depth: usize) -> Vec<State
         }
         ["PREPARE", name, "FROM"] => {
             let name = name.to_ascii_lowercase();
-            let mut class = match first_string_literal(text) {
-                Some(body) => {
-                    let inner = classify(classifier, &body);
-                    let mut class = strictest(inner, depth);
-                    class.kind = format!("PREPARE {}", class.kind);
-                    class
-                }
-                None => StatementClass::unknown("PREPARE from a variable: the text is not known"),
-            };
+            let mut class = literal_statement(classifier, text, 3, depth, "PREPARE");
             class.prepares = Some(name);
+            return vec![class];
+        }
+        ["EXECUTE", "IMMEDIATE", ..] => {
+            return vec![literal_statement(
+                classifier,
+                text,
+                2,
+                depth,
+                "EXECUTE IMMEDIATE",
+            )];
+        }
+        ["SET", "CHARACTER", "SET"] | ["SET", "CHARSET", ..] => {
+            let mut class = StatementClass::new(Read, "SET CHARACTER SET");
+            let skip = if head[1] == "CHARSET" { 2 } else { 3 };
+            match sole_literal_after(text, skip).or_else(|| all_words.get(skip).cloned()) {
+                Some(name) if all_words.len() <= skip + 1 => {
+                    super::mysql_set::charset_literal(&name, &mut class)
+                }
+                _ => class.refuse("SET CHARACTER SET with a value Warden cannot read"),
+            }
             return vec![class];
         }
         ["EXECUTE", name, ..] => {
@@ -142,6 +160,44 @@ fn classify_text(classifier: &Classifier, text: &str, depth: usize) -> Vec<State
     }
 }
 
+/// `PREPARE s FROM '…'` / `EXECUTE IMMEDIATE '…'`: the text is judged only
+/// when it is one plain string literal after the first `words` words; an
+/// expression, a variable, a hex or introduced literal, or adjacent literals
+/// (which the server concatenates) are refused: Warden cannot know the text.
+fn literal_statement(
+    classifier: &Classifier,
+    text: &str,
+    words: usize,
+    depth: usize,
+    kind: &str,
+) -> StatementClass {
+    match sole_literal_after(text, words) {
+        Some(body) => {
+            let inner = classify_nested(classifier, &body, depth);
+            let mut class = strictest(inner, depth);
+            class.kind = format!("{kind} {}", class.kind);
+            class
+        }
+        None => {
+            let mut class = StatementClass::unknown(format!(
+                "{kind} of a text that is not a single string literal"
+            ));
+            class.refuse(format!(
+                "{kind} of a text that is not a single string literal (an expression or variable Warden cannot read)"
+            ));
+            class
+        }
+    }
+}
+
+/// A text inside a literal, classified as a statement of its own.
+fn classify_nested(classifier: &Classifier, body: &str, depth: usize) -> Vec<StatementClass> {
+    if depth > 4 {
+        return vec![StatementClass::unknown("PREPARE nested too deeply")];
+    }
+    classify(classifier, body)
+}
+
 /// The strictest of several statements (a prepared text with several statements).
 fn strictest(classes: Vec<StatementClass>, _depth: usize) -> StatementClass {
     let mut iter = classes.into_iter();
@@ -149,6 +205,9 @@ fn strictest(classes: Vec<StatementClass>, _depth: usize) -> StatementClass {
         return StatementClass::new(Read, "empty");
     };
     for class in iter {
+        if first.refusal.is_none() {
+            first.refusal = class.refusal.clone();
+        }
         for table in class.tables {
             if !first.tables.contains(&table) {
                 first.tables.push(table);
@@ -172,7 +231,7 @@ fn table_ref(name: &str) -> TableRef {
     }
 }
 
-fn object_name_parts(name: &ObjectName) -> Vec<String> {
+pub(super) fn object_name_parts(name: &ObjectName) -> Vec<String> {
     name.0
         .iter()
         .filter_map(|part| part.as_ident().map(|ident| ident.value.clone()))
@@ -272,7 +331,7 @@ fn classify_statement(classifier: &Classifier, statement: &Statement) -> Stateme
         }
     }
     if let Statement::Set(set) = statement {
-        set_class(classifier, set, &mut class);
+        super::mysql_set::set_class(set, &mut class);
     }
     class
 }
@@ -386,165 +445,5 @@ fn base_class(statement: &Statement) -> StatementClass {
         | Statement::DropTrigger(_)
         | Statement::RenameTable(_) => class(Ddl, "DDL"),
         _ => StatementClass::unknown("a statement type Warden does not classify for MySQL"),
-    }
-}
-
-/// `SET`: user variables and ordinary session variables are reads; global
-/// scope, privileged variables, roles, passwords and anything that changes
-/// how the server lexes SQL are admin.
-fn set_class(_classifier: &Classifier, set: &Set, class: &mut StatementClass) {
-    let privileged = |name: &str| -> Option<String> {
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("@@global.") || lower.starts_with("@@persist") {
-            return Some(format!("SET of global variable {name}"));
-        }
-        let bare = lower
-            .trim_start_matches("@@session.")
-            .trim_start_matches("@@local.")
-            .trim_start_matches("@@");
-        if MYSQL_PRIVILEGED_VARIABLES.contains(&bare) || bare.starts_with("wsrep_") {
-            return Some(format!(
-                "{bare} needs SUPER or changes replication or logging"
-            ));
-        }
-        None
-    };
-    match set {
-        Set::SingleAssignment {
-            scope,
-            variable,
-            values,
-            ..
-        } => {
-            let name = object_name_parts(variable).join(".");
-            class.kind = format!("SET {name}");
-            if let Some(scope) = scope {
-                let scope = scope.to_string().to_ascii_uppercase();
-                if scope.contains("GLOBAL") || scope.contains("PERSIST") {
-                    class.raise(
-                        Admin,
-                        format!("SET {} changes the whole server", scope.trim()),
-                    );
-                }
-            }
-            if let Some(reason) = privileged(&name) {
-                class.raise(Admin, reason);
-            }
-            let bare = name.to_ascii_lowercase();
-            let bare = bare
-                .trim_start_matches("@@session.")
-                .trim_start_matches("@@");
-            if bare == "sql_mode" {
-                sql_mode_class(values, class);
-            }
-            if matches!(
-                bare,
-                "character_set_client" | "character_set_connection" | "names"
-            ) {
-                charset_class(values.first().map(ToString::to_string), class);
-            }
-        }
-        Set::MultipleAssignments { assignments } => {
-            class.kind = "SET".into();
-            for assignment in assignments {
-                let name = object_name_parts(&assignment.name).join(".");
-                if let Some(reason) = privileged(&name) {
-                    class.raise(Admin, reason);
-                }
-                let scope = assignment
-                    .scope
-                    .as_ref()
-                    .map(|s| s.to_string().to_ascii_uppercase())
-                    .unwrap_or_default();
-                if scope.contains("GLOBAL") || scope.contains("PERSIST") {
-                    class.raise(
-                        Admin,
-                        format!("SET {} changes the whole server", scope.trim()),
-                    );
-                }
-                if name
-                    .to_ascii_lowercase()
-                    .trim_start_matches("@@session.")
-                    .trim_start_matches("@@")
-                    == "sql_mode"
-                {
-                    sql_mode_class(std::slice::from_ref(&assignment.value), class);
-                }
-            }
-        }
-        Set::SetRole { .. } => {
-            class.kind = "SET ROLE".into();
-            class.raise(Admin, "SET ROLE changes the session's privileges");
-        }
-        Set::SetNames { charset_name, .. } => {
-            class.kind = "SET NAMES".into();
-            charset_class(Some(charset_name.to_string()), class);
-        }
-        Set::SetNamesDefault {} | Set::SetTimeZone { .. } | Set::SetTransaction { .. } => {}
-        _ => class.raise(Admin, "a SET form Warden does not classify for MySQL"),
-    }
-}
-
-const MYSQL_PRIVILEGED_VARIABLES: &[&str] = &[
-    "sql_log_bin",
-    "sql_log_off",
-    "pseudo_thread_id",
-    "pseudo_slave_mode",
-    "gtid_domain_id",
-    "gtid_seq_no",
-    "gtid_next",
-    "server_id",
-    "skip_replication",
-    "debug",
-    "debug_dbug",
-    "slow_query_log",
-    "general_log",
-    "log_slow_verbosity",
-    "password",
-    "role",
-    "session_track_system_variables",
-];
-
-/// `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` (also in `ANSI`) change how the
-/// server splits strings, so a text Warden read one way would run another.
-fn sql_mode_class(values: &[Expr], class: &mut StatementClass) {
-    let Some(value) = values.first() else {
-        return;
-    };
-    let text = match value {
-        Expr::Value(v) => v.to_string(),
-        Expr::Identifier(ident) => ident.value.clone(),
-        _ => {
-            class.raise(
-                Admin,
-                "sql_mode computed at run time may change how SQL is lexed",
-            );
-            return;
-        }
-    };
-    let upper = text.to_ascii_uppercase();
-    if upper.contains("NO_BACKSLASH_ESCAPES") || upper.contains("ANSI") {
-        class.raise(
-            Admin,
-            "this sql_mode changes how the server lexes strings (NO_BACKSLASH_ESCAPES / ANSI_QUOTES)",
-        );
-    }
-}
-
-/// Multi-byte client character sets such as GBK or SJIS let a backslash hide
-/// inside a character, so the server would read a different text.
-fn charset_class(charset: Option<String>, class: &mut StatementClass) {
-    let name = charset
-        .unwrap_or_default()
-        .trim_matches(|c| c == '\'' || c == '"' || c == '`')
-        .to_ascii_lowercase();
-    if !matches!(
-        name.as_str(),
-        "utf8" | "utf8mb3" | "utf8mb4" | "latin1" | "ascii" | "binary" | "default"
-    ) {
-        class.raise(
-            Admin,
-            format!("client character set \"{name}\" can change how the server reads the text"),
-        );
     }
 }

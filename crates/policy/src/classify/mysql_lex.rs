@@ -4,8 +4,14 @@
 //! `… INTO OUTFILE`, `HANDLER`).
 //!
 //! It assumes the server's default lexing: backslash escapes in strings and
-//! `"` as a string quote. Settings that change that (`sql_mode` with
-//! `NO_BACKSLASH_ESCAPES` or `ANSI_QUOTES`) are classified admin.
+//! `"` as a string quote. Warden refuses the settings that change that
+//! (`sql_mode` with `NO_BACKSLASH_ESCAPES` or `ANSI_QUOTES`, multibyte
+//! client character sets; see `warden_core::lexing`).
+//!
+//! Versioned executable comments (`/*!50110 … */`, `/*M!100500 … */`) run
+//! or are skipped depending on the server's version, so they are resolved
+//! for a known server ([`resolve_versioned_comments`]) before classification;
+//! without one they make the text `unknown`.
 
 use std::borrow::Cow;
 
@@ -103,6 +109,118 @@ fn pieces(sql: &str) -> Vec<(Piece, usize, usize)> {
     }
     flush(&mut out, code_start, bytes.len());
     out
+}
+
+/// The upstream server, as far as executable comments care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServerVersion {
+    /// `major * 10000 + minor * 100 + patch`, the form comments compare with.
+    pub id: u32,
+    pub mariadb: bool,
+}
+
+impl ServerVersion {
+    /// Reads a handshake's server version (`8.0.36`, `5.5.5-10.11.6-MariaDB-…`).
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        let mariadb = text.contains("MariaDB");
+        let text = if mariadb {
+            text.strip_prefix("5.5.5-").unwrap_or(text)
+        } else {
+            text
+        };
+        let mut numbers = text
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|n| n.parse::<u32>().ok());
+        let major = numbers.next()??;
+        let minor = numbers.next()??;
+        let patch = numbers.next()??;
+        (minor < 100 && patch < 100).then_some(ServerVersion {
+            id: major * 10_000 + minor * 100 + patch,
+            mariadb,
+        })
+    }
+
+    /// Does this server run the body of an executable comment of this kind
+    /// and version? MariaDB skips MySQL's 5.7+ versions (50700–99999) in
+    /// `/*!` comments; MySQL reads `/*M!` as an ordinary comment.
+    fn runs(self, mariadb_comment: bool, version: u32) -> bool {
+        if mariadb_comment && !self.mariadb {
+            return false;
+        }
+        if version > self.id {
+            return false;
+        }
+        !(self.mariadb && !mariadb_comment && (50_700..=99_999).contains(&version))
+    }
+}
+
+/// The text as `server` reads it: versioned executable comments it skips
+/// become spaces (up to the first `*/`, as the server skips them), the
+/// others are left for [`open_executable_comments`]. Errors name what Warden
+/// cannot resolve: no known server, or a version of an unusual length.
+pub fn resolve_versioned_comments(
+    sql: &str,
+    server: Option<ServerVersion>,
+) -> Result<Cow<'_, str>, String> {
+    let mut text = Cow::Borrowed(sql);
+    // One comment at a time: what follows a skipped comment lexes anew.
+    while let Some(next) = resolve_first(&text, server)? {
+        text = Cow::Owned(next);
+    }
+    Ok(text)
+}
+
+/// Resolves the first versioned executable comment of `sql`, if any.
+fn resolve_first(sql: &str, server: Option<ServerVersion>) -> Result<Option<String>, String> {
+    let bytes = sql.as_bytes();
+    for (piece, from, to) in pieces(sql) {
+        if piece != Piece::ExecutableOpen {
+            continue;
+        }
+        let mariadb_comment = bytes.get(from + 2) == Some(&b'M');
+        let digits_from = from + if mariadb_comment { 4 } else { 3 };
+        let digits = bytes
+            .get(digits_from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 && !mariadb_comment {
+            continue;
+        }
+        if !(digits == 0 || digits == 5 || digits == 6) {
+            return Err(format!(
+                "an executable comment with a {digits}-digit version, which Warden does not resolve"
+            ));
+        }
+        let Some(server) = server else {
+            return Err(
+                "a versioned executable comment, and the server's version is not known".into(),
+            );
+        };
+        let version = sql
+            .get(digits_from..digits_from + digits)
+            .and_then(|d| d.parse::<u32>().ok())
+            .unwrap_or(0);
+        let mut text = String::with_capacity(sql.len());
+        text.push_str(sql.get(..from).unwrap_or_default());
+        let rest_from = if server.runs(mariadb_comment, version) {
+            // Run: an unversioned `/*!` of the same length.
+            let marker_end = digits_from + digits;
+            text.push_str("/*!");
+            text.push_str(&" ".repeat(marker_end - from - 3));
+            marker_end
+        } else {
+            // Skipped: an ordinary comment to the first `*/`, quotes and all.
+            let end = find(bytes, to, b"*/").map_or(bytes.len(), |p| p + 2);
+            text.push_str(&" ".repeat(end - from));
+            end
+        };
+        text.push_str(sql.get(rest_from..).unwrap_or_default());
+        return Ok(Some(text));
+    }
+    Ok(None)
 }
 
 fn quoted_end(bytes: &[u8], start: usize, quote: u8) -> usize {
@@ -238,13 +356,66 @@ pub fn name_after(sql: &str, keyword: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The value of the string literal that follows the first `words` bare words
+/// when it is the only thing there: one `'…'` or `"…"`, nothing but spaces
+/// and comments around it. `None` for anything else (an expression, a
+/// variable, `X'…'`, `_charset'…'`, adjacent literals).
+pub fn sole_literal_after(sql: &str, words_before: usize) -> Option<String> {
+    let mut seen_words = 0;
+    let mut literal: Option<(usize, usize)> = None;
+    for (piece, from, to) in pieces(sql) {
+        let part = sql.get(from..to)?;
+        match piece {
+            Piece::Comment => {}
+            Piece::Code => {
+                for word in part.split(|c: char| c.is_ascii_whitespace()) {
+                    if word.is_empty() {
+                        continue;
+                    }
+                    if literal.is_some() || seen_words >= words_before {
+                        return None;
+                    }
+                    seen_words += 1;
+                }
+                // A word glued to the literal (`_latin1'…'`, `X'…'`).
+                if !part.ends_with(|c: char| c.is_ascii_whitespace()) && seen_words >= words_before
+                {
+                    return None;
+                }
+            }
+            Piece::Quoted => {
+                let quote = sql.as_bytes().get(from).copied();
+                if literal.is_some()
+                    || seen_words != words_before
+                    || !matches!(quote, Some(b'\'' | b'"'))
+                {
+                    return None;
+                }
+                literal = Some((from, to));
+            }
+            Piece::ExecutableOpen | Piece::ExecutableClose => return None,
+        }
+    }
+    let (from, to) = literal?;
+    unescape_literal(sql.get(from..to)?)
+}
+
 /// The value of the first `'…'` or `"…"` string literal, unescaped.
+#[cfg(test)]
 pub fn first_string_literal(sql: &str) -> Option<String> {
     let (_, from, to) = pieces(sql).into_iter().find(|(piece, from, _)| {
         *piece == Piece::Quoted && matches!(sql.as_bytes().get(*from), Some(b'\'' | b'"'))
     })?;
-    let quoted = sql.get(from..to)?;
+    unescape_literal(sql.get(from..to)?)
+}
+
+/// A quoted literal's value, with MySQL's escapes (`\%` and `\_` keep their
+/// backslash, as the server keeps it).
+fn unescape_literal(quoted: &str) -> Option<String> {
     let quote = quoted.chars().next()?;
+    if quoted.len() < 2 || !quoted.ends_with(quote) {
+        return None;
+    }
     let inner = quoted.strip_prefix(quote)?.strip_suffix(quote)?;
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars().peekable();
@@ -256,6 +427,11 @@ pub fn first_string_literal(sql: &str) -> Option<String> {
                 Some('r') => out.push('\r'),
                 Some('0') => out.push('\0'),
                 Some('Z') => out.push('\u{1a}'),
+                Some('b') => out.push('\u{8}'),
+                Some(keep @ ('%' | '_')) => {
+                    out.push('\\');
+                    out.push(keep);
+                }
                 Some(other) => out.push(other),
                 None => {}
             },
@@ -323,12 +499,97 @@ mod tests {
             Some("DELETE FROM t WHERE a = 'x' OR b = 'y'")
         );
         assert_eq!(first_string_literal("PREPARE s FROM @q"), None);
+        assert_eq!(
+            sole_literal_after("PREPARE s FROM /* c */ 'SELECT 1' ", 3).as_deref(),
+            Some("SELECT 1")
+        );
+        for hostile in [
+            "PREPARE s FROM REPLACE('SELECT 1', 'SELECT 1', 'DELETE FROM t')",
+            "PREPARE s FROM 'SELECT 1' 'x'",
+            "PREPARE s FROM @q",
+            "PREPARE s FROM x'44454c455445'",
+            "PREPARE s FROM _latin1'SELECT 1'",
+            "PREPARE s FROM CONCAT('SELECT ', '1')",
+            "PREPARE s FROM 'SELECT 1' + 0",
+            "PREPARE s FROM",
+        ] {
+            assert_eq!(sole_literal_after(hostile, 3), None, "{hostile}");
+        }
+    }
+
+    const MARIADB: ServerVersion = ServerVersion {
+        id: 101106,
+        mariadb: true,
+    };
+    const MYSQL: ServerVersion = ServerVersion {
+        id: 80036,
+        mariadb: false,
+    };
+
+    #[test]
+    fn server_versions_parse() {
+        assert_eq!(
+            ServerVersion::parse("5.5.5-10.11.6-MariaDB-0+deb12u1"),
+            Some(MARIADB)
+        );
+        assert_eq!(ServerVersion::parse("8.0.36"), Some(MYSQL));
+        assert_eq!(ServerVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn versioned_comments_resolve_per_server() {
+        let text = "SELECT 1 /*!99999 , 'x */ ; DELETE FROM t; -- '";
+        let resolved = resolve_versioned_comments(text, Some(MARIADB)).unwrap();
+        assert_eq!(
+            split_statements(&open_executable_comments(&resolved)).len(),
+            2
+        );
+        assert!(resolve_versioned_comments(text, None).is_err());
+        // Runs on both.
+        let text = "SELECT 1 /*!40101 , 2 */";
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MYSQL)).unwrap(),
+            "SELECT 1 /*!      , 2 */"
+        );
+        // MariaDB skips MySQL 5.7+ versions; MySQL runs them.
+        let text = "SELECT 1 /*!50700 , 2 */";
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MARIADB)).unwrap(),
+            "SELECT 1                "
+        );
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MYSQL)).unwrap(),
+            "SELECT 1 /*!      , 2 */"
+        );
+        // MySQL reads /*M! as a comment.
+        let text = "SELECT 1 /*M!100100 , 2 */";
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MARIADB)).unwrap(),
+            "SELECT 1 /*!        , 2 */"
+        );
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MYSQL)).unwrap(),
+            "SELECT 1                  "
+        );
+        // mysqldump's first line is skipped by 10.11.
+        let text = "/*M!999999\\- enable the sandbox mode */";
+        assert_eq!(
+            resolve_versioned_comments(text, Some(MARIADB))
+                .unwrap()
+                .trim(),
+            ""
+        );
+        assert!(resolve_versioned_comments("SELECT /*!1234 1 */", Some(MARIADB)).is_err());
+        assert!(resolve_versioned_comments("SELECT /*!1 */", Some(MARIADB)).is_err());
     }
 
     #[test]
     fn unterminated_input_does_not_panic() {
-        for text in ["'abc", "/* x", "/*!", "`x", "-- ", "\"\\", "/*!12345"] {
+        for text in [
+            "'abc", "/* x", "/*!", "`x", "-- ", "\"\\", "/*!12345", "/*M!", "/*M!1000",
+        ] {
             let _ = split_statements(&open_executable_comments(text));
+            let _ = resolve_versioned_comments(text, Some(MARIADB));
         }
     }
 }
