@@ -99,6 +99,19 @@ pub trait PolicyEngine: Send + Sync {
     ) {
     }
 
+    /// The decision for running the statement prepared under `name` (by SQL
+    /// `PREPARE` or a protocol Parse), or `None` when the session state knows
+    /// no such statement (engines without state know none).
+    fn check_prepared(
+        &self,
+        _state: &mut (dyn std::any::Any + Send),
+        _identity: &Identity,
+        _target: &str,
+        _name: &str,
+    ) -> Option<Decision> {
+        None
+    }
+
     /// True when this identity may only read on this target, so the upstream
     /// session can be made read-only as a second wall.
     fn is_read_only(&self, _identity: &Identity, _target: &str) -> bool {

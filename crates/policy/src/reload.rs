@@ -155,6 +155,25 @@ impl PolicyEngine for ReloadablePolicy {
         }
     }
 
+    fn check_prepared(
+        &self,
+        state: &mut (dyn std::any::Any + Send),
+        identity: &Identity,
+        target: &str,
+        name: &str,
+    ) -> Option<Decision> {
+        let session = state.downcast_mut::<SessionClassifier>()?;
+        let class = session.prepared(name)?.clone();
+        let dialect = session.dialect();
+        let classification = crate::classify::Classification::from_statements(vec![class]);
+        Some(
+            self.current
+                .load()
+                .set
+                .decide(identity, target, dialect, &classification),
+        )
+    }
+
     fn is_read_only(&self, identity: &Identity, target: &str) -> bool {
         self.current.load().set.is_read_only(identity, target)
     }

@@ -11,6 +11,7 @@ pub mod frontend {
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';
     pub const DESCRIBE: u8 = b'D';
+    pub const CLOSE: u8 = b'C';
     pub const PASSWORD: u8 = b'p';
 }
 

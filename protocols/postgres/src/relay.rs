@@ -211,6 +211,7 @@ fn client_frame_needs_inspection(tag: u8, masking: bool) -> bool {
             | frontend::SYNC
             | frontend::FUNCTION_CALL
             | frontend::TERMINATE
+            | frontend::CLOSE
     ) || (masking && tag == frontend::DESCRIBE)
 }
 
@@ -234,6 +235,7 @@ async fn client_to_upstream(
         policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
         reviewed_statements: HashMap::new(),
         reviewed_portals: HashMap::new(),
+        bind_decisions: HashMap::new(),
         hold: None,
         release: None,
     };
@@ -298,6 +300,10 @@ struct ClientState {
     reviewed_statements: HashMap<String, Decision>,
     /// Portals of such statements, with the hash of text and parameters.
     reviewed_portals: HashMap<String, (Decision, String)>,
+    /// Decisions for binding named prepared statements, from the policy
+    /// state (whose namespace SQL `PREPARE` shares). Emptied by every simple
+    /// Query, Parse and Close, any of which may redefine a name.
+    bind_decisions: HashMap<String, Decision>,
     /// Set when the frame at the front of the buffer must wait for a review.
     hold: Option<crate::hold::HoldRequest>,
     /// A review's outcome for that frame, applied when it is scanned again.
@@ -418,6 +424,8 @@ fn inspect_client_frame(
             let mut pos = 0;
             let text = read_cstr(body, &mut pos).ok_or("malformed Query message")?;
             let text = statement_text(text);
+            // It may PREPARE or DEALLOCATE names that Bind refers to.
+            state.bind_decisions.clear();
             let decision = decide(context, state, &text);
             let started = Instant::now();
             let hash = warden_core::reviews::statement_hash(&text, &[]);
@@ -451,6 +459,16 @@ fn inspect_client_frame(
             let decision = decide(context, state, &text);
             state.statements.insert(name.clone(), text.clone());
             state.reviewed_statements.remove(&name);
+            state.bind_decisions.clear();
+            if !name.is_empty() {
+                // SQL `EXECUTE name` runs this text from now on.
+                let prepared = (decision.action != warden_core::Action::Deny).then_some(&*text);
+                context.gateway.policy.session_prepared(
+                    state.policy_state.as_mut(),
+                    &name,
+                    prepared,
+                );
+            }
             if decision.action == warden_core::Action::Review {
                 // Prepared now, held at Execute when its parameters are known.
                 state.reviewed_statements.insert(name, decision);
@@ -479,6 +497,47 @@ fn inspect_client_frame(
                 .unwrap_or_else(|| Arc::from("(unknown prepared statement)"));
             let portal = String::from_utf8_lossy(portal).into_owned();
             state.reviewed_portals.remove(&portal);
+            if !statement.is_empty() {
+                // A named statement may have been prepared by SQL PREPARE:
+                // judge what the name holds now.
+                let name = String::from_utf8_lossy(statement).into_owned();
+                match bind_decision(context, state, &name) {
+                    Some(warden_core::Action::Allow) => {
+                        state.reviewed_statements.remove(&name);
+                    }
+                    Some(warden_core::Action::Review) => {
+                        let decision = state.bind_decisions[&name].clone();
+                        state.reviewed_statements.insert(name, decision);
+                    }
+                    Some(warden_core::Action::Deny) => {
+                        let decision = state.bind_decisions[&name].clone();
+                        shared.statements.fetch_add(1, Ordering::Relaxed);
+                        let marker = format!("warden_refused_{}", new_nonce());
+                        return Ok(Some(deny(
+                            shared,
+                            &decision,
+                            text,
+                            Instant::now(),
+                            Some(&marker),
+                        )));
+                    }
+                    None => {
+                        shared.statements.fetch_add(1, Ordering::Relaxed);
+                        let marker = format!("warden_refused_{}", new_nonce());
+                        let error = PgError::error(
+                            sqlstate::INSUFFICIENT_PRIVILEGE,
+                            format!("prepared statement \"{name}\" is not known to Warden"),
+                        );
+                        return Ok(Some(deny_with(
+                            shared,
+                            error,
+                            text,
+                            Instant::now(),
+                            Some(&marker),
+                        )));
+                    }
+                }
+            }
             if let Some(decision) = state
                 .reviewed_statements
                 .get(&*String::from_utf8_lossy(statement))
@@ -577,6 +636,23 @@ fn inspect_client_frame(
             });
             Ok(Some(query_message(&marker_sql(&nonce))))
         }
+        frontend::CLOSE => {
+            if let [b'S', rest @ ..] = body {
+                let mut pos = 0;
+                let name = read_cstr(rest, &mut pos).ok_or("malformed Close message")?;
+                let name = String::from_utf8_lossy(name).into_owned();
+                state.bind_decisions.clear();
+                state.reviewed_statements.remove(&name);
+                if !name.is_empty() {
+                    context.gateway.policy.session_prepared(
+                        state.policy_state.as_mut(),
+                        &name,
+                        None,
+                    );
+                }
+            }
+            Ok(None)
+        }
         frontend::TERMINATE => {
             state.terminated = true;
             Ok(None)
@@ -656,6 +732,27 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
         reason: decision.reason.clone(),
     });
     decision
+}
+
+/// The action for binding the statement prepared under `name`; its decision
+/// is cached in `bind_decisions` until a message that may redefine names.
+fn bind_decision(
+    context: &RelayContext,
+    state: &mut ClientState,
+    name: &str,
+) -> Option<warden_core::Action> {
+    if let Some(decision) = state.bind_decisions.get(name) {
+        return Some(decision.action);
+    }
+    let decision = context.gateway.policy.check_prepared(
+        state.policy_state.as_mut(),
+        &context.identity,
+        &context.target,
+        name,
+    )?;
+    let action = decision.action;
+    state.bind_decisions.insert(name.to_string(), decision);
+    Some(action)
 }
 
 fn denial_error(decision: &Decision) -> PgError {
