@@ -676,3 +676,114 @@ fn a_held_update_is_released_by_an_approval_from_the_cli() {
         .unwrap();
     assert!(qty.contains("42"), "{qty}");
 }
+
+/// Warden lexes as the MariaDB upstream does, and refuses the states where it
+/// could not: every attempt below fails, the session goes on, and the table
+/// is unchanged when read directly.
+#[test]
+fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
+    use mysql_async::prelude::Queryable;
+    let env = start(false);
+    let reader = env.warden.create_key("lex-reader", &["readers"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let options = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some(key_id(&reader).to_string()))
+            .pass(Some(reader.clone()))
+            .db_name(Some("orders"));
+        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        for sql in [
+            // Version comments the server skips hide nothing from Warden.
+            "SELECT 1 /*!99999 , 'x */ ; DELETE FROM items; -- '",
+            "SELECT 1 /*!50700 , 'x */ ; DELETE FROM items; -- '",
+            "SELECT 1 /*M!999999 , 'x */ ; DELETE FROM items; -- '",
+            "SELECT 1 /*!1234 , 2 */",
+            // sql_mode and character sets Warden does not lex under, in every form.
+            "SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+            "SET @@local.sql_mode = 'ANSI_QUOTES'",
+            "SET @@session.sql_mode = 'ANSI'",
+            "SET SESSION sql_mode = 'ORACLE'",
+            "SET sql_mode = 1048576",
+            "SET sql_mode = DEFAULT",
+            "SET autocommit = 1, sql_mode = 'POSTGRESQL'",
+            "SET sql_mode = concat(@@sql_mode, ',MSSQL')",
+            "SET sql_mode = @nothing_saved",
+            "SET NAMES gbk",
+            "SET CHARACTER SET sjis",
+            "SET CHARSET big5",
+            "SET @@local.character_set_client = 'cp932'",
+            "SET character_set_client = @x, autocommit = 1",
+            // PREPARE from an expression, adjacent literals, EXECUTE IMMEDIATE.
+            "PREPARE s FROM REPLACE('SELECT 1', 'SELECT 1', 'DELETE FROM items')",
+            "PREPARE s FROM 'SELECT 1' ' ; DELETE FROM items'",
+            "PREPARE s FROM @q",
+            "EXECUTE IMMEDIATE CONCAT('DELETE ', 'FROM items')",
+            "EXECUTE IMMEDIATE 'DELETE FROM items'",
+            "PREPARE s FROM 'DELETE FROM items'",
+        ] {
+            assert!(conn.query_drop(sql).await.is_err(), "{sql} was accepted");
+        }
+        let mode: String = conn
+            .query_first("SELECT @@sql_mode")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !mode.contains("ANSI") && !mode.contains("BACKSLASH"),
+            "{mode}"
+        );
+        let charset: String = conn
+            .query_first("SELECT @@character_set_client")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            charset.starts_with("utf8") || charset == "latin1",
+            "{charset}"
+        );
+
+        // What real clients send still works: Connector/J's connect, mysqldump's
+        // save and restore, version comments the server runs, a literal PREPARE.
+        for sql in [
+            "SET autocommit=1, sql_mode = concat(@@sql_mode, ',STRICT_TRANS_TABLES')",
+            "/*!40101 SET @saved_cs_client = @@character_set_client */",
+            "/*!40101 SET character_set_client = utf8mb4 */",
+            "/*!40101 SET character_set_client = @saved_cs_client */",
+            "/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */",
+            "/*!40101 SET SQL_MODE=@OLD_SQL_MODE */",
+            "/*M!999999\\- enable the sandbox mode */",
+            "SET NAMES utf8mb4",
+            "PREPARE p FROM 'SELECT name FROM items'",
+            "EXECUTE p",
+        ] {
+            conn.query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        // Executable comments are judged as this server runs them.
+        let two: i64 = conn
+            .query_first("SELECT 1 /*!40101 + 1 */")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(two, 2);
+        let one: i64 = conn
+            .query_first("SELECT 1 /*!50700 + 1 */")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(one, 1, "MariaDB skips MySQL 5.7+ versioned comments");
+        conn.disconnect().await.unwrap();
+    });
+    let names = env
+        .db
+        .sql_db(
+            Some("orders"),
+            "SELECT GROUP_CONCAT(name ORDER BY id) FROM items",
+        )
+        .unwrap();
+    assert_eq!(names.trim(), "apple,pear,plum");
+}

@@ -273,6 +273,15 @@ async fn login_upstream(
     session: &SessionInfo,
     hello: &ClientHello,
 ) -> Result<(Upstream, String, LeaseGuard), String> {
+    if let Some(charset) =
+        warden_core::lexing::mysql_collation_refused_charset(hello.collation.into())
+    {
+        return Err(format!(
+            "client character set {charset} (collation {}) is refused by Warden: a backslash or \
+             quote can hide inside its multibyte characters; connect with utf8mb4",
+            hello.collation
+        ));
+    }
     let mut credential = gateway
         .credentials
         .acquire(target, session)
