@@ -198,6 +198,12 @@ impl IssuerVerifier {
             return Err(AuthError::new("audience mismatch"));
         }
         let subject = match claims.get("sub") {
+            // `key:` names access keys in audit trails and approver lists.
+            Some(Value::String(sub)) if sub.starts_with("key:") => {
+                return Err(AuthError::new(
+                    "token's sub starts with \"key:\", which Warden reserves for access keys",
+                ));
+            }
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(AuthError::new("token has no sub claim")),
         };

@@ -91,6 +91,11 @@ async fn hostile_tokens_are_refused_with_precise_reasons() {
             issuer.unknown_kid_token(),
             "after JWKS refresh",
         ),
+        (
+            "sub in the access keys' namespace",
+            issuer.mint(Algorithm::RS256, issuer.default_claims("key:dana", &[])),
+            "reserves for access keys",
+        ),
     ];
     for (name, token, expected) in cases {
         let reason = refused(&service, &token).await;

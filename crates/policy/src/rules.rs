@@ -69,7 +69,10 @@ impl Subject {
         match self {
             Subject::Any => true,
             Subject::Group(group) => identity.groups.iter().any(|g| g == group),
-            Subject::Sub(sub) => identity.subject == *sub,
+            // `sub:` names an OIDC subject; an access key's `key:NAME` is not one.
+            Subject::Sub(sub) => {
+                matches!(identity.kind, IdentityKind::Oidc { .. }) && identity.subject == *sub
+            }
             Subject::Email(email) => identity
                 .email
                 .as_deref()

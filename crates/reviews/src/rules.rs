@@ -3,7 +3,7 @@
 
 use crate::error::ReviewError;
 use std::time::Duration;
-use warden_core::Identity;
+use warden_core::{Identity, IdentityKind};
 use warden_core::config::PolicyConfig;
 use warden_core::review_store::{ApprovalScope, ReviewRecord, ReviewVote, principal};
 use warden_policy::rules::subject_matches;
@@ -73,11 +73,16 @@ pub fn access_rule<'p>(
     })
 }
 
-/// True when `a` and `b` are the same caller: the same principal, subject
-/// or e-mail. Deliberately broad: it only ever refuses a decision.
+/// True when `a` and `b` are the same caller: the same principal, the same
+/// `sub` from OIDC issuers, or the same e-mail. Deliberately broad: it only
+/// ever refuses a decision.
 pub fn same_person(a: &Identity, b: &Identity) -> bool {
+    let both_oidc = matches!(
+        (&a.kind, &b.kind),
+        (IdentityKind::Oidc { .. }, IdentityKind::Oidc { .. })
+    );
     principal(a) == principal(b)
-        || a.subject == b.subject
+        || (both_oidc && a.subject == b.subject)
         || matches!((&a.email, &b.email), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
 }
 

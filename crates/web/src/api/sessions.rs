@@ -120,6 +120,11 @@ impl<'c> SessionVisibility<'c> {
     }
 
     pub(crate) fn allows(&self, row: &SessionRow) -> bool {
-        self.everyone || row.subject == self.caller.subject
+        // By principal (issuer and sub, or key id): the same `sub` from
+        // another issuer, or an OIDC `sub` spelled like `key:NAME`, is
+        // someone else.
+        self.everyone
+            || warden_core::review_store::principal(&row.identity)
+                == warden_core::review_store::principal(self.caller)
     }
 }
