@@ -3,9 +3,9 @@
 
 use crate::error::ReviewError;
 use std::time::Duration;
-use warden_core::{Identity, IdentityKind};
 use warden_core::config::PolicyConfig;
 use warden_core::review_store::{ApprovalScope, ReviewRecord, ReviewVote, principal};
+use warden_core::{Identity, IdentityKind};
 use warden_policy::rules::subject_matches;
 
 /// The review settings of one `[[policy]]`, copied into each review it asks for.

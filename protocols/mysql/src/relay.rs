@@ -560,6 +560,19 @@ impl<'a> Relay<'a> {
     }
 }
 
+/// Ends the session when the server reports NO_BACKSLASH_ESCAPES: something
+/// Warden allowed (a stored procedure, say) changed how the server lexes, and
+/// later statements would no longer run as they were judged.
+fn check_lexing_status(status: u16) -> Result<(), RelayError> {
+    if status & packets::STATUS_NO_BACKSLASH_ESCAPES != 0 {
+        tracing::warn!("upstream entered NO_BACKSLASH_ESCAPES; ending the session");
+        return Err(RelayError::LexingState(
+            "the session entered sql_mode NO_BACKSLASH_ESCAPES, which Warden does not judge statements in",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,17 +728,4 @@ mod tests {
         assert_eq!(packets::parse_err(&only.payload).unwrap().code, 1148);
         assert!(reader.read_chunk(MAX_CHUNK).await.is_err());
     }
-}
-
-/// Ends the session when the server reports NO_BACKSLASH_ESCAPES: something
-/// Warden allowed (a stored procedure, say) changed how the server lexes, and
-/// later statements would no longer run as they were judged.
-fn check_lexing_status(status: u16) -> Result<(), RelayError> {
-    if status & packets::STATUS_NO_BACKSLASH_ESCAPES != 0 {
-        tracing::warn!("upstream entered NO_BACKSLASH_ESCAPES; ending the session");
-        return Err(RelayError::LexingState(
-            "the session entered sql_mode NO_BACKSLASH_ESCAPES, which Warden does not judge statements in",
-        ));
-    }
-    Ok(())
 }

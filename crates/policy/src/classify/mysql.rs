@@ -249,8 +249,6 @@ fn object_table(name: &ObjectName) -> Option<TableRef> {
 struct Collector {
     tables: Vec<TableRef>,
     functions: Vec<(Option<String>, String)>,
-    /// `SET sql_mode = <not a constant>` and similar need the raw values.
-    ctes: Vec<String>,
 }
 
 impl Visitor for Collector {
@@ -274,23 +272,41 @@ impl Visitor for Collector {
         }
         ControlFlow::Continue(())
     }
+}
 
-    fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> ControlFlow<()> {
-        if let Some(with) = &query.with {
-            for cte in &with.cte_tables {
-                self.ctes.push(cte.alias.name.value.clone());
-            }
-        }
-        ControlFlow::Continue(())
-    }
+/// CTE names that certainly do not name a table: those of the statement's
+/// top-level WITH whose own body does not use the name (there it would be
+/// the table). A CTE of a nested query is not in scope everywhere, so its
+/// name stays a table too: over-inclusive, never blind.
+fn top_level_ctes(statement: &Statement) -> Vec<String> {
+    let Statement::Query(query) = statement else {
+        return Vec::new();
+    };
+    let Some(with) = &query.with else {
+        return Vec::new();
+    };
+    with.cte_tables
+        .iter()
+        .filter(|cte| {
+            let mut inner = Collector::default();
+            let _ = cte.query.visit(&mut inner);
+            let name = &cte.alias.name.value;
+            !inner
+                .tables
+                .iter()
+                .any(|t| t.schema.is_none() && t.name.eq_ignore_ascii_case(name))
+        })
+        .map(|cte| cte.alias.name.value.clone())
+        .collect()
 }
 
 fn classify_statement(classifier: &Classifier, statement: &Statement) -> StatementClass {
     let mut collector = Collector::default();
     let _ = statement.visit(&mut collector);
     let mut class = base_class(statement);
+    let ctes = top_level_ctes(statement);
     for table in &collector.tables {
-        let is_cte = table.schema.is_none() && collector.ctes.contains(&table.name);
+        let is_cte = table.schema.is_none() && ctes.contains(&table.name);
         if !is_cte && !class.tables.contains(table) {
             class.tables.push(table.clone());
         }

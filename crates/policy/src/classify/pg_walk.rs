@@ -40,14 +40,24 @@ pub struct Found {
     pub row_locks: bool,
     /// Strings collected while capturing a name.
     capture: Option<Vec<String>>,
+    /// Parallel to `tables`: the reference was resolved to a CTE in scope.
+    cte_refs: Vec<bool>,
+    /// CTEs of the WITH clauses being walked: name and the range of
+    /// `tables` their own body produced.
+    cte_defs: Vec<(String, std::ops::Range<usize>)>,
+    /// `WITH RECURSIVE`: set by the last WITH clause walked.
+    with_recursive: bool,
 }
 
 impl Found {
-    /// Unqualified tables that name a CTE of the statement are not tables.
+    /// The tables, without references that resolve to a CTE in scope (as
+    /// the server resolves names: a CTE is visible in its statement's body,
+    /// its subqueries and later CTEs, not in its own body, where the same
+    /// name is the table: `WITH secrets AS (SELECT * FROM secrets) …`).
     pub fn tables_without_ctes(&self) -> Vec<TableRef> {
         let mut out: Vec<TableRef> = Vec::new();
-        for table in &self.tables {
-            if table.schema.is_none() && self.ctes.contains(&table.name) {
+        for (index, table) in self.tables.iter().enumerate() {
+            if self.cte_refs.get(index).copied().unwrap_or(false) {
                 continue;
             }
             if !out.contains(table) {
@@ -55,6 +65,38 @@ impl Found {
             }
         }
         out
+    }
+
+    /// Resolves the references of one statement that owns a WITH clause:
+    /// `owner` is the range of tables its walk produced, `with` the part
+    /// from its WITH clause, `defs` the CTEs that clause defined.
+    fn resolve_scope(
+        &mut self,
+        owner: std::ops::Range<usize>,
+        scope: &Scope,
+        defs: &[(String, std::ops::Range<usize>)],
+    ) {
+        for index in owner {
+            // The table an INSERT, UPDATE, DELETE or MERGE changes is never a CTE.
+            if scope.target.contains(&index) {
+                continue;
+            }
+            let Some(table) = self.tables.get(index) else {
+                continue;
+            };
+            if table.schema.is_some() || self.cte_refs.get(index).copied().unwrap_or(true) {
+                continue;
+            }
+            // In its statement's body every CTE is in scope; inside the WITH
+            // clause only earlier ones, unless it is RECURSIVE.
+            let visible = defs.iter().any(|(name, body)| {
+                *name == table.name
+                    && (!scope.with.contains(&index) || index >= body.end || scope.recursive)
+            });
+            if visible && let Some(flag) = self.cte_refs.get_mut(index) {
+                *flag = true;
+            }
+        }
     }
 }
 
@@ -104,12 +146,25 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// What a statement with a WITH clause knows about its names' scopes.
+#[derive(Clone, Debug, Default)]
+struct Scope {
+    /// The range of tables its WITH clause produced.
+    with: std::ops::Range<usize>,
+    /// The range of tables its DML target produced.
+    target: std::ops::Range<usize>,
+    recursive: bool,
+}
+
 /// The node types classification looks at.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     RangeVar,
     FuncCall,
     Cte,
+    /// A statement that may carry a WITH clause.
+    WithOwner,
+    WithClause,
     Other,
 }
 
@@ -119,6 +174,11 @@ struct StructWalker<'a> {
     schema: Option<String>,
     relname: Option<String>,
     function: Option<FoundFunction>,
+    /// `tables.len()` when this node's walk began.
+    start: usize,
+    /// WithOwner: its scopes, and its WITH clause's range of `cte_defs`.
+    scope: Scope,
+    defs: std::ops::Range<usize>,
 }
 
 impl<'a> StructWalker<'a> {
@@ -236,21 +296,39 @@ impl<'a> ser::Serializer for Walker<'a> {
                 "RangeVar" => kind = Kind::RangeVar,
                 "FuncCall" => kind = Kind::FuncCall,
                 "CommonTableExpr" => kind = Kind::Cte,
-                "InsertStmt" => self.found.dml.push("INSERT"),
-                "UpdateStmt" => self.found.dml.push("UPDATE"),
-                "DeleteStmt" => self.found.dml.push("DELETE"),
-                "MergeStmt" => self.found.dml.push("MERGE"),
+                "WithClause" => kind = Kind::WithClause,
+                "SelectStmt" => kind = Kind::WithOwner,
+                "InsertStmt" => {
+                    self.found.dml.push("INSERT");
+                    kind = Kind::WithOwner;
+                }
+                "UpdateStmt" => {
+                    self.found.dml.push("UPDATE");
+                    kind = Kind::WithOwner;
+                }
+                "DeleteStmt" => {
+                    self.found.dml.push("DELETE");
+                    kind = Kind::WithOwner;
+                }
+                "MergeStmt" => {
+                    self.found.dml.push("MERGE");
+                    kind = Kind::WithOwner;
+                }
                 "IntoClause" => self.found.into_clause = true,
                 "LockingClause" => self.found.row_locks = true,
                 _ => {}
             }
         }
+        let start = self.found.tables.len();
         Ok(StructWalker {
             walker: self,
             kind,
             schema: None,
             relname: None,
             function: (kind == Kind::FuncCall).then(FoundFunction::default),
+            start,
+            scope: Scope::default(),
+            defs: 0..0,
         })
     }
     fn serialize_struct_variant(
@@ -354,7 +432,41 @@ impl ser::SerializeStruct for StructWalker<'_> {
             (Kind::RangeVar, _) => Ok(()),
             (Kind::Cte, "ctename") => {
                 let names = self.capture(value)?;
+                self.relname = names.first().cloned();
                 self.walker.found.ctes.extend(names);
+                Ok(())
+            }
+            (Kind::Cte, "ctequery") => {
+                let body_start = self.walker.found.tables.len();
+                value.serialize(self.walker.child()?)?;
+                let body_end = self.walker.found.tables.len();
+                if let Some(name) = self.relname.take() {
+                    self.walker
+                        .found
+                        .cte_defs
+                        .push((name, body_start..body_end));
+                }
+                Ok(())
+            }
+            (Kind::WithOwner, "with_clause") => {
+                let tables = self.walker.found.tables.len();
+                let defs = self.walker.found.cte_defs.len();
+                self.walker.found.with_recursive = false;
+                value.serialize(self.walker.child()?)?;
+                self.scope.with = tables..self.walker.found.tables.len();
+                self.scope.recursive = self.walker.found.with_recursive;
+                self.defs = defs..self.walker.found.cte_defs.len();
+                Ok(())
+            }
+            (Kind::WithOwner, "relation") => {
+                let tables = self.walker.found.tables.len();
+                value.serialize(self.walker.child()?)?;
+                self.scope.target = tables..self.walker.found.tables.len();
+                Ok(())
+            }
+            (Kind::WithClause, "recursive") => {
+                self.walker.found.with_recursive =
+                    serde_json::to_value(value).is_ok_and(|v| v == serde_json::Value::Bool(true));
                 Ok(())
             }
             (Kind::FuncCall, "funcname") => {
@@ -382,14 +494,25 @@ impl ser::SerializeStruct for StructWalker<'_> {
                         .found
                         .tables
                         .push(TableRef::new(self.schema.as_deref(), &name));
+                    self.walker.found.cte_refs.push(false);
                 }
+            }
+            Kind::WithOwner if !self.defs.is_empty() => {
+                let found = &mut *self.walker.found;
+                if self.defs.end > found.cte_defs.len() {
+                    // Never expected; without scopes every name stays a table.
+                    return Ok(());
+                }
+                let defs: Vec<_> = found.cte_defs.drain(self.defs.clone()).collect();
+                let owner = self.start..found.tables.len();
+                found.resolve_scope(owner, &self.scope, &defs);
             }
             Kind::FuncCall => {
                 if let Some(function) = self.function {
                     self.walker.found.functions.push(function);
                 }
             }
-            Kind::Cte | Kind::Other => {}
+            Kind::WithOwner | Kind::WithClause | Kind::Cte | Kind::Other => {}
         }
         Ok(())
     }

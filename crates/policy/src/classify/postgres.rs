@@ -21,8 +21,10 @@ pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
 }
 
 /// Keywords after which a SELECT may do more than read: `INTO` (creates a
-/// table), `FOR` (row locks), and DML that could sit in a CTE.
-const RISKY_TOKENS: [protobuf::Token; 6] = [
+/// table), `FOR` (row locks), and DML that could sit in a CTE; and `WITH`,
+/// whose names only the full tree resolves by scope.
+const RISKY_TOKENS: [protobuf::Token; 7] = [
+    protobuf::Token::With,
     protobuf::Token::Into,
     protobuf::Token::For,
     protobuf::Token::Insert,
@@ -69,8 +71,10 @@ fn fast_read(classifier: &Classifier, sql: &str) -> Option<StatementClass> {
             return None;
         }
         let schema = Some(table.schema_name.as_str()).filter(|s| !s.is_empty());
-        if schema.is_none() && summary.cte_names.contains(&table.table_name) {
-            continue;
+        if !summary.cte_names.is_empty() {
+            // Which references are a CTE and which a table of the same name
+            // needs scopes: the full tree resolves them.
+            return None;
         }
         let table_ref = TableRef::new(schema, &table.table_name);
         if !tables.iter().any(|(_, t)| *t == table_ref) {
