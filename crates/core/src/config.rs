@@ -373,6 +373,10 @@ pub struct TargetConfig {
     pub address: String,
     /// Upstream database name; defaults to `name`.
     pub database: Option<String>,
+    /// MySQL: other databases a session on this target may use (`USE`,
+    /// `db.table`); without them the session is confined to `database`.
+    #[serde(default)]
+    pub databases: Vec<String>,
     /// Defaults to `verify-full`, or `disable` for loopback addresses.
     pub upstream_tls: Option<UpstreamTls>,
     /// PEM CA bundle for `verify-full`; the system roots when omitted.
@@ -396,6 +400,16 @@ impl TargetConfig {
     /// The database to open upstream.
     pub fn upstream_database(&self) -> &str {
         self.database.as_deref().unwrap_or(&self.name)
+    }
+
+    /// MySQL: may a session on this target use database `name`? Its own
+    /// database, the listed `databases` and `information_schema` (which shows
+    /// only what the login may see); `mysql`, `performance_schema`, `sys` and
+    /// any other database only when listed.
+    pub fn allows_database(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(self.upstream_database())
+            || name.eq_ignore_ascii_case("information_schema")
+            || self.databases.iter().any(|d| d.eq_ignore_ascii_case(name))
     }
 
     /// The host part of `address`.

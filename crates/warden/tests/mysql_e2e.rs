@@ -787,3 +787,65 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
         .unwrap();
     assert_eq!(names.trim(), "apple,pear,plum");
 }
+
+/// A target confines its sessions to its database: `USE`, COM_INIT_DB and
+/// `db.table` names cannot reach another one, even where the upstream login
+/// could; information_schema stays readable.
+#[test]
+fn the_target_database_is_a_boundary() {
+    use mysql_async::prelude::Queryable;
+    let env = start(false);
+    env.db
+        .sql(&format!(
+            "CREATE DATABASE otherdb; CREATE TABLE otherdb.secrets (a INT); \
+             INSERT INTO otherdb.secrets VALUES (42); GRANT ALL PRIVILEGES ON otherdb.* TO '{APP_USER}'@'%';"
+        ))
+        .unwrap();
+    let agent = env.warden.create_key("db-agent", &["agents"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let options = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some(key_id(&agent).to_string()))
+            .pass(Some(agent.clone()))
+            .db_name(Some("orders"));
+        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        for sql in [
+            "SELECT a FROM otherdb.secrets",
+            "SELECT * FROM items JOIN `otherdb`.`secrets` s ON true",
+            "USE otherdb",
+            "DELETE FROM otherdb.secrets",
+            "SELECT user FROM mysql.user",
+        ] {
+            let error = conn.query_drop(sql).await.unwrap_err().to_string();
+            assert!(error.contains("confined to database"), "{sql}: {error}");
+        }
+        let tables: Vec<String> = conn
+            .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'orders'")
+            .await
+            .unwrap();
+        assert_eq!(tables, vec!["items".to_string()]);
+        let current: Option<String> = conn.query_first("SELECT DATABASE()").await.unwrap();
+        assert_eq!(current.as_deref(), Some("orders"));
+        conn.disconnect().await.unwrap();
+    });
+    // The CLI's `use` is COM_INIT_DB.
+    let key = env.warden.create_key("db-cli", &["agents"]).unwrap();
+    let out = env.mariadb(key_id(&key), &key, &[], "use otherdb");
+    assert!(!out.ok, "COM_INIT_DB to another database: {}", out.stdout);
+    assert!(
+        out.stderr.contains("confined to database"),
+        "{}",
+        out.stderr
+    );
+    // The login itself could have read it: only Warden stood in the way.
+    assert_eq!(
+        env.db
+            .sql_db(Some("otherdb"), "SELECT a FROM secrets")
+            .unwrap()
+            .trim(),
+        "42"
+    );
+}

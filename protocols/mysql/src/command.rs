@@ -296,13 +296,26 @@ impl<'a> CommandLoop<'a> {
 
     /// Asks policy about a statement and records the decision.
     fn decide(&mut self, sql: &str) -> Decision {
-        let decision = self.gateway.policy.check_session_statement(
+        let mut decision = self.gateway.policy.check_session_statement(
             self.policy_state.as_mut(),
             &self.session.identity,
             &self.target.name,
             Dialect::Mysql,
             sql,
         );
+        if decision.action != Action::Deny
+            && let Some(database) = self.foreign_database(&decision)
+        {
+            decision = Decision {
+                action: Action::Deny,
+                reason: format!(
+                    "target \"{}\" is confined to database \"{}\"; \"{database}\" is not one it lists",
+                    self.target.name,
+                    self.target.upstream_database()
+                ),
+                ..decision
+            };
+        }
         self.recording.record(EventKind::Decision {
             text: self.recorded_text(sql),
             operation: decision.operation,
@@ -312,6 +325,14 @@ impl<'a> CommandLoop<'a> {
             reason: decision.reason.clone(),
         });
         decision
+    }
+
+    /// A database the statement names that the target does not allow.
+    fn foreign_database(&self, decision: &Decision) -> Option<String> {
+        decision.tables.iter().find_map(|table| {
+            let (database, _) = table.rsplit_once('.')?;
+            (!self.target.allows_database(database)).then(|| database.to_string())
+        })
     }
 
     fn recorded_text(&self, sql: &str) -> String {

@@ -401,6 +401,18 @@ fn base_class(statement: &Statement) -> StatementClass {
         | Statement::ShowViews { .. }
         | Statement::ShowCollation { .. } => class(Read, "SHOW"),
         Statement::ShowProcessList { .. } => class(Read, "SHOW PROCESSLIST"),
+        // The database becomes a table reference `db.*`, so that the
+        // target's database boundary and table rules see it.
+        Statement::Use(
+            sqlparser::ast::Use::Object(name)
+            | sqlparser::ast::Use::Database(name)
+            | sqlparser::ast::Use::Schema(name),
+        ) => {
+            let mut out = class(Read, "USE");
+            let database = object_name_parts(name).join(".");
+            out.tables.push(TableRef::new(Some(&database), "*"));
+            out
+        }
         Statement::Use(_) => class(Read, "USE"),
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }

@@ -66,6 +66,7 @@ fn target(address: String) -> TargetConfig {
         protocol: Protocol::Mysql,
         address,
         database: Some("db".into()),
+        databases: Vec::new(),
         upstream_tls: Some(UpstreamTls::Disable),
         upstream_ca: None,
         upstream_server_name: None,
