@@ -126,10 +126,22 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         ],
     );
     assert!(
-        !ok && (err.contains("23505") || err.contains("duplicate key")),
+        !ok && (err.contains("23505") || err.contains("duplicate key") || err.contains("withheld")),
         "{err}"
     );
     assert_no_raw("error message", &err);
+
+    // A covered value quoted by the server's own error or notice text (no
+    // detector would find "plain-value-42"): the message is withheld.
+    for statement in [
+        "select secret_code::int from customers",
+        "select 1 from customers where secret_code::numeric > 0",
+        "select (select secret_code from customers where id = 1)::date",
+    ] {
+        let (ok, _, err) = psql(&env.conninfo(), &token, &["-c", statement]);
+        assert!(!ok && err.contains("withheld"), "{statement}: {err}");
+        assert_no_raw(statement, &err);
+    }
 
     // tokio-postgres asks for binary results: text types are rewritten in
     // place, the covered int column becomes NULL.

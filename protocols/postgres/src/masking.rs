@@ -282,9 +282,11 @@ fn mask_value(
 /// Masks the text fields of an ErrorResponse/NoticeResponse (a unique
 /// violation's DETAIL quotes the duplicate value). `None` when unchanged.
 pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Option<BytesMut> {
-    if !masker.scans_content() {
+    let column_rules = masker.has_column_rules();
+    if !masker.scans_content() && !column_rules {
         return None;
     }
+    let withheld = column_rules && withholds_message(tag, body);
     let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut changed = false;
     let mut pos = 0;
@@ -294,9 +296,23 @@ pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Op
         }
         pos += 1;
         let value = read_cstr(body, &mut pos)?;
+        // With column rules, a covered value could be quoted anywhere a
+        // detector would not find it (`select code::int` quotes it in the
+        // message): detail, context and hint are dropped, and the messages
+        // that quote data are replaced.
+        if column_rules && matches!(kind, b'D' | b'W' | b'H' | b'q') {
+            changed = true;
+            continue;
+        }
+        if kind == b'M' && withheld {
+            changed = true;
+            fields.push((kind, WITHHELD_MESSAGE.as_bytes().to_vec()));
+            continue;
+        }
         let masked = match kind {
             // Severity, code, position, file, line, routine carry no data.
             b'S' | b'V' | b'C' | b'P' | b'p' | b'F' | b'L' | b'R' => None,
+            _ if !masker.scans_content() => None,
             _ => match masker.mask_text(&String::from_utf8_lossy(value), false) {
                 Masked::Unchanged => None,
                 Masked::Replaced { value, .. } => {
@@ -325,6 +341,43 @@ pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Op
     let mut out = BytesMut::new();
     frame::put_message(&mut out, tag, &new_body);
     Some(out)
+}
+
+/// The message of an error or notice that could quote a covered value.
+const WITHHELD_MESSAGE: &str = "the server's message is withheld: column masking rules apply to this session (the SQLSTATE is the server's)";
+
+/// Does this error or notice's message quote data? Notices (RAISE NOTICE
+/// can print anything), data exceptions (class 22: invalid input quotes the
+/// value), integrity violations (class 23) and PL/pgSQL raises (class P0).
+fn withholds_message(tag: u8, body: &[u8]) -> bool {
+    if tag == frame::backend::NOTICE_RESPONSE {
+        return true;
+    }
+    let mut pos = 0;
+    while let Some(&kind) = body.get(pos) {
+        if kind == 0 {
+            break;
+        }
+        pos += 1;
+        let Some(value) = read_cstr(body, &mut pos) else {
+            return true;
+        };
+        if kind == b'C' {
+            return value.starts_with(b"22")
+                || value.starts_with(b"23")
+                || value.starts_with(b"P0");
+        }
+    }
+    true
+}
+
+/// An error message as a session's recording keeps it: withheld where the
+/// client's copy is, detector-masked otherwise.
+pub fn recorded_error_message(masker: &dyn SessionMasker, code: &str, message: &str) -> String {
+    if masker.has_column_rules() && ["22", "23", "P0"].iter().any(|c| code.starts_with(c)) {
+        return WITHHELD_MESSAGE.to_string();
+    }
+    warden_core::masking::recorded_text(Some(masker), message)
 }
 
 /// What a message field masked to NULL reads as.

@@ -1464,7 +1464,15 @@ fn record_statement(
         .filter_map(|tag| rows_from_tag(tag))
         .reduce(|a, b| a + b);
     let (error_code, error_message) = match error {
-        Some(fields) => (Some(fields.code), Some(fields.message)),
+        Some(fields) => {
+            let message = match context.masker.as_deref() {
+                Some(masker) => {
+                    wire_masking::recorded_error_message(masker, &fields.code, &fields.message)
+                }
+                None => fields.message,
+            };
+            (Some(fields.code), Some(message))
+        }
         None => (None, None),
     };
     context.recording.record(EventKind::Statement {
