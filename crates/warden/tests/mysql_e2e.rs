@@ -849,3 +849,120 @@ fn the_target_database_is_a_boundary() {
         "42"
     );
 }
+
+/// Differential test on MariaDB (which has no read-only wall behind Warden):
+/// mutated smuggling texts, in sessions first put through mode and character
+/// set changes, sent by an identity that may write only to `scratch`. Any
+/// change to `items` is a text Warden misjudged.
+#[test]
+fn mutated_smuggling_texts_never_change_items() {
+    use mysql_async::prelude::Queryable;
+    const FUZZ_POLICIES: &str = r#"
+[[policy]]
+name = "read anything"
+subjects = ["group:fuzz"]
+targets = ["orders"]
+allow = ["read"]
+
+[[policy]]
+name = "write only scratch"
+subjects = ["group:fuzz"]
+targets = ["orders"]
+tables = ["scratch"]
+allow = ["write"]
+"#;
+    const PAYLOADS: &[&str] = &[
+        "INSERT INTO items (name, qty) VALUES (0x78, 1)",
+        "DELETE FROM items",
+        "UPDATE items SET qty = 0",
+    ];
+    const TEMPLATES: &[&str] = &[
+        "SELECT 1 /*!99999 , 'x */ ; {p}; -- '",
+        "SELECT 1 /*!50700 , 'x */ ; {p}; -- '",
+        "SELECT 1 /*M!999999 , 'x */ ; {p}; -- '",
+        "SELECT 1 /*!100000 , 'x */ ; {p}; -- '",
+        "SELECT 1 /*!1000000 , 'x */ ; {p}; -- '",
+        "SELECT 'x\\' ; {p}; -- '",
+        "SELECT \"x\\\" ; {p}; -- \"",
+        "SELECT * FROM items WHERE name = 'a\\'' ; {p}; -- '",
+        "SELECT 1 --x\n; {p}",
+        "SELECT 1 -- x\n; {p}",
+        "SELECT 1 # x\n; {p}",
+        "SELECT 1 /* ; */ ; {p}",
+        "/*!40101 {p} */",
+        "SELECT 1; /*! {p} */",
+        "PREPARE s FROM '{p}'",
+        "PREPARE s FROM 'SELECT 1' '; {p}'",
+        "PREPARE s FROM CONCAT('{p}', '')",
+        "EXECUTE IMMEDIATE CONCAT('{p}', '')",
+        "EXECUTE IMMEDIATE '{p}'",
+        "SET @q = '{p}'; PREPARE s FROM @q; EXECUTE s",
+    ];
+    const SETUPS: &[&str] = &[
+        "",
+        "SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+        "SET @@local.sql_mode = 'ANSI'",
+        "SET sql_mode = 1048576",
+        "SET NAMES gbk",
+        "SET autocommit = 1, sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')",
+    ];
+    let env = start_with(false, FUZZ_POLICIES);
+    env.db
+        .sql_db(Some("orders"), "CREATE TABLE scratch (a INT)")
+        .unwrap();
+    let key = env.warden.create_key("fuzz", &["fuzz"]).unwrap();
+    let port = env.mysql_port;
+    let state = || {
+        env.db
+            .sql_db(
+                Some("orders"),
+                "SELECT GROUP_CONCAT(CONCAT(name, qty) ORDER BY id) FROM items",
+            )
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let before = state();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut sent = 0;
+    for setup in SETUPS {
+        runtime.block_on(async {
+            let options = mysql_async::OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(port)
+                .user(Some(key_id(&key).to_string()))
+                .pass(Some(key.clone()))
+                .db_name(Some("orders"));
+            let connect = || mysql_async::Conn::new(options.clone());
+            let mut conn = connect().await.unwrap();
+            if !setup.is_empty() {
+                let _ = conn.query_drop(*setup).await;
+            }
+            for template in TEMPLATES {
+                for payload in PAYLOADS {
+                    let text = template.replace("{p}", payload);
+                    if conn.query_drop(&text).await.is_err() && conn.ping().await.is_err() {
+                        conn = connect().await.unwrap();
+                    }
+                    sent += 1;
+                }
+            }
+            let _ = conn.disconnect().await;
+        });
+        assert_eq!(state(), before, "items changed after set-up {setup:?}");
+    }
+    assert!(sent >= 300, "only {sent} texts sent");
+    // The identity can write where policy lets it: the test can fail.
+    runtime.block_on(async {
+        let options = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some(key_id(&key).to_string()))
+            .pass(Some(key.clone()))
+            .db_name(Some("orders"));
+        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        conn.query_drop("INSERT INTO scratch VALUES (1)")
+            .await
+            .unwrap();
+    });
+}
