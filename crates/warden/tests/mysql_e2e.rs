@@ -598,6 +598,44 @@ fn rows_are_masked_in_text_and_binary_protocols() {
             .any(|e| e["type"] == "masked" && e["column"] == "pin" && e["detector"] == "column"),
         "{text}"
     );
+
+    // Errors and warnings that quote a covered value are withheld (no
+    // detector would find "plain-value-42").
+    for sql in [
+        "SELECT CAST(secret_code AS DOUBLE) + 0 FROM customers WHERE secret_code + 0 = 1 AND 0 = (SELECT 1 FROM customers WHERE secret_code = 1)",
+        "SELECT * FROM customers WHERE id = 1 AND secret_code = 0",
+    ] {
+        let script = format!("{sql};\nSHOW WARNINGS;\n");
+        let out = env.mariadb_stdin(
+            "agent-mask",
+            &token,
+            &["--enable-cleartext-plugin", "--force"],
+            &script,
+        );
+        for raw in MASKED_RAW {
+            assert!(
+                !out.stdout.contains(raw) && !out.stderr.contains(raw),
+                "{sql}: {} {}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        assert!(
+            out.stderr
+                .contains("warnings and diagnostics are not available"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = env.mariadb(
+        "agent-mask",
+        &token,
+        &["--enable-cleartext-plugin"],
+        "SELECT CAST(secret_code AS INT) FROM customers WHERE 1 = (SELECT secret_code FROM customers FOR UPDATE)",
+    );
+    for raw in MASKED_RAW {
+        assert!(!out.stderr.contains(raw), "{}", out.stderr);
+    }
 }
 
 const REVIEW_POLICIES: &str = r#"

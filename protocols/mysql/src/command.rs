@@ -303,7 +303,15 @@ impl<'a> CommandLoop<'a> {
             Dialect::Mysql,
             sql,
         );
-        if decision.action != Action::Deny
+        if decision.action != Action::Deny && self.reads_diagnostics(sql) {
+            decision = Decision {
+                action: Action::Deny,
+                reason: "the server's warnings and diagnostics are not available while column \
+                         masking rules apply to you on this target"
+                    .into(),
+                ..decision
+            };
+        } else if decision.action != Action::Deny
             && let Some(database) = self.foreign_database(&decision)
         {
             decision = Decision {
@@ -327,12 +335,46 @@ impl<'a> CommandLoop<'a> {
         decision
     }
 
+    /// With column rules, the server's warnings and diagnostics can quote a
+    /// covered value (`Truncated incorrect INTEGER value: '…'`): statements
+    /// that read them are refused. Any `SHOW WARNINGS`/`ERRORS`/`COUNT` or
+    /// `GET DIAGNOSTICS` word pair counts, even inside a literal (stricter).
+    fn reads_diagnostics(&self, sql: &str) -> bool {
+        if !self.masker.as_ref().is_some_and(|m| m.has_column_rules()) {
+            return false;
+        }
+        let upper = sql.to_ascii_uppercase();
+        let words: Vec<&str> = upper
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.windows(2).any(|pair| {
+            matches!(
+                pair,
+                ["SHOW", "WARNINGS" | "ERRORS" | "COUNT"]
+                    | ["GET", "DIAGNOSTICS" | "CURRENT" | "STACKED"]
+            )
+        })
+    }
+
     /// A database the statement names that the target does not allow.
     fn foreign_database(&self, decision: &Decision) -> Option<String> {
         decision.tables.iter().find_map(|table| {
             let (database, _) = table.rsplit_once('.')?;
             (!self.target.allows_database(database)).then(|| database.to_string())
         })
+    }
+
+    /// An upstream error's message as the recording keeps it: as the client
+    /// saw it (withheld or detector-masked) when masking applies.
+    fn recorded_error(&self, error: &crate::packets::ErrInfo) -> String {
+        match self.masker.as_deref() {
+            Some(masker) if masker.has_column_rules() && crate::relay::quotes_data(error.code) => {
+                crate::relay::WITHHELD_MESSAGE.to_string()
+            }
+            Some(masker) => warden_core::masking::recorded_text(Some(masker), &error.message),
+            None => error.message.clone(),
+        }
     }
 
     fn recorded_text(&self, sql: &str) -> String {
@@ -474,7 +516,7 @@ impl<'a> CommandLoop<'a> {
             tags: outcome.tags.clone(),
             rows: Some(outcome.rows),
             error_code: outcome.error.as_ref().map(|e| e.code.to_string()),
-            error_message: outcome.error.as_ref().map(|e| e.message.clone()),
+            error_message: outcome.error.as_ref().map(|e| self.recorded_error(e)),
         });
     }
 

@@ -294,6 +294,15 @@ impl<'a> Relay<'a> {
     /// (a duplicate-key error quotes the value).
     async fn forward_error(&mut self, chunk: Chunk) -> Result<(), RelayError> {
         if let Some(masker) = self.masking.as_ref().map(|m| m.masker)
+            && masker.has_column_rules()
+            && let Some(error) = packets::parse_err(&chunk.payload)
+            && quotes_data(error.code)
+        {
+            // A covered value can be quoted where no detector finds it.
+            self.queue_own(&packets::err_packet(error.code, "HY000", WITHHELD_MESSAGE));
+            return self.flush_if_full().await;
+        }
+        if let Some(masker) = self.masking.as_ref().map(|m| m.masker)
             && masker.scans_content()
             && let Some(error) = packets::parse_err(&chunk.payload)
             && let Masked::Replaced { value, .. } = masker.mask_text(&error.message, false)
@@ -558,6 +567,33 @@ impl<'a> Relay<'a> {
         self.queue_own(&ClientError::LocalInfileRefused.packet());
         Ok(())
     }
+}
+
+/// The message of an error that could quote a covered value.
+pub const WITHHELD_MESSAGE: &str = "the server's message is withheld: column masking rules apply to this session (the error code is the server's)";
+
+/// Errors whose message quotes a value: duplicate entries, truncated or
+/// incorrect values, out-of-range values, failed CHECK constraints, SIGNAL.
+pub(crate) fn quotes_data(code: u16) -> bool {
+    matches!(
+        code,
+        1062 | 1169
+            | 1264
+            | 1265
+            | 1292
+            | 1366
+            | 1367
+            | 1406
+            | 1411
+            | 1586
+            | 1644
+            | 1690
+            | 1761
+            | 1762
+            | 1859
+            | 3819
+            | 4025
+    )
 }
 
 /// Ends the session when the server reports NO_BACKSLASH_ESCAPES: something
