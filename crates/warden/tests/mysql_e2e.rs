@@ -1004,3 +1004,21 @@ allow = ["write"]
             .unwrap();
     });
 }
+
+/// A server whose sessions start in a lexing state Warden does not model
+/// (here a global ANSI_QUOTES) is refused at login, before any statement.
+#[test]
+fn a_server_that_starts_sessions_with_ansi_quotes_is_refused() {
+    let env = start(false);
+    let key = env.warden.create_key("ansi", &["agents"]).unwrap();
+    let out = env.mariadb(key_id(&key), &key, &[], "SELECT 1");
+    assert!(out.ok, "{}", out.stderr);
+    env.db.sql("SET GLOBAL sql_mode = 'ANSI_QUOTES'").unwrap();
+    let out = env.mariadb(key_id(&key), &key, &[], "SELECT 1");
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot be used through Warden") && out.stderr.contains("ANSI_QUOTES"),
+        "{}",
+        out.stderr
+    );
+}

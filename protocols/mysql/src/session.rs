@@ -296,7 +296,10 @@ async fn login_upstream(
     let lease = LeaseGuard::new(credential.lease.take());
     let connect = upstream::connect(target, &credential, hello.caps, hello.collation);
     match tokio::time::timeout(target.connect_timeout, connect).await {
-        Ok(Ok(upstream)) => Ok((upstream, credential.user.clone(), lease)),
+        Ok(Ok(mut upstream)) => {
+            check_lexing_state(target, &mut upstream).await?;
+            Ok((upstream, credential.user.clone(), lease))
+        }
         Ok(Err(error)) => Err(format!(
             "Warden cannot reach target \"{}\" ({}): {error}",
             target.name, target.address
@@ -330,4 +333,38 @@ async fn audit(
     if let Err(error) = gateway.sessions.audit(&event).await {
         tracing::warn!(%error, kind, "cannot write the audit event");
     }
+}
+
+/// Refuses an upstream session that starts in a lexing state Warden does not
+/// model (see `warden_core::lexing`).
+async fn check_lexing_state(target: &TargetConfig, upstream: &mut Upstream) -> Result<(), String> {
+    let read = tokio::time::timeout(target.connect_timeout, upstream.lexing_state()).await;
+    let (mode, charset) = match read {
+        Ok(Ok(state)) => state,
+        Ok(Err(error)) => {
+            return Err(format!(
+                "Warden cannot read the session's sql_mode on target \"{}\": {error}",
+                target.name
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "Warden cannot read the session's sql_mode on target \"{}\": no answer within {:?}",
+                target.name, target.connect_timeout
+            ));
+        }
+    };
+    if let Some(refusal) = warden_core::lexing::mysql_sql_mode_refusal(&mode) {
+        return Err(format!(
+            "target \"{}\" cannot be used through Warden: its sessions start with {refusal}",
+            target.name
+        ));
+    }
+    if !warden_core::lexing::mysql_charset_is_safe(&charset) {
+        return Err(format!(
+            "target \"{}\" cannot be used through Warden: its sessions start with client character set {charset}",
+            target.name
+        ));
+    }
+    Ok(())
 }

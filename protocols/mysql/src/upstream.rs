@@ -64,6 +64,57 @@ pub enum UpstreamError {
     Codec(#[from] CodecError),
 }
 
+impl Upstream {
+    /// The session's `sql_mode` and `character_set_client` as the server
+    /// starts it (global defaults, the account's settings): one query at
+    /// login, so a server configured with `ANSI_QUOTES` or a multibyte client
+    /// set is refused before any statement is judged under the wrong rules.
+    pub async fn lexing_state(&mut self) -> Result<(String, String), UpstreamError> {
+        const QUERY: &[u8] = b"\x03SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
+        const LIMIT: usize = 1 << 20;
+        let bad =
+            |what: &str| UpstreamError::Protocol(format!("reading the session's sql_mode: {what}"));
+        self.stream.send_packet(0, QUERY).await?;
+        let first = self.stream.read_packet(None, LIMIT).await?;
+        if first.payload.first() == Some(&crate::packets::ERR) {
+            let error =
+                crate::packets::parse_err(&first.payload).ok_or_else(|| bad("bad error"))?;
+            return Err(UpstreamError::Refused {
+                code: error.code,
+                message: error.message,
+            });
+        }
+        let (columns, _) =
+            crate::packets::read_lenenc(&first.payload).ok_or_else(|| bad("no column count"))?;
+        if columns != 2 {
+            return Err(bad("unexpected column count"));
+        }
+        for _ in 0..columns {
+            self.stream.read_packet(None, LIMIT).await?;
+        }
+        if !self.caps.contains(Caps::CLIENT_DEPRECATE_EOF) {
+            self.stream.read_packet(None, LIMIT).await?;
+        }
+        let row = self.stream.read_packet(None, LIMIT).await?;
+        let mut values = Vec::with_capacity(2);
+        let mut rest: &[u8] = &row.payload;
+        for _ in 0..2 {
+            let (len, used) = crate::packets::read_lenenc(rest).ok_or_else(|| bad("short row"))?;
+            let len = usize::try_from(len).map_err(|_| bad("long value"))?;
+            let value = rest.get(used..used + len).ok_or_else(|| bad("short row"))?;
+            values.push(String::from_utf8_lossy(value).into_owned());
+            rest = rest.get(used + len..).unwrap_or_default();
+        }
+        let terminator = self.stream.read_packet(None, LIMIT).await?;
+        if !crate::packets::is_terminator(&terminator.payload) {
+            return Err(bad("more than one row"));
+        }
+        let charset = values.pop().unwrap_or_default();
+        let mode = values.pop().unwrap_or_default();
+        Ok((mode, charset))
+    }
+}
+
 /// Connects and logs in. The caller applies the target's connect timeout.
 pub async fn connect(
     target: &TargetConfig,
