@@ -55,6 +55,13 @@ pub trait SessionMasker: Send + Sync {
     fn has_column_rules(&self) -> bool;
     /// Does a column rule cover this column (its every value is masked)?
     fn column_covered(&self, column: &ColumnSource) -> bool;
+    /// Could a column rule cover some column of this table? A result column
+    /// computed from such a table (`lower(col)`, a cast, a UNION) has no
+    /// source the server names, so it is masked whole. Defaults to "any
+    /// column rule at all".
+    fn table_has_column_rules(&self, _schema: Option<&str>, _table: &str) -> bool {
+        self.has_column_rules()
+    }
     /// True when content detectors are configured (every text value is scanned).
     fn scans_content(&self) -> bool;
     /// Masks one text value; `covered` when a column rule covers its column.

@@ -299,6 +299,21 @@ impl SessionMasker for RuleMasker {
         self.everything || self.columns.iter().any(|p| p.matches(column))
     }
 
+    fn table_has_column_rules(&self, schema: Option<&str>, table: &str) -> bool {
+        self.everything
+            || self.columns.iter().any(|p| match &p.table {
+                // A bare column name may be a column of any table.
+                None => true,
+                Some(glob) => {
+                    glob.is_match(table)
+                        && match (&p.schema, schema) {
+                            (Some(pattern), Some(schema)) => pattern.is_match(schema),
+                            _ => true,
+                        }
+                }
+            })
+    }
+
     fn scans_content(&self) -> bool {
         self.scanner.is_some()
     }

@@ -131,6 +131,30 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     );
     assert_no_raw("error message", &err);
 
+    // Any function of a covered column, a UNION or a derived table: the
+    // server names no source for such a column, so it is masked whole.
+    for statement in [
+        "select lower(secret_code), reverse(secret_code), encode(secret_code::bytea, 'base64') from customers",
+        "select secret_code || '' from customers",
+        "select secret_code from customers union all select 'x'",
+        "select c from (select upper(secret_code) as c from customers) d",
+        "select (select string_agg(secret_code, ',') from customers)",
+        "with s as (select secret_code::text as c from customers) select c || '!' from s",
+    ] {
+        let (ok, out, err) = psql(&env.conninfo(), &token, &["-At", "-c", statement]);
+        assert!(ok, "{statement}: {err}");
+        assert_no_raw(statement, &out);
+        let lowered = out.to_lowercase();
+        for raw in SECRET_CODES {
+            let reversed: String = raw.chars().rev().collect();
+            assert!(
+                !lowered.contains(&reversed) && !lowered.contains(raw),
+                "{statement}: {out}"
+            );
+        }
+        assert!(!out.contains("cGxhaW4t"), "base64 of the value: {out}");
+    }
+
     // A covered value quoted by the server's own error or notice text (no
     // detector would find "plain-value-42"): the message is withheld.
     for statement in [

@@ -18,7 +18,7 @@ use crate::errors::{PgError, sqlstate};
 use crate::frame::{self, backend, frontend, peek_header, read_cstr};
 use crate::masking::{self as wire_masking, MaskCounts, RowPlan};
 use bytes::{Buf, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,9 +72,15 @@ enum Pending {
         started: Instant,
         tags: Vec<String>,
         error: Option<frame::ErrorFields>,
+        /// It reads a table column rules may cover (see [`derives_covered`]).
+        derived: bool,
     },
     /// An Execute; answered by CommandComplete, EmptyQueryResponse, PortalSuspended or an error.
-    Execute { text: Arc<str>, started: Instant },
+    Execute {
+        text: Arc<str>,
+        started: Instant,
+        derived: bool,
+    },
     /// A statement Warden refused; the upstream answers its marker with a syntax error.
     Denied {
         nonce: String,
@@ -231,6 +237,8 @@ async fn client_to_upstream(
         needed: 0,
         statements: HashMap::new(),
         portals: HashMap::new(),
+        derived_statements: HashSet::new(),
+        derived_portals: HashSet::new(),
         terminated: false,
         policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
         reviewed_statements: HashMap::new(),
@@ -293,6 +301,10 @@ struct ClientState {
     statements: HashMap<String, Arc<str>>,
     /// Portal name → statement text.
     portals: HashMap<String, Arc<str>>,
+    /// Prepared statements and portals that read a table column rules may
+    /// cover (only kept when the session has column rules).
+    derived_statements: HashSet<String>,
+    derived_portals: HashSet<String>,
     terminated: bool,
     /// The policy engine's per-session state (SQL-level PREPARE texts).
     policy_state: Box<dyn std::any::Any + Send>,
@@ -439,11 +451,13 @@ fn inspect_client_frame(
             };
             shared.statements.fetch_add(1, Ordering::Relaxed);
             if decision.is_allowed() {
+                let derived = derives_covered(context, &decision.tables);
                 shared.pending().push_back(Pending::Simple {
                     text,
                     started,
                     tags: Vec::new(),
                     error: None,
+                    derived,
                 });
                 Ok(None)
             } else {
@@ -460,6 +474,11 @@ fn inspect_client_frame(
             state.statements.insert(name.clone(), text.clone());
             state.reviewed_statements.remove(&name);
             state.bind_decisions.clear();
+            if derives_covered(context, &decision.tables) {
+                state.derived_statements.insert(name.clone());
+            } else {
+                state.derived_statements.remove(&name);
+            }
             if !name.is_empty() {
                 // SQL `EXECUTE name` runs this text from now on.
                 let prepared = (decision.action != warden_core::Action::Deny).then_some(&*text);
@@ -538,6 +557,17 @@ fn inspect_client_frame(
                     }
                 }
             }
+            let statement_name = String::from_utf8_lossy(statement);
+            let derived = state.derived_statements.contains(&*statement_name)
+                || state
+                    .bind_decisions
+                    .get(&*statement_name)
+                    .is_some_and(|d| derives_covered(context, &d.tables));
+            if derived {
+                state.derived_portals.insert(portal.clone());
+            } else {
+                state.derived_portals.remove(&portal);
+            }
             if let Some(decision) = state
                 .reviewed_statements
                 .get(&*String::from_utf8_lossy(statement))
@@ -581,6 +611,7 @@ fn inspect_client_frame(
                 }
             }
             shared.statements.fetch_add(1, Ordering::Relaxed);
+            let derived = state.derived_portals.contains(&portal_name);
             let mut pending = shared.pending();
             if context.masker.is_some() {
                 // Learn this result's columns and formats first.
@@ -588,6 +619,7 @@ fn inspect_client_frame(
                 pending.push_back(Pending::Execute {
                     text,
                     started: Instant::now(),
+                    derived,
                 });
                 let mut describe_body = vec![b'P'];
                 describe_body.extend_from_slice(portal);
@@ -600,6 +632,7 @@ fn inspect_client_frame(
             pending.push_back(Pending::Execute {
                 text,
                 started: Instant::now(),
+                derived,
             });
             Ok(None)
         }
@@ -1050,6 +1083,19 @@ fn scan_upstream_frames(
     Ok((Some(out), need_catalog))
 }
 
+/// True when the session has column rules and the statement reads a table
+/// they may cover: its result columns without a source the server names
+/// (expressions, UNION outputs) could carry a covered value.
+fn derives_covered(context: &RelayContext, tables: &[String]) -> bool {
+    let Some(masker) = context.masker.as_deref().filter(|m| m.has_column_rules()) else {
+        return false;
+    };
+    tables.iter().any(|table| match table.rsplit_once('.') {
+        Some((schema, name)) => masker.table_has_column_rules(Some(schema), name),
+        None => masker.table_has_column_rules(None, table),
+    })
+}
+
 /// A ParameterStatus that reports a lexing state Warden does not model.
 fn lexing_refusal(body: &[u8]) -> Option<String> {
     let mut pos = 0;
@@ -1073,6 +1119,18 @@ fn mask_upstream_frame(
 ) -> Option<Observed> {
     match tag {
         backend::ROW_DESCRIPTION => {
+            // Does the statement read a table column rules may cover? Then
+            // a column without a source (an expression) is masked whole.
+            let derived = {
+                let pending = shared.pending();
+                match (pending.front(), pending.get(1)) {
+                    (Some(Pending::Simple { derived, .. }), _) => *derived,
+                    (Some(Pending::WardenDescribe), Some(Pending::Execute { derived, .. })) => {
+                        *derived
+                    }
+                    _ => true,
+                }
+            };
             let warden_describe = {
                 let mut pending = shared.pending();
                 match pending.front() {
@@ -1113,6 +1171,9 @@ fn mask_upstream_frame(
             }
             let sources = |field: &wire_masking::FieldDescription| {
                 if field.table_oid == 0 {
+                    if derived {
+                        return None;
+                    }
                     return Some(ColumnSource {
                         label: field.name.clone(),
                         ..ColumnSource::default()
@@ -1301,7 +1362,7 @@ fn track_upstream_frame(
             match pending.front_mut() {
                 Some(Pending::Simple { tags, .. }) => tags.push(command_tag),
                 Some(Pending::Execute { .. }) => {
-                    if let Some(Pending::Execute { text, started }) = pending.pop_front() {
+                    if let Some(Pending::Execute { text, started, .. }) = pending.pop_front() {
                         record_statement(
                             context,
                             &text,
@@ -1318,7 +1379,7 @@ fn track_upstream_frame(
         }
         backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
             if matches!(pending.front(), Some(Pending::Execute { .. }))
-                && let Some(Pending::Execute { text, started }) = pending.pop_front()
+                && let Some(Pending::Execute { text, started, .. }) = pending.pop_front()
             {
                 let tag = if tag == backend::EMPTY_QUERY {
                     "EMPTY"
@@ -1380,7 +1441,7 @@ fn track_upstream_frame(
             match pending.front_mut() {
                 Some(Pending::Simple { error, .. }) => *error = Some(fields),
                 Some(Pending::Execute { .. }) => {
-                    if let Some(Pending::Execute { text, started }) = pending.pop_front() {
+                    if let Some(Pending::Execute { text, started, .. }) = pending.pop_front() {
                         record_statement(
                             context,
                             &text,
@@ -1409,6 +1470,7 @@ fn track_upstream_frame(
                         started,
                         tags,
                         error,
+                        ..
                     } => {
                         record_statement(
                             context,
