@@ -33,6 +33,10 @@ pub struct ColumnSource {
     pub column: Option<String>,
     /// The name the result gives the column (its alias).
     pub label: String,
+    /// For a view's column: the base-table columns the view's definition
+    /// reads (all of them: the catalog does not say which feeds which), so a
+    /// view cannot launder a covered column.
+    pub derived_from: Vec<ColumnSource>,
 }
 
 /// What one value becomes.

@@ -296,7 +296,12 @@ impl SessionMasker for RuleMasker {
     }
 
     fn column_covered(&self, column: &ColumnSource) -> bool {
-        self.everything || self.columns.iter().any(|p| p.matches(column))
+        self.everything
+            || self.columns.iter().any(|p| p.matches(column))
+            || column
+                .derived_from
+                .iter()
+                .any(|base| self.columns.iter().any(|p| p.matches(base)))
     }
 
     fn table_has_column_rules(&self, schema: Option<&str>, table: &str) -> bool {
@@ -373,6 +378,7 @@ mod tests {
             table: Some(table.into()),
             column: Some(column.into()),
             label: label.into(),
+            derived_from: Vec::new(),
         }
     }
 

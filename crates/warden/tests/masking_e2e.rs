@@ -131,6 +131,30 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     );
     assert_no_raw("error message", &err);
 
+    // Views launder nothing: every column of a view that reads a covered
+    // column is covered, through views of views.
+    env.pg
+        .psql_db(
+            "orders",
+            "set role app; create view cust_v as select id, secret_code as code, \
+             upper(secret_code) as up from customers; \
+             create view cust_vv as select * from cust_v;",
+        )
+        .unwrap();
+    for statement in [
+        "select * from cust_v",
+        "select code, up from cust_vv",
+        "select lower(code) from cust_v",
+        "select code || '' from cust_vv",
+    ] {
+        let (ok, out, err) = psql(&env.conninfo(), &token, &["-At", "-c", statement]);
+        assert!(ok, "{statement}: {err}");
+        let lowered = out.to_lowercase();
+        for raw in SECRET_CODES {
+            assert!(!lowered.contains(raw), "{statement}: {out}");
+        }
+    }
+
     // Any function of a covered column, a UNION or a derived table: the
     // server names no source for such a column, so it is masked whole.
     for statement in [
@@ -154,6 +178,19 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         }
         assert!(!out.contains("cGxhaW4t"), "base64 of the value: {out}");
     }
+
+    // Computed columns of statements that read nothing covered stay as they are.
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-At",
+            "-c",
+            "select upper(name) || qty from items order by id",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "APPLE3\nPEAR5\nPLUM7");
 
     // A covered value quoted by the server's own error or notice text (no
     // detector would find "plain-value-42"): the message is withheld.

@@ -55,6 +55,7 @@ pub fn parse_column_definition(payload: &[u8]) -> Option<ColumnDef> {
             },
             table,
             label: name,
+            derived_from: Vec::new(),
         },
         column_type,
     })

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 use tokio::io::AsyncWriteExt;
 use warden_core::config::TargetConfig;
-use warden_core::masking::ColumnSource;
+use warden_core::masking::{ColumnSource, SessionMasker};
 
 /// One target's looked-up tables and their columns.
 #[derive(Default)]
@@ -21,6 +21,29 @@ struct Names {
     /// Tables looked up (including ones that no longer exist).
     tables: HashSet<u32>,
     columns: HashMap<(u32, i16), ColumnSource>,
+    /// Relation names (lowercase, any schema) looked up, with the base
+    /// columns of every view of that name (empty for tables).
+    relations: HashMap<String, Vec<ColumnSource>>,
+}
+
+/// What a result needs looked up before it can be masked.
+#[derive(Debug)]
+pub enum Need {
+    /// Tables by OID (a RowDescription's sources).
+    Tables(Vec<u32>),
+    /// Relations by name (a statement's views, for its computed columns).
+    Relations(Vec<String>),
+}
+
+/// The unqualified, lowercase names of a statement's relations.
+pub fn relation_names(tables: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = tables
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn cache() -> &'static Mutex<HashMap<String, Names>> {
@@ -63,6 +86,65 @@ impl Catalog {
             .get(&self.target.name)
             .and_then(|names| names.columns.get(&(table_oid, attnum)))
             .cloned()
+    }
+
+    /// Names among `names` not looked up yet.
+    pub fn missing_relations(&self, names: &[String]) -> Vec<String> {
+        let cache = lock();
+        let known = cache.get(&self.target.name).map(|n| &n.relations);
+        names
+            .iter()
+            .filter(|name| !known.is_some_and(|known| known.contains_key(*name)))
+            .cloned()
+            .collect()
+    }
+
+    /// Does a view of one of these names read a column `masker` covers?
+    pub fn relations_read_covered(&self, names: &[String], masker: &dyn SessionMasker) -> bool {
+        let cache = lock();
+        let Some(known) = cache.get(&self.target.name).map(|n| &n.relations) else {
+            return false;
+        };
+        names
+            .iter()
+            .filter_map(|name| known.get(name))
+            .flatten()
+            .any(|base| masker.column_covered(base))
+    }
+
+    /// Looks up the views named `names` (in any schema, as the session's
+    /// search path may pick any) and caches their base columns.
+    pub async fn load_relations(&self, names: &[String]) -> Result<(), String> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        // standard_conforming_strings is on (Warden refuses sessions where
+        // it is not), so doubling quotes is the whole escape.
+        let list: Vec<String> = names
+            .iter()
+            .map(|n| format!("'{}'", n.replace('\'', "''")))
+            .collect();
+        let views = format!(
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN ('v', 'm') \
+             AND pg_catalog.lower(c.relname) IN ({})",
+            list.join(",")
+        );
+        let rows = self.view_bases(&views).await?;
+        let mut relations: HashMap<String, Vec<ColumnSource>> =
+            names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        for (view_name, base) in rows {
+            relations
+                .entry(view_name.to_lowercase())
+                .or_default()
+                .push(base);
+        }
+        let mut cache = lock();
+        cache
+            .entry(self.target.name.clone())
+            .or_default()
+            .relations
+            .extend(relations);
+        Ok(())
     }
 
     /// Tables among `oids` with no cached names.
@@ -119,9 +201,11 @@ impl Catalog {
                     table: Some(table),
                     column: Some(column),
                     label: String::new(),
+                    derived_from: Vec::new(),
                 },
             );
         }
+        self.attach_view_sources(&list, &mut columns).await?;
         let mut cache = lock();
         let names = cache.entry(self.target.name.clone()).or_default();
         // Every table asked for counts as known, so a dropped one is not
@@ -129,6 +213,102 @@ impl Catalog {
         names.tables.extend(oids.iter().copied());
         names.columns.extend(columns);
         Ok(())
+    }
+
+    /// For views among `oids`: every base-table column their definitions
+    /// read, attached to each of the view's columns.
+    async fn attach_view_sources(
+        &self,
+        oids: &[String],
+        columns: &mut HashMap<(u32, i16), ColumnSource>,
+    ) -> Result<(), String> {
+        let mut bases: HashMap<u32, Vec<ColumnSource>> = HashMap::new();
+        for (oid, base) in self.view_bases_by_oid(&oids.join(",")).await? {
+            bases.entry(oid).or_default().push(base);
+        }
+        for ((oid, _), source) in columns.iter_mut() {
+            if let Some(base) = bases.get(oid) {
+                source.derived_from = base.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Base columns of the views named by the query `views` (one column of
+    /// view OIDs), with each view's name.
+    async fn view_bases(&self, views: &str) -> Result<Vec<(String, ColumnSource)>, String> {
+        let mut out = Vec::new();
+        let names = self
+            .query(&format!(
+                "SELECT c.oid::pg_catalog.text, c.relname::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid IN ({views})"
+            ))
+            .await?;
+        let names: HashMap<u32, String> = names
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [Some(oid), Some(name)] => Some((oid.parse().ok()?, name.clone())),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let list: Vec<String> = names.keys().map(u32::to_string).collect();
+        for (oid, base) in self.view_bases_by_oid(&list.join(",")).await? {
+            if let Some(name) = names.get(&oid) {
+                out.push((name.clone(), base));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every base-table column the views `oids` (a comma-separated list of
+    /// numbers) read, through views of views (`pg_depend` of each view's
+    /// rewrite rule).
+    async fn view_bases_by_oid(&self, oids: &str) -> Result<Vec<(u32, ColumnSource)>, String> {
+        let sql = format!(
+            "WITH RECURSIVE deps(view_oid, rel, att) AS ( \
+               SELECT r.ev_class, d.refobjid, d.refobjsubid \
+               FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d \
+                 ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid \
+                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class \
+               WHERE r.ev_class IN ({oids}) \
+             UNION \
+               SELECT deps.view_oid, d.refobjid, d.refobjsubid \
+               FROM deps JOIN pg_catalog.pg_rewrite r ON r.ev_class = deps.rel \
+               JOIN pg_catalog.pg_depend d \
+                 ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid \
+                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class) \
+             SELECT deps.view_oid::pg_catalog.text, n.nspname::pg_catalog.text, \
+               c.relname::pg_catalog.text, a.attname::pg_catalog.text \
+             FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.rel \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = deps.rel AND a.attnum = deps.att"
+        );
+        let mut out = Vec::new();
+        for row in self.query(&sql).await? {
+            let [Some(view), Some(schema), Some(table), Some(column)] =
+                <[Option<String>; 4]>::try_from(row).map_err(|_| "unexpected catalog row")?
+            else {
+                continue;
+            };
+            let Ok(view) = view.parse::<u32>() else {
+                continue;
+            };
+            out.push((
+                view,
+                ColumnSource {
+                    schema: Some(schema),
+                    table: Some(table),
+                    column: Some(column),
+                    label: String::new(),
+                    derived_from: Vec::new(),
+                },
+            ));
+        }
+        Ok(out)
     }
 
     /// Runs one simple query on the side connection; rows as text.

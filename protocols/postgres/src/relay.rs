@@ -18,7 +18,7 @@ use crate::errors::{PgError, sqlstate};
 use crate::frame::{self, backend, frontend, peek_header, read_cstr};
 use crate::masking::{self as wire_masking, MaskCounts, RowPlan};
 use bytes::{Buf, BytesMut};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,14 +72,14 @@ enum Pending {
         started: Instant,
         tags: Vec<String>,
         error: Option<frame::ErrorFields>,
-        /// It reads a table column rules may cover (see [`derives_covered`]).
-        derived: bool,
+        /// The relations it reads, when the session has column rules.
+        tables: Option<Arc<[String]>>,
     },
     /// An Execute; answered by CommandComplete, EmptyQueryResponse, PortalSuspended or an error.
     Execute {
         text: Arc<str>,
         started: Instant,
-        derived: bool,
+        tables: Option<Arc<[String]>>,
     },
     /// A statement Warden refused; the upstream answers its marker with a syntax error.
     Denied {
@@ -237,8 +237,8 @@ async fn client_to_upstream(
         needed: 0,
         statements: HashMap::new(),
         portals: HashMap::new(),
-        derived_statements: HashSet::new(),
-        derived_portals: HashSet::new(),
+        statement_tables: HashMap::new(),
+        portal_tables: HashMap::new(),
         terminated: false,
         policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
         reviewed_statements: HashMap::new(),
@@ -301,10 +301,10 @@ struct ClientState {
     statements: HashMap<String, Arc<str>>,
     /// Portal name → statement text.
     portals: HashMap<String, Arc<str>>,
-    /// Prepared statements and portals that read a table column rules may
-    /// cover (only kept when the session has column rules).
-    derived_statements: HashSet<String>,
-    derived_portals: HashSet<String>,
+    /// Relations each prepared statement and portal reads (kept only when
+    /// the session has column rules).
+    statement_tables: HashMap<String, Arc<[String]>>,
+    portal_tables: HashMap<String, Arc<[String]>>,
     terminated: bool,
     /// The policy engine's per-session state (SQL-level PREPARE texts).
     policy_state: Box<dyn std::any::Any + Send>,
@@ -451,13 +451,13 @@ fn inspect_client_frame(
             };
             shared.statements.fetch_add(1, Ordering::Relaxed);
             if decision.is_allowed() {
-                let derived = derives_covered(context, &decision.tables);
+                let tables = column_rule_tables(context, &decision.tables);
                 shared.pending().push_back(Pending::Simple {
                     text,
                     started,
                     tags: Vec::new(),
                     error: None,
-                    derived,
+                    tables,
                 });
                 Ok(None)
             } else {
@@ -474,11 +474,10 @@ fn inspect_client_frame(
             state.statements.insert(name.clone(), text.clone());
             state.reviewed_statements.remove(&name);
             state.bind_decisions.clear();
-            if derives_covered(context, &decision.tables) {
-                state.derived_statements.insert(name.clone());
-            } else {
-                state.derived_statements.remove(&name);
-            }
+            match column_rule_tables(context, &decision.tables) {
+                Some(tables) => state.statement_tables.insert(name.clone(), tables),
+                None => state.statement_tables.remove(&name),
+            };
             if !name.is_empty() {
                 // SQL `EXECUTE name` runs this text from now on.
                 let prepared = (decision.action != warden_core::Action::Deny).then_some(&*text);
@@ -558,16 +557,18 @@ fn inspect_client_frame(
                 }
             }
             let statement_name = String::from_utf8_lossy(statement);
-            let derived = state.derived_statements.contains(&*statement_name)
-                || state
-                    .bind_decisions
-                    .get(&*statement_name)
-                    .is_some_and(|d| derives_covered(context, &d.tables));
-            if derived {
-                state.derived_portals.insert(portal.clone());
-            } else {
-                state.derived_portals.remove(&portal);
-            }
+            let tables = state
+                .statement_tables
+                .get(&*statement_name)
+                .cloned()
+                .or_else(|| {
+                    let decision = state.bind_decisions.get(&*statement_name)?;
+                    column_rule_tables(context, &decision.tables)
+                });
+            match tables {
+                Some(tables) => state.portal_tables.insert(portal.clone(), tables),
+                None => state.portal_tables.remove(&portal),
+            };
             if let Some(decision) = state
                 .reviewed_statements
                 .get(&*String::from_utf8_lossy(statement))
@@ -611,7 +612,7 @@ fn inspect_client_frame(
                 }
             }
             shared.statements.fetch_add(1, Ordering::Relaxed);
-            let derived = state.derived_portals.contains(&portal_name);
+            let tables = state.portal_tables.get(&portal_name).cloned();
             let mut pending = shared.pending();
             if context.masker.is_some() {
                 // Learn this result's columns and formats first.
@@ -619,7 +620,7 @@ fn inspect_client_frame(
                 pending.push_back(Pending::Execute {
                     text,
                     started: Instant::now(),
-                    derived,
+                    tables,
                 });
                 let mut describe_body = vec![b'P'];
                 describe_body.extend_from_slice(portal);
@@ -632,7 +633,7 @@ fn inspect_client_frame(
             pending.push_back(Pending::Execute {
                 text,
                 started: Instant::now(),
-                derived,
+                tables,
             });
             Ok(None)
         }
@@ -868,6 +869,9 @@ struct MaskState {
     refusing: bool,
     /// Tables whose column names could not be looked up (treated as covered).
     catalog_failed: std::collections::HashSet<u32>,
+    /// The statement's views could not be looked up: computed columns are
+    /// masked whole until the session ends.
+    relations_failed: bool,
 }
 
 /// What to do with one inspected upstream frame.
@@ -875,7 +879,7 @@ enum Observed {
     Forward,
     Replace(BytesMut),
     /// Column names of these tables are needed before this frame can be handled.
-    NeedCatalog(Vec<u32>),
+    NeedCatalog(catalog::Need),
 }
 
 /// Upstream → client.
@@ -918,12 +922,22 @@ async fn upstream_to_client(
                 to_client.fetch_add(n, Ordering::Relaxed);
                 metrics.bytes_to_clients.fetch_add(n, Ordering::Relaxed);
             }
-            if let Some(oids) = need_catalog {
-                if let Some(catalog) = &context.catalog
-                    && let Err(error) = catalog.load(&oids).await
-                {
-                    tracing::warn!(target = %context.target, %error, "cannot look up result columns; masking them whole");
-                    mask_state.catalog_failed.extend(oids);
+            if let Some(need) = need_catalog {
+                if let Some(catalog) = &context.catalog {
+                    match need {
+                        catalog::Need::Tables(oids) => {
+                            if let Err(error) = catalog.load(&oids).await {
+                                tracing::warn!(target = %context.target, %error, "cannot look up result columns; masking them whole");
+                                mask_state.catalog_failed.extend(oids);
+                            }
+                        }
+                        catalog::Need::Relations(names) => {
+                            if let Err(error) = catalog.load_relations(&names).await {
+                                tracing::warn!(target = %context.target, %error, "cannot look up the statement's views; masking its computed columns whole");
+                                mask_state.relations_failed = true;
+                            }
+                        }
+                    }
                 }
                 continue;
             }
@@ -985,7 +999,7 @@ fn scan_upstream_frames(
     buf: &mut BytesMut,
     passthrough: &mut usize,
     needed: &mut usize,
-) -> Result<(Option<BytesMut>, Option<Vec<u32>>), String> {
+) -> Result<(Option<BytesMut>, Option<catalog::Need>), String> {
     let mut pos = 0;
     let mut copied_up_to = 0;
     let mut rewritten: Option<BytesMut> = None;
@@ -1062,8 +1076,8 @@ fn scan_upstream_frames(
                 out.extend_from_slice(&replacement);
                 copied_up_to = pos + len;
             }
-            Observed::NeedCatalog(oids) => {
-                need_catalog = Some(oids);
+            Observed::NeedCatalog(need) => {
+                need_catalog = Some(need);
                 break;
             }
         }
@@ -1086,6 +1100,16 @@ fn scan_upstream_frames(
 /// True when the session has column rules and the statement reads a table
 /// they may cover: its result columns without a source the server names
 /// (expressions, UNION outputs) could carry a covered value.
+/// The statement's relations, kept for its result when the session has
+/// column rules.
+fn column_rule_tables(context: &RelayContext, tables: &[String]) -> Option<Arc<[String]>> {
+    context
+        .masker
+        .as_deref()
+        .filter(|m| m.has_column_rules())
+        .map(|_| Arc::from(tables))
+}
+
 fn derives_covered(context: &RelayContext, tables: &[String]) -> bool {
     let Some(masker) = context.masker.as_deref().filter(|m| m.has_column_rules()) else {
         return false;
@@ -1121,14 +1145,14 @@ fn mask_upstream_frame(
         backend::ROW_DESCRIPTION => {
             // Does the statement read a table column rules may cover? Then
             // a column without a source (an expression) is masked whole.
-            let derived = {
+            let tables = {
                 let pending = shared.pending();
                 match (pending.front(), pending.get(1)) {
-                    (Some(Pending::Simple { derived, .. }), _) => *derived,
-                    (Some(Pending::WardenDescribe), Some(Pending::Execute { derived, .. })) => {
-                        *derived
+                    (Some(Pending::Simple { tables, .. }), _) => tables.clone(),
+                    (Some(Pending::WardenDescribe), Some(Pending::Execute { tables, .. })) => {
+                        tables.clone()
                     }
-                    _ => true,
+                    _ => None,
                 }
             };
             let warden_describe = {
@@ -1163,12 +1187,44 @@ fn mask_upstream_frame(
                     .filter(|oid| !state.catalog_failed.contains(oid))
                     .collect();
                 if !missing.is_empty() {
-                    return Some(Observed::NeedCatalog(missing));
+                    return Some(Observed::NeedCatalog(catalog::Need::Tables(missing)));
                 }
             }
             if warden_describe {
                 shared.pending().pop_front();
             }
+            let computed = fields.iter().any(|f| f.table_oid == 0);
+            let names = match (&tables, &context.catalog) {
+                (Some(tables), Some(catalog)) if computed && !state.relations_failed => {
+                    let names = catalog::relation_names(tables);
+                    let missing = catalog.missing_relations(&names);
+                    if !missing.is_empty() {
+                        return Some(Observed::NeedCatalog(catalog::Need::Relations(missing)));
+                    }
+                    names
+                }
+                _ => Vec::new(),
+            };
+            // Computed columns of a statement that reads a table column rules
+            // may cover, or a view that reads a covered column, or beside a
+            // covered view column, may be functions of covered values.
+            let derived = computed
+                && (state.relations_failed
+                    || tables
+                        .as_deref()
+                        .is_some_and(|t| derives_covered(context, t))
+                    || context
+                        .catalog
+                        .as_ref()
+                        .is_some_and(|catalog| catalog.relations_read_covered(&names, masker)));
+            let derived = derived
+                || context.catalog.as_ref().is_some_and(|catalog| {
+                    fields.iter().any(|f| {
+                        catalog.cached(f.table_oid, f.attnum).is_some_and(|s| {
+                            !s.derived_from.is_empty() && masker.column_covered(&s)
+                        })
+                    })
+                });
             let sources = |field: &wire_masking::FieldDescription| {
                 if field.table_oid == 0 {
                     if derived {
