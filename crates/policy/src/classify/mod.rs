@@ -12,6 +12,7 @@ mod literals;
 mod mysql;
 mod mysql_lex;
 mod mysql_set;
+mod pg_set;
 mod pg_walk;
 mod postgres;
 mod settings;
