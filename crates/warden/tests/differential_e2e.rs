@@ -11,21 +11,6 @@
 
 mod common;
 
-const POLICIES: &str = r#"
-[[policy]]
-name = "read anything"
-subjects = ["group:fuzz"]
-targets = ["orders"]
-allow = ["read"]
-
-[[policy]]
-name = "write only scratch"
-subjects = ["group:fuzz"]
-targets = ["orders"]
-tables = ["scratch"]
-allow = ["write"]
-"#;
-
 /// Writes to `items`, spelled without quotes so templates can wrap them.
 const PG_PAYLOADS: &[&str] = &[
     "insert into items (name, qty) values (chr(120), 1)",
@@ -73,7 +58,7 @@ fn audit_rows(env: &common::Env) -> String {
 
 #[test]
 fn mutated_smuggling_texts_never_change_a_table_warden_guards() {
-    let env = common::start_with(POLICIES, "", "warn", "");
+    let env = common::start_with(common::SCRATCH_WRITER_POLICIES, "", "warn", "");
     env.pg
         .psql_db(
             "orders",

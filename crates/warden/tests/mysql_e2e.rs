@@ -209,6 +209,20 @@ fn rows(stdout: &str) -> Vec<&str> {
 }
 
 /// The key id part (`wdn_<16 hex>`) of an access key: the MySQL user name.
+/// A mysql_async connection through Warden with an access key, database `orders`.
+async fn key_conn(port: u16, key: &str) -> mysql_async::Conn {
+    mysql_async::Conn::new(key_opts(port, key)).await.unwrap()
+}
+
+fn key_opts(port: u16, key: &str) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(key_id(key).to_string()))
+        .pass(Some(key.to_string()))
+        .db_name(Some("orders"))
+}
+
 fn key_id(key: &str) -> &str {
     assert!(key.starts_with("wdn_") && key.len() > 20, "a key: {key}");
     &key[..20]
@@ -546,13 +560,7 @@ fn rows_are_masked_in_text_and_binary_protocols() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         use mysql_async::prelude::Queryable;
-        let options = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some(key_id(&key).to_string()))
-            .pass(Some(key.clone()))
-            .db_name(Some("orders"));
-        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        let mut conn = key_conn(port, &key).await;
         type Customer = (i32, String, Option<String>, Option<i32>, String);
         let row: Option<Customer> = conn
             .exec_first(
@@ -726,13 +734,7 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
     let port = env.mysql_port;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let options = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some(key_id(&reader).to_string()))
-            .pass(Some(reader.clone()))
-            .db_name(Some("orders"));
-        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        let mut conn = key_conn(port, &reader).await;
         for sql in [
             // Version comments the server skips hide nothing from Warden.
             "SELECT 1 /*!99999 , 'x */ ; DELETE FROM items; -- '",
@@ -843,13 +845,7 @@ fn the_target_database_is_a_boundary() {
     let port = env.mysql_port;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let options = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some(key_id(&agent).to_string()))
-            .pass(Some(agent.clone()))
-            .db_name(Some("orders"));
-        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        let mut conn = key_conn(port, &agent).await;
         for sql in [
             "SELECT a FROM otherdb.secrets",
             "SELECT * FROM items JOIN `otherdb`.`secrets` s ON true",
@@ -895,20 +891,6 @@ fn the_target_database_is_a_boundary() {
 #[test]
 fn mutated_smuggling_texts_never_change_items() {
     use mysql_async::prelude::Queryable;
-    const FUZZ_POLICIES: &str = r#"
-[[policy]]
-name = "read anything"
-subjects = ["group:fuzz"]
-targets = ["orders"]
-allow = ["read"]
-
-[[policy]]
-name = "write only scratch"
-subjects = ["group:fuzz"]
-targets = ["orders"]
-tables = ["scratch"]
-allow = ["write"]
-"#;
     const PAYLOADS: &[&str] = &[
         "INSERT INTO items (name, qty) VALUES (0x78, 1)",
         "DELETE FROM items",
@@ -944,7 +926,7 @@ allow = ["write"]
         "SET NAMES gbk",
         "SET autocommit = 1, sql_mode = concat(@@sql_mode, ',ANSI_QUOTES')",
     ];
-    let env = start_with(false, FUZZ_POLICIES);
+    let env = start_with(false, common::SCRATCH_WRITER_POLICIES);
     env.db
         .sql_db(Some("orders"), "CREATE TABLE scratch (a INT)")
         .unwrap();
@@ -965,13 +947,7 @@ allow = ["write"]
     let mut sent = 0;
     for setup in SETUPS {
         runtime.block_on(async {
-            let options = mysql_async::OptsBuilder::default()
-                .ip_or_hostname("127.0.0.1")
-                .tcp_port(port)
-                .user(Some(key_id(&key).to_string()))
-                .pass(Some(key.clone()))
-                .db_name(Some("orders"));
-            let connect = || mysql_async::Conn::new(options.clone());
+            let connect = || mysql_async::Conn::new(key_opts(port, &key));
             let mut conn = connect().await.unwrap();
             if !setup.is_empty() {
                 let _ = conn.query_drop(*setup).await;
@@ -992,13 +968,7 @@ allow = ["write"]
     assert!(sent >= 300, "only {sent} texts sent");
     // The identity can write where policy lets it: the test can fail.
     runtime.block_on(async {
-        let options = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some(key_id(&key).to_string()))
-            .pass(Some(key.clone()))
-            .db_name(Some("orders"));
-        let mut conn = mysql_async::Conn::new(options).await.unwrap();
+        let mut conn = key_conn(port, &key).await;
         conn.query_drop("INSERT INTO scratch VALUES (1)")
             .await
             .unwrap();

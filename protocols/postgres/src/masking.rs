@@ -353,22 +353,11 @@ fn withholds_message(tag: u8, body: &[u8]) -> bool {
     if tag == frame::backend::NOTICE_RESPONSE {
         return true;
     }
-    let mut pos = 0;
-    while let Some(&kind) = body.get(pos) {
-        if kind == 0 {
-            break;
-        }
-        pos += 1;
-        let Some(value) = read_cstr(body, &mut pos) else {
-            return true;
-        };
-        if kind == b'C' {
-            return value.starts_with(b"22")
-                || value.starts_with(b"23")
-                || value.starts_with(b"P0");
-        }
-    }
-    true
+    let code = frame::parse_error_fields(body).code;
+    code.is_empty()
+        || ["22", "23", "P0"]
+            .iter()
+            .any(|class| code.starts_with(class))
 }
 
 /// An error message as a session's recording keeps it: withheld where the

@@ -25,6 +25,24 @@ targets = ["orders"]
 allow = ["read"]
 "#;
 
+/// The differential tests' identity (`group:fuzz`): it may read anything
+/// and write only `scratch`, so no read-only wall stands behind Warden's
+/// judgement of what touches `items`.
+pub const SCRATCH_WRITER_POLICIES: &str = r#"
+[[policy]]
+name = "read anything"
+subjects = ["group:fuzz"]
+targets = ["orders"]
+allow = ["read"]
+
+[[policy]]
+name = "write only scratch"
+subjects = ["group:fuzz"]
+targets = ["orders"]
+tables = ["scratch"]
+allow = ["write"]
+"#;
+
 pub struct Env {
     pub pg: Postgres,
     pub issuer: TestIssuer,
