@@ -290,6 +290,17 @@ impl RuleMasker {
     }
 }
 
+/// The statement texts of other sessions (`pg_stat_activity.query`,
+/// `pg_stat_statements.query`) can carry covered values as literals: under
+/// column rules they are covered too.
+fn quotes_other_sessions(column: &ColumnSource) -> bool {
+    column.column.as_deref() == Some("query")
+        && matches!(
+            column.table.as_deref(),
+            Some("pg_stat_activity" | "pg_stat_statements")
+        )
+}
+
 impl SessionMasker for RuleMasker {
     fn has_column_rules(&self) -> bool {
         !self.columns.is_empty() || self.everything
@@ -298,6 +309,7 @@ impl SessionMasker for RuleMasker {
     fn column_covered(&self, column: &ColumnSource) -> bool {
         self.everything
             || self.columns.iter().any(|p| p.matches(column))
+            || (!self.columns.is_empty() && quotes_other_sessions(column))
             || column
                 .derived_from
                 .iter()

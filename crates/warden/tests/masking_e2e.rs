@@ -179,6 +179,26 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         assert!(!out.contains("cGxhaW4t"), "base64 of the value: {out}");
     }
 
+    // NOTIFY payloads and other sessions' statement texts under column rules.
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-c",
+            "listen warden_test",
+            "-c",
+            "select pg_notify('warden_test', secret_code) from customers",
+            "-c",
+            "select query from pg_stat_activity where query like '%plain-value-%'",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("withheld") || err.contains("withheld"),
+        "{out} {err}"
+    );
+    assert_no_raw("notifications and pg_stat_activity", &format!("{out}{err}"));
+
     // Computed columns of statements that read nothing covered stay as they are.
     let (ok, out, err) = psql(
         &env.conninfo(),

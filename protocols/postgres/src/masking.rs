@@ -343,6 +343,37 @@ pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Op
     Some(out)
 }
 
+/// A NotificationResponse (LISTEN/NOTIFY) whose payload needs masking:
+/// detectors on its text, and the whole payload withheld under column rules
+/// (a trigger may notify a row's values). `None` forwards it as it is.
+pub fn mask_notification(masker: &dyn SessionMasker, body: &[u8]) -> Option<BytesMut> {
+    let (pid, rest) = body.split_at_checked(4)?;
+    let mut pos = 0;
+    let channel = read_cstr(rest, &mut pos)?;
+    let payload = read_cstr(rest, &mut pos)?;
+    let text = String::from_utf8_lossy(payload);
+    let masked = if masker.has_column_rules() && !payload.is_empty() {
+        WITHHELD_PAYLOAD.to_string()
+    } else {
+        match masker.mask_text(&text, false) {
+            Masked::Unchanged => return None,
+            Masked::Replaced { value, .. } => {
+                value.unwrap_or_else(|| warden_masking_null_text().to_string())
+            }
+        }
+    };
+    let mut new_body = pid.to_vec();
+    new_body.extend_from_slice(channel);
+    new_body.push(0);
+    new_body.extend_from_slice(masked.replace('\0', "").as_bytes());
+    new_body.push(0);
+    let mut out = BytesMut::new();
+    frame::put_message(&mut out, frame::backend::NOTIFICATION_RESPONSE, &new_body);
+    Some(out)
+}
+
+const WITHHELD_PAYLOAD: &str = "[withheld: column masking rules apply to this session]";
+
 /// The message of an error or notice that could quote a covered value.
 const WITHHELD_MESSAGE: &str = "the server's message is withheld: column masking rules apply to this session (the SQLSTATE is the server's)";
 

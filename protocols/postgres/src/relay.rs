@@ -849,6 +849,7 @@ fn upstream_frame_needs_inspection(tag: u8, masking: bool, capture: bool) -> boo
                 | backend::NO_DATA
                 | backend::DATA_ROW
                 | backend::NOTICE_RESPONSE
+                | backend::NOTIFICATION_RESPONSE
                 | backend::COPY_OUT_RESPONSE
                 | backend::COPY_BOTH_RESPONSE
                 | backend::COPY_DATA
@@ -1294,6 +1295,10 @@ fn mask_upstream_frame(
         }
         backend::NOTICE_RESPONSE => Some(
             wire_masking::mask_error_fields(masker, tag, body)
+                .map_or(Observed::Forward, Observed::Replace),
+        ),
+        backend::NOTIFICATION_RESPONSE => Some(
+            wire_masking::mask_notification(masker, body)
                 .map_or(Observed::Forward, Observed::Replace),
         ),
         backend::COPY_OUT_RESPONSE | backend::COPY_BOTH_RESPONSE => {
