@@ -368,3 +368,28 @@ fn engine_trait_object_works() {
             .is_allowed()
     );
 }
+
+/// `sub:` names an OIDC subject: an access key, whose subject reads
+/// `key:NAME`, never matches it.
+#[test]
+fn sub_rules_match_only_oidc_callers() {
+    let rules = r#"
+[[policy]]
+name = "oidc dana"
+subjects = ["sub:key:dana"]
+targets = ["orders"]
+allow = ["read"]
+"#;
+    let config = Config::parse(&format!("{BASE}{rules}"), "w.toml").expect("config parses");
+    let p = PolicySet::from_config(&config).expect("rules compile");
+    let key = who(json!({"sub": "key:dana"}));
+    assert!(matches!(
+        key.kind,
+        warden_core::IdentityKind::AccessKey { .. }
+    ));
+    assert_eq!(
+        p.check_statement(&key, "orders", Dialect::Postgres, "SELECT 1")
+            .action,
+        Action::Deny
+    );
+}
