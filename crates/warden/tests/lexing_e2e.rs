@@ -14,19 +14,11 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const POLICIES: &str = r#"
-[[policy]]
-name = "agents work on orders"
-subjects = ["group:agents"]
-targets = ["orders"]
-allow = ["read", "write", "ddl"]
-
-[[policy]]
-name = "readers read orders"
-subjects = ["group:readers"]
-targets = ["orders"]
-allow = ["read"]
-
+/// The default rules (agents read, write and run DDL; readers read) plus a
+/// group whose writes are reviewed.
+fn policies() -> String {
+    format!(
+        r#"{}
 [[policy]]
 name = "reviewed writers"
 subjects = ["group:reviewed"]
@@ -35,7 +27,10 @@ allow = ["read"]
 review = ["write"]
 approvers = ["group:dba"]
 review_timeout = "2s"
-"#;
+"#,
+        common::DEFAULT_POLICIES
+    )
+}
 
 /// psql through Warden with extra environment (PGOPTIONS, PGCLIENTENCODING …).
 fn psql_env(
@@ -76,7 +71,7 @@ const ORIGINAL: &str = "apple,pear,plum";
 
 #[test]
 fn statements_that_change_lexing_are_refused_and_smuggling_fails() {
-    let env = common::start_with(POLICIES, "", "info", "");
+    let env = common::start_with(&policies(), "", "info", "");
     let reader = env.warden.create_key("reader", &["readers"]).unwrap();
     let agent = env.warden.create_key("agent", &["agents"]).unwrap();
 
@@ -140,7 +135,7 @@ fn statements_that_change_lexing_are_refused_and_smuggling_fails() {
 
 #[test]
 fn startup_parameters_and_options_are_read_as_the_server_reads_them() {
-    let env = common::start_with(POLICIES, "", "info", "");
+    let env = common::start_with(&policies(), "", "info", "");
     let reader = env.warden.create_key("reader", &["readers"]).unwrap();
     for vars in [
         [("PGOPTIONS", "-c standard_conforming_strings=off")],
@@ -174,7 +169,7 @@ fn startup_parameters_and_options_are_read_as_the_server_reads_them() {
 
 #[test]
 fn read_write_modes_are_writes_and_the_wall_holds() {
-    let env = common::start_with(POLICIES, "", "info", "");
+    let env = common::start_with(&policies(), "", "info", "");
     let reader = env.warden.create_key("reader", &["readers"]).unwrap();
     for statement in [
         "BEGIN READ WRITE",
@@ -206,7 +201,7 @@ fn read_write_modes_are_writes_and_the_wall_holds() {
 
 #[test]
 fn a_session_that_reaches_an_unsupported_lexing_state_is_ended() {
-    let env = common::start_with(POLICIES, "", "info", "");
+    let env = common::start_with(&policies(), "", "info", "");
     let agent = env.warden.create_key("agent", &["agents"]).unwrap();
     // A function body is not a statement Warden sees: the server's report of
     // the new setting is what ends the session.
@@ -303,7 +298,7 @@ fn simple(stream: &mut TcpStream, sql: &str) -> (Vec<u8>, Vec<String>) {
 
 #[test]
 fn sql_prepare_and_protocol_parse_share_one_namespace() {
-    let env = common::start_with(POLICIES, "", "info", "");
+    let env = common::start_with(&policies(), "", "info", "");
     let key = env.warden.create_key("reviewed", &["reviewed"]).unwrap();
     let mut s = raw_session(&env, &key);
 
