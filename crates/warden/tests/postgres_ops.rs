@@ -309,3 +309,58 @@ async fn connection_limit_refuses_with_53300_and_frees_slots() {
         2
     );
 }
+
+/// `warden check` says when a static upstream login is a superuser or owns
+/// the tables: policy would then be the only wall.
+#[test]
+fn warden_check_warns_about_a_superuser_or_owning_static_login() {
+    let env = common::start();
+    let check = |path: &std::path::Path, password: &str| {
+        std::process::Command::new(common::binary())
+            .args(["check", "--config"])
+            .arg(path)
+            .env("ORDERS_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    // `app` owns `items`.
+    let output = check(&env.warden.config_path(), &env.app_password);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("static login \"app\" owns 1 table(s)"),
+        "{stderr}"
+    );
+    // The cluster's superuser.
+    let text = std::fs::read_to_string(env.warden.config_path()).unwrap();
+    let superuser = env.warden.dir().join("superuser.toml");
+    std::fs::write(
+        &superuser,
+        text.replace(
+            &format!("user = \"{}\"", common::APP_USER),
+            "user = \"postgres\"",
+        ),
+    )
+    .unwrap();
+    let output = check(&superuser, env.pg.password());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("\"postgres\" is a superuser"), "{stderr}");
+    // A login that owns nothing gets no warning.
+    env.pg
+        .psql("create role plain login password 'plain-pw'; grant select on all tables in schema public to plain")
+        .unwrap();
+    let plain = env.warden.dir().join("plain.toml");
+    std::fs::write(
+        &plain,
+        text.replace(
+            &format!("user = \"{}\"", common::APP_USER),
+            "user = \"plain\"",
+        ),
+    )
+    .unwrap();
+    let output = check(&plain, "plain-pw");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

@@ -35,6 +35,9 @@ pub fn run(path: &Path) -> Result<ExitCode> {
                 eprintln!("{}: {error}", path.display());
                 return Ok(ExitCode::FAILURE);
             }
+            for warning in super::check_upstream::warnings(&config) {
+                eprintln!("{}: {warning}", path.display());
+            }
             println!(
                 "{}: ok ({} listener(s), {} target(s), {} policy rule(s))",
                 path.display(),

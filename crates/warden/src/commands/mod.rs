@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod check;
+mod check_upstream;
 pub mod keys;
 pub mod leases;
 pub mod policy;

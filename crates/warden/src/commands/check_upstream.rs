@@ -1,0 +1,108 @@
+//! `warden check`'s look at each PostgreSQL target's static login: a
+//! superuser or the owner of the tables makes policy the only wall (an owner
+//! can ALTER, DROP and bypass GRANTs), so Warden says so. It only warns; a
+//! target it cannot reach in a few seconds, or over TLS, is left unchecked.
+
+use secrecy::ExposeSecret;
+use std::time::Duration;
+use warden_core::config::{Config, CredentialsConfig, Protocol, TargetConfig, UpstreamTls};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the login can do that policy cannot take away.
+const QUERY: &str = "SELECT r.rolsuper, (SELECT count(*) FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p', 'v', 'm') \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema')) \
+     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+/// Warnings (and notes on targets that were not checked), one per line.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return vec!["cannot start a runtime to check upstream logins".into()];
+    };
+    runtime.block_on(async {
+        let mut out = Vec::new();
+        for target in &config.targets {
+            if let Some(line) = check(target).await {
+                out.push(line);
+            }
+        }
+        out
+    })
+}
+
+async fn check(target: &TargetConfig) -> Option<String> {
+    let CredentialsConfig::Static { user, password } = &target.credentials else {
+        return None;
+    };
+    if target.protocol != Protocol::Postgres {
+        return None;
+    }
+    let name = &target.name;
+    let (host, port) = warden_core::config::split_host_port(&target.address)?;
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    // `check` validates a file: it reaches out only to this machine.
+    if !loopback || target.effective_upstream_tls() != UpstreamTls::Disable {
+        return Some(format!(
+            "note: target \"{name}\": its static login was not checked (only plaintext loopback upstreams are)"
+        ));
+    }
+    let password = match warden_credentials::resolve(password).await {
+        Ok(password) => password,
+        Err(error) => {
+            return Some(format!(
+                "note: target \"{name}\": its static login was not checked ({error})"
+            ));
+        }
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(user)
+        .password(password.expose_secret())
+        .dbname(target.upstream_database())
+        .application_name("warden check")
+        .connect_timeout(PROBE_TIMEOUT);
+    let probe = async {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.query_one(QUERY, &[]).await
+    };
+    let row = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(row)) => row,
+        Ok(Err(error)) => {
+            return Some(format!(
+                "note: target \"{name}\": its static login was not checked ({error})"
+            ));
+        }
+        Err(_) => {
+            return Some(format!(
+                "note: target \"{name}\": its static login was not checked (no answer within {PROBE_TIMEOUT:?})"
+            ));
+        }
+    };
+    let superuser: bool = row.try_get(0).ok()?;
+    let owned: i64 = row.try_get(1).ok()?;
+    if superuser {
+        Some(format!(
+            "warning: target \"{name}\": static login \"{user}\" is a superuser, so Warden's policy is the only wall; \
+             give Warden a role with just the grants agents need (or use credentials = {{ mode = \"ephemeral\" }})"
+        ))
+    } else if owned > 0 {
+        Some(format!(
+            "warning: target \"{name}\": static login \"{user}\" owns {owned} table(s) or view(s), so it can ALTER or DROP \
+             them whatever GRANTs say; give Warden a role that does not own them"
+        ))
+    } else {
+        None
+    }
+}
