@@ -35,6 +35,17 @@ pub enum Need {
     Relations(Vec<String>),
 }
 
+/// A table's column as the catalog names it.
+fn base_column(schema: String, table: String, column: String) -> ColumnSource {
+    ColumnSource {
+        schema: Some(schema),
+        table: Some(table),
+        column: Some(column),
+        label: String::new(),
+        derived_from: Vec::new(),
+    }
+}
+
 /// The unqualified, lowercase names of a statement's relations.
 pub fn relation_names(tables: &[String]) -> Vec<String> {
     let mut names: Vec<String> = tables
@@ -194,16 +205,7 @@ impl Catalog {
             let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
                 continue;
             };
-            columns.insert(
-                (oid, attnum),
-                ColumnSource {
-                    schema: Some(schema),
-                    table: Some(table),
-                    column: Some(column),
-                    label: String::new(),
-                    derived_from: Vec::new(),
-                },
-            );
+            columns.insert((oid, attnum), base_column(schema, table, column));
         }
         self.attach_view_sources(&list, &mut columns).await?;
         let mut cache = lock();
@@ -297,16 +299,7 @@ impl Catalog {
             let Ok(view) = view.parse::<u32>() else {
                 continue;
             };
-            out.push((
-                view,
-                ColumnSource {
-                    schema: Some(schema),
-                    table: Some(table),
-                    column: Some(column),
-                    label: String::new(),
-                    derived_from: Vec::new(),
-                },
-            ));
+            out.push((view, base_column(schema, table, column)));
         }
         Ok(out)
     }

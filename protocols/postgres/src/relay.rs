@@ -520,15 +520,13 @@ fn inspect_client_frame(
                 // judge what the name holds now.
                 let name = String::from_utf8_lossy(statement).into_owned();
                 match bind_decision(context, state, &name) {
-                    Some(warden_core::Action::Allow) => {
+                    Some(BindVerdict::Allow) => {
                         state.reviewed_statements.remove(&name);
                     }
-                    Some(warden_core::Action::Review) => {
-                        let decision = state.bind_decisions[&name].clone();
+                    Some(BindVerdict::Review(decision)) => {
                         state.reviewed_statements.insert(name, decision);
                     }
-                    Some(warden_core::Action::Deny) => {
-                        let decision = state.bind_decisions[&name].clone();
+                    Some(BindVerdict::Deny(decision)) => {
                         shared.statements.fetch_add(1, Ordering::Relaxed);
                         let marker = format!("warden_refused_{}", new_nonce());
                         return Ok(Some(deny(
@@ -768,25 +766,36 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
     decision
 }
 
-/// The action for binding the statement prepared under `name`; its decision
+/// What policy says about binding a named prepared statement.
+enum BindVerdict {
+    Allow,
+    Review(Decision),
+    Deny(Decision),
+}
+
+/// The verdict for binding the statement prepared under `name`; its decision
 /// is cached in `bind_decisions` until a message that may redefine names.
+/// `None` when the session state knows no such statement.
 fn bind_decision(
     context: &RelayContext,
     state: &mut ClientState,
     name: &str,
-) -> Option<warden_core::Action> {
-    if let Some(decision) = state.bind_decisions.get(name) {
-        return Some(decision.action);
+) -> Option<BindVerdict> {
+    if !state.bind_decisions.contains_key(name) {
+        let decision = context.gateway.policy.check_prepared(
+            state.policy_state.as_mut(),
+            &context.identity,
+            &context.target,
+            name,
+        )?;
+        state.bind_decisions.insert(name.to_string(), decision);
     }
-    let decision = context.gateway.policy.check_prepared(
-        state.policy_state.as_mut(),
-        &context.identity,
-        &context.target,
-        name,
-    )?;
-    let action = decision.action;
-    state.bind_decisions.insert(name.to_string(), decision);
-    Some(action)
+    let decision = state.bind_decisions.get(name)?;
+    Some(match decision.action {
+        warden_core::Action::Allow => BindVerdict::Allow,
+        warden_core::Action::Review => BindVerdict::Review(decision.clone()),
+        warden_core::Action::Deny => BindVerdict::Deny(decision.clone()),
+    })
 }
 
 fn denial_error(decision: &Decision) -> PgError {
