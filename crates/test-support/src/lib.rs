@@ -9,6 +9,7 @@ pub mod oidc;
 pub mod postgres;
 pub mod process;
 pub mod tls;
+pub mod tools;
 pub mod warden;
 
 /// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).

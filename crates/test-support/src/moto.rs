@@ -25,7 +25,7 @@ impl MotoServer {
         let port = free_port();
         // `python3 -m` finds the module wherever pip put it, whether or not
         // its `moto_server` script is on PATH.
-        let spawned = Command::new("python3")
+        let spawned = Command::new(crate::tools::python3())
             .args([
                 "-m",
                 "moto.server",

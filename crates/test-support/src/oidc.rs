@@ -545,7 +545,7 @@ impl RealOidcProvider {
             .tempdir()?;
         let log_path = logdir.path().join("provider.log");
         let mut child = KillOnDrop(
-            Command::new("node")
+            Command::new(crate::tools::node())
                 .arg(dir.join("provider.mjs"))
                 .arg(config.to_string())
                 .current_dir(&dir)

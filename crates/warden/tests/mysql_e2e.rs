@@ -382,7 +382,7 @@ conn.close()
 print(json.dumps(out))
 "#;
     let out = output(
-        Command::new("python3")
+        Command::new(warden_test_support::tools::python3())
             .args(["-c", script, &env.mysql_port.to_string()])
             .env("KEY_ID", key_id(&key))
             .env("KEY", &key)

@@ -256,7 +256,7 @@ with psycopg.connect(sys.argv[1], password=sys.argv[2]) as conn:
         cur.execute("SELECT current_user")
         print("user", cur.fetchone()[0])
 "#;
-    let mut child = Command::new("python3")
+    let mut child = Command::new(warden_test_support::tools::python3())
         .args(["-c", script, &env.conninfo(), &key])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
