@@ -42,6 +42,10 @@ const PG_SAFE_VOLATILE: &[&str] = &[
     "pg_sleep_for",
     "pg_sleep_until",
     "setseed",
+    // Releasing the session's own advisory locks (a pool's reset).
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
 ];
 
 const PG_ADMIN: &[&str] = &[

@@ -4,7 +4,7 @@ use super::functions::FunctionClass;
 use super::pg_walk::{Found, walk};
 use super::{Classifier, StatementClass, TableRef};
 use pg_query::NodeEnum as N;
-use pg_query::protobuf::{self, DiscardMode, ObjectType, TransactionStmtKind};
+use pg_query::protobuf::{self, DiscardMode, ObjectType, ReindexObjectType, TransactionStmtKind};
 use warden_core::Operation;
 use warden_core::Operation::{Admin, Ddl, Read, Unknown, Write};
 
@@ -256,17 +256,12 @@ fn base_class(classifier: &Classifier, node: &N, found: &Found) -> Base {
             }
             _ => plain(Read, "transaction control"),
         },
-        N::DiscardStmt(discard) => {
-            if discard.target == DiscardMode::DiscardAll as i32 {
-                let mut class = StatementClass::new(Admin, "DISCARD ALL");
-                class
-                    .reasons
-                    .push("DISCARD ALL also resets the session's role and authorization".into());
-                Base::Detailed(Box::new(class))
-            } else {
-                plain(Read, "DISCARD")
-            }
+        // DISCARD resets only the session's own state; ALL also returns to
+        // the login role Warden chose (SET SESSION AUTHORIZATION DEFAULT).
+        N::DiscardStmt(discard) if discard.target == DiscardMode::DiscardAll as i32 => {
+            plain(Read, "DISCARD ALL")
         }
+        N::DiscardStmt(_) => plain(Read, "DISCARD"),
         N::ListenStmt(_) => plain(Read, "LISTEN"),
         N::UnlistenStmt(_) => plain(Read, "UNLISTEN"),
         N::NotifyStmt(_) => plain(Write, "NOTIFY"),
@@ -279,9 +274,22 @@ fn base_class(classifier: &Classifier, node: &N, found: &Found) -> Base {
         N::AlterSystemStmt(_) => plain(Admin, "ALTER SYSTEM"),
         N::LoadStmt(_) => plain(Admin, "LOAD"),
         N::CheckPointStmt(_) => plain(Admin, "CHECKPOINT"),
-        N::VacuumStmt(_) => plain(Admin, "VACUUM/ANALYZE"),
-        N::ClusterStmt(_) => plain(Admin, "CLUSTER"),
-        N::ReindexStmt(_) => plain(Admin, "REINDEX"),
+        // Maintenance of named tables is an owner's job like ALTER TABLE (ddl);
+        // the same command over a whole database or the catalogs is admin.
+        N::VacuumStmt(vacuum) if vacuum.rels.is_empty() => {
+            plain(Admin, "VACUUM/ANALYZE of the whole database")
+        }
+        N::VacuumStmt(_) => plain(Ddl, "VACUUM/ANALYZE"),
+        N::ClusterStmt(cluster) if cluster.relation.is_none() => {
+            plain(Admin, "CLUSTER of the whole database")
+        }
+        N::ClusterStmt(_) => plain(Ddl, "CLUSTER"),
+        N::ReindexStmt(reindex) => match ReindexObjectType::try_from(reindex.kind) {
+            Ok(ReindexObjectType::ReindexObjectIndex | ReindexObjectType::ReindexObjectTable) => {
+                plain(Ddl, "REINDEX")
+            }
+            _ => plain(Admin, "REINDEX of a schema, the catalogs or a database"),
+        },
         N::CreateExtensionStmt(_) => plain(Admin, "CREATE EXTENSION"),
         N::AlterExtensionStmt(_) | N::AlterExtensionContentsStmt(_) => {
             plain(Admin, "ALTER EXTENSION")
@@ -294,7 +302,7 @@ fn base_class(classifier: &Classifier, node: &N, found: &Found) -> Base {
         N::AlterDefaultPrivilegesStmt(_) => plain(Admin, "ALTER DEFAULT PRIVILEGES"),
         N::ReassignOwnedStmt(_) => plain(Admin, "REASSIGN OWNED"),
         N::DropOwnedStmt(_) => plain(Admin, "DROP OWNED"),
-        N::AlterOwnerStmt(_) => plain(Admin, "ALTER … OWNER TO"),
+        N::AlterOwnerStmt(alter) => plain(object_operation(alter.object_type), "ALTER … OWNER TO"),
         N::CreatePolicyStmt(_) | N::AlterPolicyStmt(_) => plain(Admin, "row-level security policy"),
         N::CreateEventTrigStmt(_) | N::AlterEventTrigStmt(_) => plain(Admin, "event trigger"),
         N::CreateTableSpaceStmt(_)
@@ -403,25 +411,7 @@ fn apply_found(classifier: &Classifier, class: &mut StatementClass, found: &Foun
     for function in &found.functions {
         let name = function.name.join(".");
         if function.name.last().map(String::as_str) == Some("set_config") {
-            if let Some(setting) = &function.first_string_arg
-                && matches!(
-                    setting.to_ascii_lowercase().as_str(),
-                    "standard_conforming_strings" | "client_encoding"
-                )
-            {
-                class.refuse(format!(
-                    "set_config() of \"{setting}\", which changes how the server lexes statements (use SET with a supported value)"
-                ));
-                continue;
-            }
-            match &function.first_string_arg {
-                Some(setting) if classifier.is_safe_setting(setting) => {}
-                Some(setting) => class.raise(
-                    Admin,
-                    format!("set_config() of \"{setting}\", a privilege-related setting"),
-                ),
-                None => class.raise(Admin, "set_config() of a setting named at run time"),
-            }
+            super::pg_set::set_config_class(classifier, class, function, node);
             continue;
         }
         match classifier.functions().classify_postgres(&function.name) {
@@ -459,9 +449,10 @@ fn explain_analyzes(explain: &protobuf::ExplainStmt) -> bool {
     })
 }
 
-fn drop_class(classifier: &Classifier, node: &N, found: &Found, drop: &protobuf::DropStmt) -> Base {
-    let object = ObjectType::try_from(drop.remove_type).unwrap_or(ObjectType::Undefined);
-    let operation = match object {
+/// The class of creating, dropping or changing the owner of an object of this
+/// type: server-wide objects and privilege machinery are admin, the rest ddl.
+fn object_operation(object_type: i32) -> Operation {
+    match ObjectType::try_from(object_type).unwrap_or(ObjectType::Undefined) {
         ObjectType::ObjectExtension
         | ObjectType::ObjectPolicy
         | ObjectType::ObjectEventTrigger
@@ -476,7 +467,12 @@ fn drop_class(classifier: &Classifier, node: &N, found: &Found, drop: &protobuf:
         | ObjectType::ObjectRole => Admin,
         ObjectType::Undefined => Unknown,
         _ => Ddl,
-    };
+    }
+}
+
+fn drop_class(classifier: &Classifier, node: &N, found: &Found, drop: &protobuf::DropStmt) -> Base {
+    let object = ObjectType::try_from(drop.remove_type).unwrap_or(ObjectType::Undefined);
+    let operation = object_operation(drop.remove_type);
     let mut class = StatementClass::new(operation, "DROP");
     if matches!(
         object,
