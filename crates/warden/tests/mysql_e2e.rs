@@ -6,227 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use warden_test_support::mariadb::MariaDb;
-use warden_test_support::oidc::{Algorithm, TestIssuer};
-use warden_test_support::warden::{Warden, WardenConfig};
 
 mod common;
 
-use common::{APP_USER, DEFAULT_POLICIES as POLICIES, binary};
-
-struct Env {
-    db: MariaDb,
-    issuer: TestIssuer,
-    warden: Warden,
-    mysql_port: u16,
-    /// The `[tls]` certificate, when Warden has one.
-    cert: Option<PathBuf>,
-    _certs: tempfile::TempDir,
-}
-
-/// A MariaDB with user `app` owning database `orders` and a table `items`.
-fn upstream() -> (MariaDb, String) {
-    warden_test_support::init();
-    let db = MariaDb::start().expect("start mariadb");
-    let password = format!("app-pw-{:016x}", rand::random::<u64>());
-    db.sql("CREATE DATABASE orders").unwrap();
-    db.create_user(APP_USER, &password, Some("orders.*"))
-        .unwrap();
-    db.sql_db(
-        Some("orders"),
-        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, qty INT NOT NULL); \
-         INSERT INTO items (name, qty) VALUES ('apple', 3), ('pear', 5), ('plum', 7);",
-    )
-    .unwrap();
-    (db, password)
-}
-
-/// MariaDB, an OIDC issuer and Warden with a MySQL listener (and `[tls]` when asked).
-fn start(tls: bool) -> Env {
-    start_with(tls, POLICIES)
-}
-
-/// Like [`start`] with other `[[policy]]` tables.
-fn start_with(tls: bool, policies: &str) -> Env {
-    let (db, app_password) = upstream();
-    let issuer = TestIssuer::start().expect("start issuer");
-    let certs = tempfile::tempdir().unwrap();
-    let mysql_port = warden_test_support::free_port();
-    let mut cert = None;
-    let mut tls_section = String::new();
-    if tls {
-        let (cert_path, key_path) =
-            warden_test_support::tls::self_signed(certs.path(), "warden").unwrap();
-        tls_section = format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert_path.display(),
-            key_path.display()
-        );
-        cert = Some(cert_path);
-    }
-    let body = format!(
-        r#"
-[[listener]]
-protocol = "mysql"
-listen = "127.0.0.1:{mysql_port}"
-
-{tls_section}
-[[identity.oidc]]
-issuer = "{issuer}"
-audience = "warden"
-
-[[target]]
-name = "orders"
-protocol = "mysql"
-address = "{address}"
-credentials = {{ mode = "static", user = "{APP_USER}", password = "env:ORDERS_PASSWORD" }}
-
-{policies}
-"#,
-        issuer = issuer.issuer_url(),
-        address = db.address(),
-    );
-    let warden = Warden::start(
-        binary(),
-        WardenConfig {
-            body,
-            env: vec![("ORDERS_PASSWORD".into(), app_password)],
-            ..WardenConfig::default()
-        },
-    )
-    .expect("start warden");
-    wait_port(mysql_port, &warden);
-    Env {
-        db,
-        issuer,
-        warden,
-        mysql_port,
-        cert,
-        _certs: certs,
-    }
-}
-
-/// `Warden::start` waits for the Postgres listener; the MySQL one binds alongside.
-fn wait_port(port: u16, warden: &Warden) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the mysql listener did not open:\n{}",
-            warden.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// What a client process did.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn output(command: &mut Command) -> Output {
-    let out = command.stdin(Stdio::null()).output().expect("run a client");
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Env {
-    fn token(&self, sub: &str, groups: &[&str]) -> String {
-        self.issuer
-            .mint(Algorithm::RS256, self.issuer.default_claims(sub, groups))
-    }
-
-    /// `mariadb` against Warden's MySQL listener, database `orders`, batch mode
-    /// without column names; `extra` goes before `-e SQL`.
-    fn mariadb(&self, user: &str, password: &str, extra: &[&str], sql: &str) -> Output {
-        output(
-            Command::new("mariadb")
-                .arg("--no-defaults")
-                .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
-                .arg(self.mysql_port.to_string())
-                .args(["-u", user, "-D", "orders", "--connect-timeout=10"])
-                .args(["--batch", "--skip-column-names"])
-                .args(extra)
-                .args(["-e", sql])
-                .env("MYSQL_PWD", password),
-        )
-    }
-
-    /// `mariadb` reading `script` from stdin (batch mode, like a piped file).
-    fn mariadb_stdin(&self, user: &str, password: &str, extra: &[&str], script: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("mariadb")
-            .arg("--no-defaults")
-            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
-            .arg(self.mysql_port.to_string())
-            .args(["-u", user, "-D", "orders", "--connect-timeout=10"])
-            .args(extra)
-            .env("MYSQL_PWD", password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run mariadb");
-        // The CLI reads all of stdin before it exits; closing it ends the script.
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(script.as_bytes()).unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// The id of the newest session.
-    fn last_session_id(&self) -> String {
-        self.warden.last_session_id().unwrap()
-    }
-
-    /// Recorded events of a session (waits for its `end` event).
-    fn events(&self, session_id: &str) -> Vec<serde_json::Value> {
-        self.warden.session_events(session_id).unwrap()
-    }
-}
-
-/// Output lines without the CLI's own warnings (MariaDB's client prints
-/// "option '--enable-cleartext-plugin' is obsolete" on stdout: it always
-/// allows the cleartext plugin).
-fn rows(stdout: &str) -> Vec<&str> {
-    stdout
-        .lines()
-        .filter(|line| !line.starts_with("WARNING: "))
-        .collect()
-}
-
-/// The key id part (`wdn_<16 hex>`) of an access key: the MySQL user name.
-/// A mysql_async connection through Warden with an access key, database `orders`.
-async fn key_conn(port: u16, key: &str) -> mysql_async::Conn {
-    mysql_async::Conn::new(key_opts(port, key)).await.unwrap()
-}
-
-fn key_opts(port: u16, key: &str) -> mysql_async::OptsBuilder {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(key_id(key).to_string()))
-        .pass(Some(key.to_string()))
-        .db_name(Some("orders"))
-}
-
-fn key_id(key: &str) -> &str {
-    assert!(key.starts_with("wdn_") && key.len() > 20, "a key: {key}");
-    &key[..20]
-}
+use common::mysql::*;
+use common::{APP_USER, binary};
 
 #[test]
 fn mariadb_cli_with_token_over_cleartext_on_loopback_and_tls() {
@@ -765,6 +551,20 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
             "PREPARE s FROM 'DELETE FROM items'",
         ] {
             assert!(conn.query_drop(sql).await.is_err(), "{sql} was accepted");
+        }
+        // A saved value overwritten however the server spells it is no
+        // longer a saved value: restoring from it is refused.
+        for overwrite in [
+            "SELECT 'NO_BACKSLASH_ESCAPES' INTO@s",
+            "SELECT 'ANSI_QUOTES' INTO @`s`",
+            "SET @s := 'ANSI'",
+        ] {
+            conn.query_drop("SET @s = @@sql_mode").await.unwrap();
+            let _ = conn.query_drop(overwrite).await;
+            assert!(
+                conn.query_drop("SET sql_mode = @s").await.is_err(),
+                "restore after {overwrite} was accepted"
+            );
         }
         let mode: String = conn
             .query_first("SELECT @@sql_mode")

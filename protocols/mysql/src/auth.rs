@@ -65,7 +65,8 @@ pub async fn authenticate(
         ClientCredential::Native(response) => {
             let checked = match native {
                 Some(verifier) => {
-                    let verify = verifier.verify(&hello.user, &hello.scramble, &response, context);
+                    let verify =
+                        verifier.verify(hello.login_user(), &hello.scramble, &response, context);
                     tokio::time::timeout_at(deadline, verify)
                         .await
                         .map_err(|_| AuthFailure::Denied("native password check timed out".into()))?

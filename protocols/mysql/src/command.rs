@@ -7,6 +7,7 @@ use crate::packets::ErrInfo;
 use crate::relay::{MaskingRelay, Outcome, Relay, RelayError};
 use crate::statements::{Statements, statement_id};
 use crate::stream::BoxStream;
+use crate::threads::{Kill, Threads};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use mysql_common::constants::CapabilityFlags as Caps;
@@ -51,6 +52,8 @@ enum Next {
 pub struct CommandLoop<'a> {
     gateway: &'a Gateway,
     session: &'a SessionInfo,
+    /// Warden's thread ids, for `KILL` of the caller's own sessions.
+    threads: &'a Threads,
     target: &'a TargetConfig,
     recording: &'a dyn SessionRecording,
     client: PacketStream<BoxStream>,
@@ -61,6 +64,9 @@ pub struct CommandLoop<'a> {
     reported_in: u64,
     reported_out: u64,
     quit_sent: bool,
+    /// Sequence id of the reply to the current command: one past its last
+    /// chunk (a command of 16 MiB or more spans several).
+    reply_seq: u8,
     /// The session's masking rules; `None` when none apply.
     masker: Option<std::sync::Arc<dyn warden_core::masking::SessionMasker>>,
     /// Prepared statements whose decision is `review`, by statement id.
@@ -73,9 +79,13 @@ pub struct CommandLoop<'a> {
 }
 
 impl<'a> CommandLoop<'a> {
+    // The session's parts, until core owns the lifecycle (one admitted
+    // session value instead of five references).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gateway: &'a Gateway,
         session: &'a SessionInfo,
+        threads: &'a Threads,
         target: &'a TargetConfig,
         recording: &'a dyn SessionRecording,
         client: PacketStream<BoxStream>,
@@ -93,6 +103,7 @@ impl<'a> CommandLoop<'a> {
         CommandLoop {
             gateway,
             session,
+            threads,
             target,
             recording,
             client,
@@ -103,6 +114,7 @@ impl<'a> CommandLoop<'a> {
             reported_in,
             reported_out,
             quit_sent: false,
+            reply_seq: 1,
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
             reviewed: std::collections::HashMap::new(),
@@ -134,7 +146,10 @@ impl<'a> CommandLoop<'a> {
         };
         let packet = match next {
             Next::Shutdown => return self.shutdown().await,
-            Next::Command(Ok(packet)) => packet,
+            Next::Command(Ok(packet)) => {
+                self.reply_seq = packet.last_seq.wrapping_add(1);
+                packet
+            }
             Next::Command(Err(CodecError::Closed)) => {
                 return Flow::End("client closed".into());
             }
@@ -199,7 +214,7 @@ impl<'a> CommandLoop<'a> {
 
     /// Sends one of Warden's own errors as the response to a command.
     async fn send_error(&mut self, error: &ClientError) {
-        self.client.queue_packet(1, &error.packet());
+        self.client.queue_packet(self.reply_seq, &error.packet());
         let _ = self.client.flush().await;
     }
 
@@ -214,7 +229,7 @@ impl<'a> CommandLoop<'a> {
             upstream: &mut self.upstream.stream,
             client_deprecate_eof: self.client_deprecate_eof,
             upstream_deprecate_eof: self.upstream.caps.contains(Caps::CLIENT_DEPRECATE_EOF),
-            seq: 1,
+            seq: self.reply_seq,
             masking: self.masker.as_deref().map(|masker| MaskingRelay {
                 masker,
                 binary,
@@ -539,6 +554,15 @@ impl<'a> CommandLoop<'a> {
     async fn query(&mut self, payload: Bytes) -> Flow {
         let sql = warden_core::lexing::statement_text(&payload[1..]).to_string();
         self.count_statement();
+        if let Some(kill) = Kill::parse(&sql)
+            && let Some(upstream_thread) = self.threads.own_upstream(
+                kill.id,
+                &warden_core::review_store::principal(&self.session.identity),
+                &self.target.name,
+            )
+        {
+            return self.kill_own(&sql, &kill, upstream_thread).await;
+        }
         let decision = self.decide(&sql);
         if decision.action == Action::Review {
             let hash = warden_core::reviews::statement_hash(&sql, &[]);
@@ -561,6 +585,38 @@ impl<'a> CommandLoop<'a> {
         match result {
             Ok(outcome) => {
                 self.record(&sql, StatementProtocol::Simple, started, &outcome);
+                Flow::Continue
+            }
+            Err(error) => self.relay_failed(error).await,
+        }
+    }
+
+    /// `KILL [QUERY] <id>` of one of the caller's own sessions on this
+    /// target: sent upstream with that session's upstream thread id.
+    async fn kill_own(&mut self, sql: &str, kill: &Kill, upstream_thread: u32) -> Flow {
+        self.recording.record(EventKind::Decision {
+            text: self.recorded_text(sql),
+            operation: Operation::Read,
+            action: Action::Allow,
+            rule: None,
+            tables: Vec::new(),
+            reason: format!(
+                "interrupts the caller's own session (Warden thread {}, upstream thread {upstream_thread})",
+                kill.id
+            ),
+        });
+        let rewritten = kill.upstream_sql(upstream_thread);
+        let mut payload = vec![com::QUERY];
+        payload.extend_from_slice(rewritten.as_bytes());
+        let started = Instant::now();
+        let mut relay = self.relay();
+        let result = match relay.send_command(&payload).await {
+            Ok(()) => relay.results().await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(outcome) => {
+                self.record(sql, StatementProtocol::Simple, started, &outcome);
                 Flow::Continue
             }
             Err(error) => self.relay_failed(error).await,

@@ -87,6 +87,28 @@ pub struct ClientHello {
     pub next_seq: u8,
 }
 
+impl ClientHello {
+    /// The Warden target the client asks for: the handshake's database
+    /// (`-D TARGET`) or, for clients that send none (`mariadb-dump`,
+    /// `mariadb -e` without `-D`), what follows the last `@` of the user name
+    /// (`-u agent@TARGET`). Empty when neither names one.
+    pub fn target_name(&self) -> &str {
+        match &self.database {
+            Some(database) => database,
+            None => self.user.rsplit_once('@').map_or("", |(_, target)| target),
+        }
+    }
+
+    /// The user name without the `@TARGET` that [`Self::target_name`] took
+    /// from it (an access key's id for `mysql_native_password`).
+    pub fn login_user(&self) -> &str {
+        match (&self.database, self.user.rsplit_once('@')) {
+            (None, Some((user, _))) => user,
+            _ => &self.user,
+        }
+    }
+}
+
 /// Runs the connection phase up to (not including) authentication, within
 /// `deadline`. On failure the client has already been told why (when it can be).
 pub async fn accept(
@@ -411,9 +433,37 @@ mod tests {
         let hello = parse_response(&payload, server_caps(false), false, [b'a'; 20], 2).unwrap();
         assert_eq!(hello.user, "agent");
         assert_eq!(hello.database.as_deref(), Some("orders"));
+        assert_eq!(hello.target_name(), "orders");
         assert!(hello.caps.contains(Caps::CLIENT_DEPRECATE_EOF));
         assert!(!hello.caps.contains(Caps::CLIENT_LOCAL_FILES));
         assert!(matches!(hello.credential, ClientCredential::Native(ref r) if r.len() == 20));
+    }
+
+    #[test]
+    fn the_target_is_the_database_else_the_user_names_suffix() {
+        let hello = |user: &str, database: Option<&str>| ClientHello {
+            user: user.into(),
+            database: database.map(Into::into),
+            caps: Caps::empty(),
+            collation: 45,
+            tls: false,
+            scramble: [0; SCRAMBLE_LEN],
+            credential: ClientCredential::Other,
+            next_seq: 2,
+        };
+        assert_eq!(hello("agent@orders", None).target_name(), "orders");
+        assert_eq!(
+            hello("alice@example.com@orders", None).target_name(),
+            "orders"
+        );
+        assert_eq!(
+            hello("alice@example.com", Some("orders")).target_name(),
+            "orders"
+        );
+        assert_eq!(hello("agent", None).target_name(), "");
+        assert_eq!(hello("wdn_abc@orders", None).login_user(), "wdn_abc");
+        assert_eq!(hello("a@b.com", Some("orders")).login_user(), "a@b.com");
+        assert_eq!(hello("agent@", None).target_name(), "");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod relay;
 mod session;
 mod statements;
 mod stream;
+mod threads;
 mod tls;
 mod upstream;
 
@@ -38,6 +39,7 @@ pub struct MysqlHandler {
     gateway: Arc<Gateway>,
     native: Option<Arc<dyn NativePasswordVerifier>>,
     next_connection_id: AtomicU32,
+    threads: Arc<threads::Threads>,
 }
 
 impl MysqlHandler {
@@ -48,6 +50,7 @@ impl MysqlHandler {
             gateway,
             native: None,
             next_connection_id: AtomicU32::new(1),
+            threads: Arc::default(),
         }
     }
 
@@ -69,6 +72,7 @@ impl ConnectionHandler for MysqlHandler {
             peer,
             &listener,
             id,
+            &self.threads,
         )
         .await;
     }

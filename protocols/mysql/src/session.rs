@@ -28,6 +28,7 @@ pub async fn run(
     peer: SocketAddr,
     listener: &ListenerConfig,
     connection_id: u32,
+    threads: &std::sync::Arc<crate::threads::Threads>,
 ) {
     let _open = OpenSessionGuard::new(&gateway.metrics);
     let deadline = Instant::now() + gateway.config.server.handshake_timeout;
@@ -43,7 +44,7 @@ pub async fn run(
         refuse(&mut client, hello.next_seq, ClientError::TlsRequired).await;
         return;
     }
-    let target_name = hello.database.clone().unwrap_or_default();
+    let target_name = hello.target_name().to_string();
     let context = AuthContext {
         client_addr: peer,
         protocol: Protocol::Mysql,
@@ -165,8 +166,15 @@ pub async fn run(
             upstream_tls = upstream.tls,
             "mysql session started"
         );
+        let _thread = threads.register(
+            connection_id,
+            warden_core::review_store::principal(&session.identity),
+            target.name.clone(),
+            upstream.thread_id,
+        );
         let session_end = std::sync::Arc::new(SessionEnd::default());
         let watcher = session_end.watch(&lease);
+
         let summary = serve_commands(
             gateway,
             &session,
@@ -176,6 +184,7 @@ pub async fn run(
             upstream,
             hello.caps,
             &session_end,
+            threads,
         )
         .await;
         if let Some(watcher) = watcher {
@@ -203,10 +212,12 @@ async fn serve_commands(
     upstream: Upstream,
     client_caps: Caps,
     session_end: &SessionEnd,
+    threads: &crate::threads::Threads,
 ) -> SessionSummary {
     let mut commands = CommandLoop::new(
         gateway,
         session,
+        threads,
         target,
         recording,
         client,

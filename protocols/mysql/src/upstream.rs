@@ -39,6 +39,8 @@ pub struct Upstream {
     pub caps: Caps,
     pub server_version: String,
     pub tls: bool,
+    /// The server's id for this connection (what `KILL` names upstream).
+    pub thread_id: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +224,7 @@ pub async fn connect(
                     server_version: String::from_utf8_lossy(handshake.server_version_ref())
                         .into_owned(),
                     tls,
+                    thread_id: handshake.connection_id(),
                 });
             }
             Some(&packets::ERR) => {

@@ -12,6 +12,7 @@ mod literals;
 mod mysql;
 mod mysql_lex;
 mod mysql_set;
+mod mysql_words;
 mod pg_set;
 mod pg_walk;
 mod postgres;
@@ -288,19 +289,7 @@ impl Classification {
 /// The user variables (`@name`, lowercase, without `@`) a MySQL text mentions;
 /// `Err` when one is quoted (its name is not read here).
 pub(crate) fn mysql_user_vars(sql: &str) -> Result<Vec<String>, ()> {
-    let mut out = Vec::new();
-    for word in mysql_lex::words(sql, usize::MAX) {
-        if word.starts_with("@@") {
-            continue;
-        }
-        if let Some(name) = word.strip_prefix('@') {
-            if name.is_empty() {
-                return Err(());
-            }
-            out.push(name.to_ascii_lowercase());
-        }
-    }
-    Ok(out)
+    mysql_lex::user_variables(sql)
 }
 
 /// Classifies statement texts, with a bounded cache keyed by dialect and text.

@@ -40,12 +40,19 @@ pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
 }
 
 /// One statement's text (no top-level `;`).
-fn classify_text(classifier: &Classifier, text: &str, depth: usize) -> Vec<StatementClass> {
+pub(super) fn classify_text(
+    classifier: &Classifier,
+    text: &str,
+    depth: usize,
+) -> Vec<StatementClass> {
     if depth > 4 {
         return vec![StatementClass::unknown("PREPARE nested too deeply")];
     }
     let all_words = words(text, usize::MAX);
     let head: Vec<&str> = all_words.iter().take(3).map(String::as_str).collect();
+    if let Some(classes) = super::mysql_words::before_parse(classifier, text, &head, depth) {
+        return classes;
+    }
     match head.as_slice() {
         ["LOAD", "DATA" | "XML", rest @ ..] => {
             let local = rest.first() == Some(&"LOCAL");
@@ -154,9 +161,11 @@ fn classify_text(classifier: &Classifier, text: &str, depth: usize) -> Vec<State
             .iter()
             .map(|statement| classify_statement(classifier, statement))
             .collect(),
-        Err(error) => vec![StatementClass::unknown(format!(
-            "does not parse as MySQL: {error}"
-        ))],
+        Err(error) => vec![
+            super::mysql_words::after_parse_error(classifier, text, depth).unwrap_or_else(|| {
+                StatementClass::unknown(format!("does not parse as MySQL: {error}"))
+            }),
+        ],
     }
 }
 
@@ -224,7 +233,7 @@ fn strictest(classes: Vec<StatementClass>, _depth: usize) -> StatementClass {
     first
 }
 
-fn table_ref(name: &str) -> TableRef {
+pub(super) fn table_ref(name: &str) -> TableRef {
     match name.rsplit_once('.') {
         Some((schema, table)) => TableRef::new(Some(schema), table),
         None => TableRef::new(None, name),
@@ -448,9 +457,8 @@ fn base_class(statement: &Statement) -> StatementClass {
         Statement::Flush { .. } => class(Admin, "FLUSH"),
         Statement::Install { .. } => class(Admin, "INSTALL"),
         Statement::CreateServer(_) => class(Admin, "CREATE SERVER"),
-        Statement::Analyze(_) | Statement::OptimizeTable { .. } => {
-            class(Admin, "table maintenance")
-        }
+        // Maintenance of named tables is an owner's job, as in PostgreSQL.
+        Statement::Analyze(_) | Statement::OptimizeTable { .. } => class(Ddl, "table maintenance"),
         Statement::Drop { object_type, .. } => match object_type {
             ObjectType::Role | ObjectType::User => class(Admin, "DROP USER/ROLE"),
             _ => class(Ddl, "DROP"),

@@ -2,6 +2,8 @@
 //! database, an in-process OIDC issuer, and the `warden` binary in front.
 #![allow(dead_code)]
 
+pub mod mysql;
+
 use std::path::Path;
 use warden_test_support::oidc::{Algorithm, TestIssuer};
 use warden_test_support::postgres::Postgres;

@@ -1,0 +1,342 @@
+//! Real MySQL clients through Warden, compared with the same client direct:
+//! `mariadb-dump` and a restore of its output, a client that sends no
+//! database (the target in the user name), PyMySQL moving 20 MiB packets
+//! both ways, and `KILL QUERY` of one's own session (Connector/J's query
+//! timeout) next to one of someone else's.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+mod common;
+
+use common::mysql::*;
+
+/// `agents` dump, restore and kill their own queries; `readers` only read.
+const POLICIES: &str = r#"
+[[target]]
+name = "restore"
+protocol = "mysql"
+address = "@ADDRESS@"
+database = "restored"
+credentials = { mode = "static", user = "app", password = "env:ORDERS_PASSWORD" }
+
+[[policy]]
+name = "agents work on both"
+subjects = ["group:agents"]
+targets = ["orders", "restore"]
+allow = ["read", "write", "ddl"]
+
+[[policy]]
+name = "readers read orders"
+subjects = ["group:readers"]
+targets = ["orders"]
+allow = ["read"]
+"#;
+
+/// What the fixture adds to `orders`, created by `app` itself (so the
+/// routines and triggers carry `app` as definer and restore as `app`).
+const RICH_SCHEMA: &str = r#"
+CREATE TABLE kinds (
+  id INT AUTO_INCREMENT PRIMARY KEY,
+  label ENUM('small', 'large') NOT NULL,
+  price DECIMAL(10, 2),
+  seen DATETIME(3),
+  doc JSON,
+  raw VARBINARY(16),
+  note TEXT CHARACTER SET utf8mb4
+);
+INSERT INTO kinds (label, price, seen, doc, raw, note) VALUES
+  ('small', 1.50, '2026-01-02 03:04:05.678', '{"a": [1, 2]}', X'00FF10', 'it''s ünïcode ✓'),
+  ('large', NULL, NULL, NULL, NULL, 'back\\slash');
+CREATE VIEW big_items AS SELECT name, qty FROM items WHERE qty > 4;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(50));
+CREATE TRIGGER items_audit AFTER INSERT ON items FOR EACH ROW INSERT INTO audit (what) VALUES (NEW.name);
+CREATE FUNCTION doubled(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;
+CREATE PROCEDURE restock(IN amount INT) MODIFIES SQL DATA UPDATE items SET qty = qty + amount;
+"#;
+
+/// Direct `mariadb` as `app`.
+fn direct_sql(env: &Env, database: &str, sql: &str) -> Output {
+    output(
+        Command::new("mariadb")
+            .arg("--no-defaults")
+            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(env.db.port().to_string())
+            .args([
+                "-u",
+                "app",
+                "-D",
+                database,
+                "--batch",
+                "--skip-column-names",
+            ])
+            .args(["-e", sql])
+            .env("MYSQL_PWD", &env.app_password),
+    )
+}
+
+/// `mariadb-dump` of database `database` at `port` as `user`.
+fn dump(port: u16, user: &str, password: &str, database: &str) -> Output {
+    output(
+        Command::new("mariadb-dump")
+            .arg("--no-defaults")
+            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(port.to_string())
+            .args(["-u", user, "--routines", "--triggers", "--skip-dump-date"])
+            .arg(database)
+            .env("MYSQL_PWD", password),
+    )
+}
+
+/// A dump without the lines that name the host or the server's version.
+fn comparable(dump: &str) -> String {
+    dump.lines()
+        .filter(|line| !line.starts_with("-- Host:") && !line.starts_with("-- Server version"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn mariadb_dump_through_warden_matches_direct_and_restores() {
+    let env = start_with(false, POLICIES);
+    env.db
+        .sql("CREATE DATABASE restored; GRANT ALL PRIVILEGES ON restored.* TO 'app'@'%';")
+        .unwrap();
+    let created = direct_sql(&env, "orders", RICH_SCHEMA);
+    assert!(created.ok, "{}", created.stderr);
+
+    let reader = env.warden.create_key("reader", &["readers"]).unwrap();
+    let direct = dump(env.db.port(), "app", &env.app_password, "orders");
+    assert!(direct.ok, "direct dump: {}", direct.stderr);
+    // mariadb-dump sends no database at connect: the target is in the user name.
+    let through = dump(
+        env.mysql_port,
+        &format!("{}@orders", key_id(&reader)),
+        &reader,
+        "orders",
+    );
+    assert!(
+        through.ok,
+        "dump through Warden: {}\n{}",
+        through.stderr,
+        env.warden.logs()
+    );
+    assert_same(&comparable(&through.stdout), &comparable(&direct.stdout));
+    assert!(
+        direct.stdout.contains("TRIGGER items_audit"),
+        "{}",
+        direct.stdout
+    );
+    assert!(
+        direct.stdout.contains("PROCEDURE `restock`"),
+        "{}",
+        direct.stdout
+    );
+
+    // Restore the dump through Warden into the other target, as a DBA.
+    let dba = env.warden.create_key("dba", &["agents"]).unwrap();
+    let restored = restore(
+        &env,
+        &format!("{}@restore", key_id(&dba)),
+        &dba,
+        &through.stdout,
+    );
+    assert!(
+        restored.ok,
+        "restore through Warden: {}\n{}",
+        restored.stderr,
+        env.warden.logs()
+    );
+    let again = dump(env.db.port(), "app", &env.app_password, "restored");
+    assert!(again.ok, "{}", again.stderr);
+    // The restored database dumps like the original.
+    assert_same(
+        &comparable(&again.stdout).replace("restored", "orders"),
+        &comparable(&direct.stdout),
+    );
+    let audit = direct_sql(&env, "restored", "SELECT doubled(21), COUNT(*) FROM kinds");
+    assert_eq!(audit.stdout.trim(), "42\t2", "{}", audit.stderr);
+}
+
+/// Equal texts, or a failure naming the first line that differs.
+fn assert_same(got: &str, want: &str) {
+    if got == want {
+        return;
+    }
+    let (got_lines, want_lines): (Vec<&str>, Vec<&str>) =
+        (got.lines().collect(), want.lines().collect());
+    let at = got_lines
+        .iter()
+        .zip(&want_lines)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got_lines.len().min(want_lines.len()));
+    panic!(
+        "texts differ at line {} ({} vs {} lines):\n  got:  {:?}\n  want: {:?}",
+        at + 1,
+        got_lines.len(),
+        want_lines.len(),
+        got_lines.get(at),
+        want_lines.get(at)
+    );
+}
+
+/// `mariadb` reading `script` on stdin, through Warden, with no `-D`.
+fn restore(env: &Env, user: &str, password: &str, script: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("mariadb")
+        .arg("--no-defaults")
+        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+        .arg(env.mysql_port.to_string())
+        .args(["-u", user])
+        .env("MYSQL_PWD", password)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_client_without_a_database_names_the_target_in_its_user_name() {
+    let env = start_with(false, POLICIES);
+    let reader = env.warden.create_key("reader", &["readers"]).unwrap();
+    let run = |user: &str, sql: &str| {
+        output(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+                .arg(env.mysql_port.to_string())
+                .args(["-u", user, "--batch", "--skip-column-names", "-e", sql])
+                .env("MYSQL_PWD", &reader),
+        )
+    };
+    let out = run(
+        &format!("{}@orders", key_id(&reader)),
+        "SELECT DATABASE(), COUNT(*) FROM items",
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    assert_eq!(rows(&out.stdout), ["orders\t3"]);
+    // A target the reader may not use, and no target at all, look alike.
+    for user in [
+        format!("{}@restore", key_id(&reader)),
+        key_id(&reader).to_string(),
+    ] {
+        let out = run(&user, "SELECT 1");
+        assert!(!out.ok, "{user}: {}", out.stdout);
+        assert!(out.stderr.contains("1045"), "{user}: {}", out.stderr);
+    }
+}
+
+/// PyMySQL through Warden: a 20 MiB value in, the same value out, and
+/// `KILL QUERY` by thread id from a second connection.
+const PY_BIG: &str = r#"
+import hashlib, json, os, sys, pymysql
+port, user, key = int(sys.argv[1]), sys.argv[2], os.environ["KEY"]
+conn = pymysql.connect(host="127.0.0.1", port=port, user=user, password=key,
+                       database="orders", connect_timeout=10, max_allowed_packet=64 << 20)
+blob = os.urandom(20 << 20)
+with conn.cursor() as cur:
+    cur.execute("CREATE TABLE blobs (id INT PRIMARY KEY, body LONGBLOB)")
+    cur.execute("INSERT INTO blobs VALUES (1, %s)", (blob,))
+    conn.commit()
+    cur.execute("SELECT body, LENGTH(body) FROM blobs WHERE id = 1")
+    body, length = cur.fetchone()
+    cur.execute("SELECT 'still in step'")
+    after = cur.fetchone()[0]
+print(json.dumps({"sent": hashlib.sha256(blob).hexdigest(),
+                  "got": hashlib.sha256(body).hexdigest(),
+                  "length": length, "after": after}))
+"#;
+
+#[test]
+fn pymysql_moves_20_mib_packets_both_ways() {
+    let env = start_with(false, POLICIES);
+    // The server's own limit (16 MiB by default) must not be what fails.
+    env.db
+        .sql("SET GLOBAL max_allowed_packet = 67108864")
+        .unwrap();
+    let dba = env.warden.create_key("dba", &["agents"]).unwrap();
+    let out = output(
+        Command::new(warden_test_support::tools::python3())
+            .args(["-c", PY_BIG, &env.mysql_port.to_string(), key_id(&dba)])
+            .env("KEY", &dba),
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let value: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(value["sent"], value["got"], "{value}");
+    assert_eq!(value["length"], 20 << 20);
+    assert_eq!(value["after"], "still in step");
+}
+
+/// Session A sleeps; B kills A's query by the thread id A's greeting gave.
+/// Prints how A's sleep ended: `1` (interrupted), `0` (ran out) or the error.
+const PY_KILL: &str = r#"
+import os, sys, threading, pymysql
+port, victim_user, killer_user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def connect(user, key):
+    return pymysql.connect(host="127.0.0.1", port=port, user=user, password=key,
+                           database="orders", connect_timeout=10)
+a = connect(victim_user, os.environ["VICTIM_KEY"])
+outcome = {}
+def sleep():
+    try:
+        with a.cursor() as cur:
+            cur.execute("SELECT SLEEP(%s)" % sys.argv[4])
+            outcome["a"] = str(cur.fetchone()[0])
+    except pymysql.MySQLError as e:
+        outcome["a"] = "error %d" % e.args[0]
+t = threading.Thread(target=sleep)
+t.start()
+import time; time.sleep(1)
+b = connect(killer_user, os.environ["KILLER_KEY"])
+try:
+    with b.cursor() as cur:
+        cur.execute("KILL QUERY %d" % a.thread_id())
+        outcome["b"] = "ok"
+except pymysql.MySQLError as e:
+    outcome["b"] = "error %d" % e.args[0]
+t.join()
+print(outcome["a"], "|", outcome["b"])
+"#;
+
+fn kill(env: &Env, victim: &str, killer: &str, seconds: &str) -> String {
+    let out = output(
+        Command::new(warden_test_support::tools::python3())
+            .args(["-c", PY_KILL, &env.mysql_port.to_string()])
+            .args([key_id(victim), key_id(killer), seconds])
+            .env("VICTIM_KEY", victim)
+            .env("KILLER_KEY", killer),
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn kill_query_reaches_only_the_callers_own_session() {
+    let env = start_with(false, POLICIES);
+    let reader = env.warden.create_key("reader", &["readers"]).unwrap();
+    let other = env.warden.create_key("other", &["readers"]).unwrap();
+    // The reader interrupts its own query (no admin rights needed).
+    let own = kill(&env, &reader, &reader, "30");
+    assert!(
+        own.starts_with("1 |") || own.starts_with("error 1317 |"),
+        "{own}\n{}",
+        env.warden.logs()
+    );
+    assert!(own.ends_with("| ok"), "{own}");
+    // Another identity's KILL is policy's question (admin: denied), and the
+    // sleep runs to its end.
+    let foreign = kill(&env, &reader, &other, "3");
+    assert!(foreign.starts_with("0 |"), "{foreign}");
+    assert!(foreign.contains("error 1227"), "{foreign}");
+}
