@@ -99,3 +99,48 @@ impl Decision {
         self.rule.as_deref().unwrap_or("(no matching rule)")
     }
 }
+
+/// Longest statement text a decision log line carries.
+const LOGGED_TEXT_LIMIT: usize = 500;
+
+/// Logs, at INFO, a statement decision that is not a plain allow (denied,
+/// held for review), so operators see refusals without reading recordings:
+/// the rule, the classification, the reason and the statement as recordings
+/// keep it (`recorded`, already masked; cut to 500 characters; withheld
+/// when it may carry a password). Log lines also pass the log scrubber.
+pub fn log_statement_decision(session: &str, protocol: &str, decision: &Decision, recorded: &str) {
+    if decision.is_allowed() {
+        return;
+    }
+    let upper = recorded.to_ascii_uppercase();
+    let statement = if recorded.is_empty() {
+        "[not captured: recording.capture_statements is off]".to_string()
+    } else if upper.contains("PASSWORD") || upper.contains("IDENTIFIED") {
+        "[withheld: the statement may carry a password]".to_string()
+    } else if recorded.chars().count() > LOGGED_TEXT_LIMIT {
+        let cut: String = recorded.chars().take(LOGGED_TEXT_LIMIT).collect();
+        format!("{cut}…")
+    } else {
+        recorded.to_string()
+    };
+    let held = decision.action == Action::Review;
+    macro_rules! log {
+        ($message:literal) => {
+            tracing::info!(
+                session,
+                protocol,
+                rule = decision.rule_name(),
+                operation = %decision.operation,
+                tables = ?decision.tables,
+                reason = %decision.reason,
+                statement = %statement,
+                $message
+            )
+        };
+    }
+    if held {
+        log!("statement held for review");
+    } else {
+        log!("statement denied");
+    }
+}

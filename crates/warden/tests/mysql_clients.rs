@@ -340,3 +340,32 @@ fn kill_query_reaches_only_the_callers_own_session() {
     assert!(foreign.starts_with("0 |"), "{foreign}");
     assert!(foreign.contains("error 1227"), "{foreign}");
 }
+
+#[test]
+fn policy_explain_classifies_a_mysql_target_as_mysql() {
+    let env = start_with(false, POLICIES);
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--identity-claims",
+            r#"{"sub":"bot","groups":["readers"]}"#,
+            "--target",
+            "orders",
+            "--sql",
+            "SELECT 1--1; DELETE FROM items",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = env.warden.cli(&args).unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // `--1` is no comment to MySQL: the DELETE runs, so it is a write.
+    let mysql = explain(&[]);
+    assert_eq!(mysql["dialect"], "mysql", "{mysql}");
+    assert!(mysql.to_string().contains("write"), "{mysql}");
+    // Asked for explicitly, the PostgreSQL reading differs.
+    let postgres = explain(&["--dialect", "postgres"]);
+    assert_eq!(postgres["dialect"], "postgres", "{postgres}");
+    assert!(!postgres.to_string().contains("DELETE"), "{postgres}");
+}

@@ -204,6 +204,12 @@ fn reader_gets_rows_then_1142_for_delete_then_rows_again() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines, ["apple", "3"], "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stderr.matches("ERROR").count(), 1, "{}", out.stderr);
+    let logs = env.warden.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("statement denied") && l.contains("DELETE FROM items"))
+        .unwrap_or_else(|| panic!("no denial line:\n{logs}"));
+    assert!(line.contains("INFO") && line.contains("write"), "{line}");
     assert!(out.stderr.contains("ERROR 1142"), "{}", out.stderr);
     assert!(
         out.stderr.contains("readers read orders") || out.stderr.contains("no matching rule"),

@@ -150,6 +150,16 @@ deny = ["ddl", "admin"]
         err.contains("agents write orders"),
         "the rule is named: {err}"
     );
+    // Operators see the denial at INFO: rule, class and statement.
+    let logs = env.warden.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("statement denied") && l.contains("DROP TABLE items"))
+        .unwrap_or_else(|| panic!("no denial line:\n{logs}"));
+    assert!(
+        line.contains("INFO") && line.contains("agents write orders") && line.contains("ddl"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -339,8 +339,15 @@ impl<'a> CommandLoop<'a> {
                 ..decision
             };
         }
+        let recorded = self.recorded_text(sql);
+        warden_core::operation::log_statement_decision(
+            &self.session.id,
+            "mysql",
+            &decision,
+            &recorded,
+        );
         self.recording.record(EventKind::Decision {
-            text: self.recorded_text(sql),
+            text: recorded,
             operation: decision.operation,
             action: decision.action,
             rule: decision.rule.clone(),
@@ -511,7 +518,6 @@ impl<'a> CommandLoop<'a> {
             error_code: Some(code.to_string()),
             error_message: Some(error.to_string()),
         });
-        tracing::info!(session = %self.session.id, rule = decision.rule_name(), operation = %decision.operation, "mysql statement denied");
         self.send_error(&error).await;
         Flow::Continue
     }

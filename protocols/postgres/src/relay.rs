@@ -755,8 +755,15 @@ fn decide(context: &RelayContext, state: &mut ClientState, text: &str) -> Decisi
             .statements_denied
             .fetch_add(1, Ordering::Relaxed);
     }
+    let recorded = warden_core::masking::recorded_text(context.masker.as_deref(), text);
+    warden_core::operation::log_statement_decision(
+        &context.session_id,
+        "postgres",
+        &decision,
+        &recorded,
+    );
     context.recording.record(EventKind::Decision {
-        text: warden_core::masking::recorded_text(context.masker.as_deref(), text),
+        text: recorded,
         operation: decision.operation,
         action: decision.action,
         rule: decision.rule.clone(),

@@ -3,7 +3,7 @@
 use crate::ConfigArgs;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
-use warden_core::config::Config;
+use warden_core::config::{Config, Protocol};
 use warden_core::engines::Dialect;
 
 #[derive(clap::Subcommand)]
@@ -21,9 +21,9 @@ pub enum PolicyCommand {
         /// The SQL to judge.
         #[arg(long)]
         sql: String,
-        /// SQL dialect.
-        #[arg(long, value_enum, default_value_t = DialectArg::Postgres)]
-        dialect: DialectArg,
+        /// SQL dialect; by default the target's (postgres or mysql).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
         #[arg(long)]
         json: bool,
     },
@@ -51,9 +51,17 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
             let identity = warden_policy::identity_from_claims(claims);
             let policy = warden_policy::PolicySet::from_config(&config)
                 .context("cannot compile the policies")?;
-            let dialect = match dialect {
-                DialectArg::Postgres => Dialect::Postgres,
-                DialectArg::Mysql => Dialect::Mysql,
+            let dialect = match (dialect, config.target(&target).map(|t| t.protocol)) {
+                (Some(DialectArg::Postgres), _) => Dialect::Postgres,
+                (Some(DialectArg::Mysql), _) => Dialect::Mysql,
+                (None, Some(Protocol::Mysql)) => Dialect::Mysql,
+                (None, Some(Protocol::Postgres)) => Dialect::Postgres,
+                (None, Some(other)) => anyhow::bail!(
+                    "target \"{target}\" is a {other} target, which has no SQL; pass --dialect to classify SQL anyway"
+                ),
+                (None, None) => anyhow::bail!(
+                    "no target named \"{target}\" in the config; pass --dialect to classify SQL for it anyway"
+                ),
             };
             let explanation = warden_policy::explain(&policy, &identity, &target, dialect, &sql);
             if json {
