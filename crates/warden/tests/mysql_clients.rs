@@ -10,6 +10,7 @@ use std::process::Command;
 
 mod common;
 
+use common::assert_same;
 use common::mysql::*;
 
 /// `agents` dump, restore and kill their own queries; `readers` only read.
@@ -157,28 +158,6 @@ fn mariadb_dump_through_warden_matches_direct_and_restores() {
     );
     let audit = direct_sql(&env, "restored", "SELECT doubled(21), COUNT(*) FROM kinds");
     assert_eq!(audit.stdout.trim(), "42\t2", "{}", audit.stderr);
-}
-
-/// Equal texts, or a failure naming the first line that differs.
-fn assert_same(got: &str, want: &str) {
-    if got == want {
-        return;
-    }
-    let (got_lines, want_lines): (Vec<&str>, Vec<&str>) =
-        (got.lines().collect(), want.lines().collect());
-    let at = got_lines
-        .iter()
-        .zip(&want_lines)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got_lines.len().min(want_lines.len()));
-    panic!(
-        "texts differ at line {} ({} vs {} lines):\n  got:  {:?}\n  want: {:?}",
-        at + 1,
-        got_lines.len(),
-        want_lines.len(),
-        got_lines.get(at),
-        want_lines.get(at)
-    );
 }
 
 /// `mariadb` reading `script` on stdin, through Warden, with no `-D`.

@@ -11,6 +11,7 @@ mod capture;
 mod catalog;
 mod client_stream;
 mod errors;
+pub mod fastpath;
 mod frame;
 mod handler;
 mod hold;

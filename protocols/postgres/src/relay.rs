@@ -643,31 +643,7 @@ fn inspect_client_frame(
             shared.pending().push_back(Pending::Sync);
             Ok(None)
         }
-        frontend::FUNCTION_CALL => {
-            // The fast-path interface calls functions by OID, out of reach of
-            // statement policy: refuse it (fail closed).
-            shared.statements.fetch_add(1, Ordering::Relaxed);
-            let nonce = new_nonce();
-            let text: Arc<str> = Arc::from("(fast-path function call)");
-            let error = PgError::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                "the fast-path function call interface is not allowed through Warden",
-            )
-            .with_hint("Call the function with a SELECT statement instead.");
-            context
-                .gateway
-                .metrics
-                .statements_denied
-                .fetch_add(1, Ordering::Relaxed);
-            shared.pending().push_back(Pending::Denied {
-                nonce: nonce.clone(),
-                error,
-                text,
-                started: Instant::now(),
-                standalone: true,
-            });
-            Ok(Some(query_message(&marker_sql(&nonce))))
-        }
+        frontend::FUNCTION_CALL => function_call(context, shared, state, body),
         frontend::CLOSE => {
             if let [b'S', rest @ ..] = body {
                 let mut pos = 0;
@@ -691,6 +667,55 @@ fn inspect_client_frame(
         }
         _ => Ok(None),
     }
+}
+
+/// A fast-path call, judged as `SELECT pg_catalog.name()` (see `fastpath`).
+/// With masking rules it is refused: its result is no column a rule covers.
+fn function_call(
+    context: &RelayContext,
+    shared: &Shared,
+    state: &mut ClientState,
+    body: &[u8],
+) -> Result<Option<BytesMut>, String> {
+    let started = Instant::now();
+    shared.statements.fetch_add(1, Ordering::Relaxed);
+    let refusal = match crate::fastpath::called_function(body) {
+        Ok(_) if context.masker.is_some() => {
+            "fast-path function calls are not available while masking rules apply to you".into()
+        }
+        Err(reason) => reason,
+        Ok(name) => {
+            let text: Arc<str> = Arc::from(format!("SELECT pg_catalog.{name}()"));
+            let hash = warden_core::reviews::statement_hash(&text, &[Some(body.to_vec())]);
+            let decision = decide(context, state, &text);
+            return Ok(match review_gate(state, &text, hash, decision) {
+                Gate::Hold => None,
+                Gate::Refuse(error) => Some(deny_with(shared, error, text, started, None)),
+                Gate::Proceed(decision) if !decision.is_allowed() => {
+                    Some(deny(shared, &decision, text, started, None))
+                }
+                Gate::Proceed(_) => {
+                    shared.pending().push_back(Pending::Simple {
+                        text,
+                        started,
+                        tags: Vec::new(),
+                        error: None,
+                        tables: None,
+                    });
+                    None
+                }
+            });
+        }
+    };
+    context
+        .gateway
+        .metrics
+        .statements_denied
+        .fetch_add(1, Ordering::Relaxed);
+    let error = PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, refusal)
+        .with_hint("Call the function with a SELECT statement instead.");
+    let text: Arc<str> = Arc::from("(fast-path function call)");
+    Ok(Some(deny_with(shared, error, text, started, None)))
 }
 
 /// Queues a refused statement and returns the marker that replaces it: a

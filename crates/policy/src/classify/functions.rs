@@ -42,6 +42,20 @@ const PG_SAFE_VOLATILE: &[&str] = &[
     "pg_sleep_for",
     "pg_sleep_until",
     "setseed",
+    // What pg_dump asks at start: the server's role and a snapshot to share
+    // with its parallel workers (exporting changes nothing).
+    "pg_is_in_recovery",
+    "pg_export_snapshot",
+    // Reading large objects (pg_dump, lo_export on the client side); their
+    // writes (lowrite, lo_put, lo_truncate, lo_unlink, lo_create) stay writes.
+    "lo_open",
+    "loread",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_tell",
+    "lo_tell64",
+    "lo_close",
+    "lo_get",
     // Releasing the session's own advisory locks (a pool's reset).
     "pg_advisory_unlock",
     "pg_advisory_unlock_shared",

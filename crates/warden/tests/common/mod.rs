@@ -177,3 +177,25 @@ impl Env {
         self.warden.session_events(session_id).unwrap()
     }
 }
+
+/// Equal texts, or a failure naming the first line that differs.
+pub fn assert_same(got: &str, want: &str) {
+    if got == want {
+        return;
+    }
+    let (got_lines, want_lines): (Vec<&str>, Vec<&str>) =
+        (got.lines().collect(), want.lines().collect());
+    let at = got_lines
+        .iter()
+        .zip(&want_lines)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got_lines.len().min(want_lines.len()));
+    panic!(
+        "texts differ at line {} ({} vs {} lines):\n  got:  {:?}\n  want: {:?}",
+        at + 1,
+        got_lines.len(),
+        want_lines.len(),
+        got_lines.get(at),
+        want_lines.get(at)
+    );
+}
