@@ -54,6 +54,7 @@ for _ in $(seq 100); do
 done
 curl -fsS http://127.0.0.1:18080/healthz >/dev/null || { cat "$DEMO/warden.log"; exit 1; }
 KEY=$("$WARDEN" keys create --config examples/warden.toml --name demo-agent --groups agents --ttl 8h)
+REVIEWER=$("$WARDEN" keys create --config examples/warden.toml --name demo-dba --groups dba --ttl 8h)
 
 cat <<MSG
 
@@ -61,9 +62,17 @@ Warden is running. Connect as an agent (the password is a Warden access key):
 
   PGPASSWORD=$KEY psql "host=127.0.0.1 port=15432 user=agent dbname=orders sslmode=disable"
 
-Then try:   select current_user;          -- the injected upstream user, orders_app
-            select * from customers;      -- allowed: read
-            drop table customers;         -- denied by policy: ERROR 42501
+Then try:   select current_user;     -- the injected upstream user, orders_app
+            select * from customers; -- allowed: read, with each email masked
+            update customers set name = 'Ada L.' where id = 1;   -- held: psql waits
+            drop table customers;    -- denied by policy: ERROR 42501
+
+While the update waits, a reviewer releases it from another terminal:
+
+  export WARDEN_KEY=$REVIEWER
+  $WARDEN reviews list --config examples/warden.toml
+  $WARDEN reviews approve <REVIEW-ID> --comment "ok" --config examples/warden.toml
+
 Afterwards: $WARDEN sessions list --config examples/warden.toml
             $WARDEN replay --config examples/warden.toml <SESSION-ID>
 Stop it:    scripts/demo.sh stop
