@@ -45,7 +45,7 @@ fi
 # python3 is externally managed (PEP 668) and has no pip. Tests find it as
 # .tools/venv/bin/python3 (crates/test-support/src/tools.rs).
 venv=.tools/venv
-if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server' >/dev/null 2>&1; then
+if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server, asyncpg, mysql.connector' >/dev/null 2>&1; then
   if ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
@@ -56,9 +56,9 @@ if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server' >/dev/null 2>
       python3 -m venv "$venv"
     fi
   fi
-  echo "setup: installing psycopg, PyMySQL and moto into $venv (PyPI)"
+  echo "setup: installing psycopg, PyMySQL, moto, asyncpg and mysql-connector-python into $venv (PyPI)"
   "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check \
-    'psycopg[binary]>=3.1' 'PyMySQL>=1.1' 'moto[server]>=5.0'
+    'psycopg[binary]>=3.1' 'PyMySQL>=1.1' 'moto[server]>=5.0' 'asyncpg>=0.29' 'mysql-connector-python>=8.0'
 fi
 
 # Node.js 20 or newer for the test OIDC provider (oidc-provider 9, jose 6 need

@@ -248,3 +248,172 @@ fn fast_path_function_oids_match_the_servers_catalog() {
         assert_eq!(got.trim(), *name, "OID {oid}");
     }
 }
+
+/// pgbench: `-i` (CREATE, COPY, VACUUM ANALYZE, primary keys) by a DBA,
+/// then the TPC-B-like script in all three query modes; every transaction
+/// lands, as it does direct.
+#[test]
+fn pgbench_initializes_and_runs_tpcb_in_every_query_mode() {
+    let env = start();
+    let dba = env.warden.create_key("bench", &["dbas"]).unwrap();
+    let mut command = tool(&env, "pgbench");
+    through(&env, command.args(["-i", "-s", "1", "-q"]), "orders", &dba);
+    run(&env, "pgbench -i through Warden", &mut command);
+    for mode in ["simple", "extended", "prepared"] {
+        let mut command = tool(&env, "pgbench");
+        through(
+            &env,
+            command.args(["-n", "-c", "2", "-t", "25", "-M", mode]),
+            "orders",
+            &dba,
+        );
+        let out = run(
+            &env,
+            &format!("pgbench -M {mode} through Warden"),
+            &mut command,
+        );
+        assert!(
+            out.contains("number of transactions actually processed: 50/50"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of failed transactions: 0"),
+            "{mode}: {out}"
+        );
+    }
+    let history = env
+        .pg
+        .psql_db("orders", "SELECT count(*) FROM pgbench_history")
+        .unwrap();
+    assert_eq!(history.trim(), "150");
+}
+
+/// asyncpg against one server: types, the statement cache, a cursor, COPY
+/// both ways, LISTEN/NOTIFY, a cancelled query and a pool's reset between
+/// acquisitions. Prints what it saw as JSON (nothing that differs between
+/// runs), so the direct and the Warden run can be compared.
+const ASYNCPG: &str = r#"
+import asyncio, datetime, decimal, json, os, sys, uuid, asyncpg
+port, user, database = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+async def main():
+    out = {}
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=user, database=database,
+                                 password=os.environ["PW"], ssl=False)
+    row = await conn.fetchrow(
+        "SELECT $1::int AS i, $2::numeric AS n, $3::jsonb AS j, $4::text[] AS a,"
+        " $5::timestamptz AS t, $6::uuid AS u, $7::bytea AS b",
+        7, decimal.Decimal("1.50"), '{"k": [1, 2]}', ["x", "y"],
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        uuid.UUID(int=1), b"\x00\xff")
+    out["types"] = [row["i"], str(row["n"]), row["j"], row["a"], row["t"].isoformat(),
+                    str(row["u"]), row["b"].hex()]
+    out["cached"] = [await conn.fetchval("SELECT count(*) FROM people WHERE score > $1", s)
+                     for s in (10, 50, 10, 90)]
+    async with conn.transaction():
+        names = [r["name"] async for r in conn.cursor("SELECT name FROM people ORDER BY id LIMIT 5")]
+    out["cursor"] = names
+    await conn.execute("CREATE TABLE copied (a int, b text)")
+    await conn.copy_records_to_table("copied", records=[(1, "one"), (2, "two")])
+    out["copy_in"] = await conn.fetchval("SELECT string_agg(b, ',' ORDER BY a) FROM copied")
+    chunks = []
+    await conn.copy_from_query("SELECT a, b FROM copied ORDER BY a", output=lambda c: chunks.append(c) or asyncio.sleep(0))
+    out["copy_out"] = b"".join(chunks).decode()
+    got = asyncio.get_running_loop().create_future()
+    await conn.add_listener("ch", lambda *args: got.done() or got.set_result(args[3]))
+    other = await asyncpg.connect(host="127.0.0.1", port=port, user=user, database=database,
+                                  password=os.environ["PW"], ssl=False)
+    await other.execute("NOTIFY ch, 'hello'")
+    out["notify"] = await asyncio.wait_for(got, 10)
+    try:
+        await conn.execute("SELECT pg_sleep(30)", timeout=1)
+        out["cancel"] = "not cancelled"
+    except asyncio.TimeoutError:
+        out["cancel"] = "cancelled"
+    out["after_cancel"] = await conn.fetchval("SELECT 1")
+    await other.close()
+    await conn.close()
+    pool = await asyncpg.create_pool(host="127.0.0.1", port=port, user=user, database=database,
+                                     password=os.environ["PW"], ssl=False, min_size=1, max_size=1)
+    for _ in range(3):
+        async with pool.acquire() as c:
+            await c.execute("SET application_name = 'pooled'")
+            out.setdefault("pooled", []).append(await c.fetchval("SELECT current_setting('application_name')"))
+    await pool.close()
+    print(json.dumps(out))
+asyncio.run(main())
+"#;
+
+fn asyncpg(env: &Env, port: u16, user: &str, database: &str, password: &str) -> serde_json::Value {
+    let out = Command::new(warden_test_support::tools::python3())
+        .args(["-c", ASYNCPG, &port.to_string(), user, database])
+        .env("PW", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "asyncpg on port {port}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.warden.logs()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn asyncpg_through_warden_sees_what_it_sees_direct() {
+    let env = start();
+    let want = asyncpg(&env, env.pg.port(), APP_USER, "orders", &env.app_password);
+    env.pg
+        .psql_db("orders", "set role app; drop table copied")
+        .unwrap();
+    let dba = env.warden.create_key("asyncpg", &["dbas"]).unwrap();
+    let got = asyncpg(&env, env.warden.pg_port, "agent", "orders", &dba);
+    assert_eq!(got, want);
+    assert_eq!(want["cancel"], "cancelled");
+    assert_eq!(
+        want["pooled"],
+        serde_json::json!(["pooled", "pooled", "pooled"])
+    );
+}
+
+/// A read-only identity's asyncpg pool: the reset asyncpg runs on every
+/// release (advisory unlock, CLOSE ALL, UNLISTEN *, RESET ALL) passes, so
+/// the pool keeps one connection (the same backend each time).
+const ASYNCPG_POOL: &str = r#"
+import asyncio, json, os, sys, asyncpg
+async def main():
+    pool = await asyncpg.create_pool(host="127.0.0.1", port=int(sys.argv[1]), user="agent",
+                                     database="orders", password=os.environ["PW"], ssl=False,
+                                     min_size=1, max_size=1)
+    pids = []
+    for _ in range(3):
+        async with pool.acquire() as c:
+            pids.append(await c.fetchval("SELECT pg_backend_pid()"))
+    await pool.close()
+    print(json.dumps(pids))
+asyncio.run(main())
+"#;
+
+#[test]
+fn a_read_only_asyncpg_pool_keeps_its_connection_across_resets() {
+    let env = start();
+    let reader = env.warden.create_key("pool", &["readers"]).unwrap();
+    let out = Command::new(warden_test_support::tools::python3())
+        .args(["-c", ASYNCPG_POOL, &env.warden.pg_port.to_string()])
+        .env("PW", &reader)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.warden.logs()
+    );
+    let pids: Vec<u64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pids.len(), 3);
+    assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
+    assert!(
+        !env.warden.logs().contains("statement denied"),
+        "{}",
+        env.warden.logs()
+    );
+}
