@@ -45,7 +45,9 @@ fi
 # python3 is externally managed (PEP 668) and has no pip. Tests find it as
 # .tools/venv/bin/python3 (crates/test-support/src/tools.rs).
 venv=.tools/venv
-if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server, asyncpg, mysql.connector' >/dev/null 2>&1; then
+# mysql-connector-python 26's C extension needs OpenSSL 3.2; Debian 12 has 3.0.
+drivers_ok='import psycopg, pymysql, moto.server, asyncpg, mysql.connector as m; assert m.HAVE_CEXT'
+if ! "$venv/bin/python3" -c "$drivers_ok" >/dev/null 2>&1; then
   if ! "$venv/bin/python3" -m pip --version >/dev/null 2>&1; then
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
@@ -58,7 +60,7 @@ if ! "$venv/bin/python3" -c 'import psycopg, pymysql, moto.server, asyncpg, mysq
   fi
   echo "setup: installing psycopg, PyMySQL, moto, asyncpg and mysql-connector-python into $venv (PyPI)"
   "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check \
-    'psycopg[binary]>=3.1' 'PyMySQL>=1.1' 'moto[server]>=5.0' 'asyncpg>=0.29' 'mysql-connector-python>=8.0'
+    'psycopg[binary]>=3.1' 'PyMySQL>=1.1' 'moto[server]>=5.0' 'asyncpg>=0.29' 'mysql-connector-python>=9.1,<26'
 fi
 
 # Node.js 20 or newer for the test OIDC provider (oidc-provider 9, jose 6 need

@@ -348,3 +348,48 @@ fn policy_explain_classifies_a_mysql_target_as_mysql() {
     assert_eq!(postgres["dialect"], "postgres", "{postgres}");
     assert!(!postgres.to_string().contains("DELETE"), "{postgres}");
 }
+
+/// mysql-connector-python, pure Python and C extension: parameters, a
+/// server-side prepared cursor, a transaction rolled back. Prints JSON.
+const CONNECTOR: &str = r#"
+import json, os, sys, mysql.connector
+port, user, pure = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "pure"
+conn = mysql.connector.connect(host="127.0.0.1", port=port, user=user, password=os.environ["PW"],
+                               database="orders", use_pure=pure, ssl_disabled=True)
+out = {"pure": pure}
+cur = conn.cursor()
+cur.execute("SELECT name, qty FROM items WHERE qty > %s ORDER BY id", (4,))
+out["rows"] = [list(r) for r in cur.fetchall()]
+prepared = conn.cursor(prepared=True)
+prepared.execute("SELECT name FROM items WHERE id = ?", (2,))
+out["prepared"] = prepared.fetchone()[0]
+if isinstance(out["prepared"], (bytes, bytearray)):
+    out["prepared"] = out["prepared"].decode()
+cur.execute("INSERT INTO items (name, qty) VALUES (%s, %s)", ("kiwi", 1))
+conn.rollback()
+cur.execute("SELECT COUNT(*) FROM items")
+out["count_after_rollback"] = cur.fetchone()[0]
+conn.close()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn mysql_connector_python_pure_and_c_through_warden_match_direct() {
+    let env = start_with(false, POLICIES);
+    let dba = env.warden.create_key("connector", &["agents"]).unwrap();
+    for flavour in ["pure", "c"] {
+        let run = |port: u16, user: &str, password: &str| {
+            let out = output(
+                Command::new(warden_test_support::tools::python3())
+                    .args(["-c", CONNECTOR, &port.to_string(), user, flavour])
+                    .env("PW", password),
+            );
+            assert!(out.ok, "{flavour} on {port}: {}\n{}", out.stderr, env.warden.logs());
+            serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap()
+        };
+        let want = run(env.db.port(), "app", &env.app_password);
+        let got = run(env.mysql_port, key_id(&dba), &dba);
+        assert_eq!(got, want, "{flavour}");
+        assert_eq!(want["count_after_rollback"], 3);
+    }
+}
