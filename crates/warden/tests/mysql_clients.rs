@@ -384,7 +384,12 @@ fn mysql_connector_python_pure_and_c_through_warden_match_direct() {
                     .args(["-c", CONNECTOR, &port.to_string(), user, flavour])
                     .env("PW", password),
             );
-            assert!(out.ok, "{flavour} on {port}: {}\n{}", out.stderr, env.warden.logs());
+            assert!(
+                out.ok,
+                "{flavour} on {port}: {}\n{}",
+                out.stderr,
+                env.warden.logs()
+            );
             serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap()
         };
         let want = run(env.db.port(), "app", &env.app_password);
@@ -392,4 +397,29 @@ fn mysql_connector_python_pure_and_c_through_warden_match_direct() {
         assert_eq!(got, want, "{flavour}");
         assert_eq!(want["count_after_rollback"], 3);
     }
+}
+
+#[test]
+fn load_data_local_infile_is_a_write_judged_by_policy() {
+    let env = start_with(false, POLICIES);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("more.csv");
+    let rows: String = (0..2000).map(|i| format!("fig{i},{i}\n")).collect();
+    std::fs::write(&csv, rows).unwrap();
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE '{}' INTO TABLE items FIELDS TERMINATED BY ',' (name, qty)",
+        csv.display()
+    );
+    let reader = env.warden.create_key("reader", &["readers"]).unwrap();
+    let out = env.mariadb(key_id(&reader), &reader, &["--local-infile=1"], &sql);
+    assert!(!out.ok && out.stderr.contains("1142"), "{}", out.stderr);
+    let dba = env.warden.create_key("dba", &["agents"]).unwrap();
+    let out = env.mariadb(key_id(&dba), &dba, &["--local-infile=1"], &sql);
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let count = direct_sql(
+        &env,
+        "orders",
+        "SELECT COUNT(*), SUM(qty) FROM items WHERE name LIKE 'fig%'",
+    );
+    assert_eq!(count.stdout.trim(), "2000\t1999000", "{}", count.stderr);
 }

@@ -242,6 +242,7 @@ impl<'a> CommandLoop<'a> {
             captured_columns: Vec::new(),
             captured_rows: Vec::new(),
             captured_truncated: false,
+            local_infile: None,
         }
     }
 
@@ -582,6 +583,7 @@ impl<'a> CommandLoop<'a> {
         }
         let started = Instant::now();
         let mut relay = self.relay();
+        relay.local_infile = crate::local_infile::requested_file(&sql);
         let result = match relay.send_command(&payload).await {
             Ok(()) => relay.results().await,
             Err(error) => Err(error),

@@ -44,9 +44,12 @@ pub fn mirrored_caps() -> Caps {
         | Caps::CLIENT_PS_MULTI_RESULTS
         | Caps::CLIENT_SESSION_TRACK
         | Caps::CLIENT_DEPRECATE_EOF
+        // LOAD DATA LOCAL INFILE: only for the file the statement names
+        // (see `local_infile`).
+        | Caps::CLIENT_LOCAL_FILES
 }
 
-/// Warden's own capability set. Not offered: compression, LOCAL INFILE,
+/// Warden's own capability set. Not offered: compression,
 /// query attributes, optional metadata and MariaDB's extensions (the
 /// `CLIENT_LONG_PASSWORD` bit tells MariaDB clients there are none).
 pub fn server_caps(tls: bool) -> Caps {
@@ -435,7 +438,7 @@ mod tests {
         assert_eq!(hello.database.as_deref(), Some("orders"));
         assert_eq!(hello.target_name(), "orders");
         assert!(hello.caps.contains(Caps::CLIENT_DEPRECATE_EOF));
-        assert!(!hello.caps.contains(Caps::CLIENT_LOCAL_FILES));
+        assert!(hello.caps.contains(Caps::CLIENT_LOCAL_FILES));
         assert!(matches!(hello.credential, ClientCredential::Native(ref r) if r.len() == 20));
     }
 

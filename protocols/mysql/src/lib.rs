@@ -12,6 +12,7 @@ mod codec;
 mod command;
 mod errors;
 mod handshake;
+mod local_infile;
 mod masking;
 mod packets;
 mod relay;

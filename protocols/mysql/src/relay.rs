@@ -73,6 +73,9 @@ pub struct Relay<'a> {
     pub captured_columns: Vec<String>,
     pub captured_rows: Vec<Vec<Option<String>>>,
     pub captured_truncated: bool,
+    /// The file a `LOAD DATA LOCAL INFILE` statement names; the server may
+    /// ask for this one only.
+    pub local_infile: Option<String>,
 }
 
 /// A relay's masking state for one command.
@@ -205,12 +208,11 @@ impl<'a> Relay<'a> {
                     }
                 }
                 Some(packets::LOCAL_INFILE) => {
-                    self.refuse_local_infile(first.seq).await?;
-                    outcome.error = Some(ErrInfo {
-                        code: ClientError::LocalInfileRefused.code().0,
-                        message: ClientError::LocalInfileRefused.to_string(),
-                    });
-                    break;
+                    let expected = self.local_infile.take();
+                    if let Some(refused) = self.local_infile(first, expected.as_deref()).await? {
+                        outcome.error = Some(refused);
+                        break;
+                    }
                 }
                 Some(_) => {
                     let (columns, _) = packets::read_lenenc(&first.payload)
@@ -560,7 +562,7 @@ impl<'a> Relay<'a> {
 
     /// Answers the upstream's LOCAL INFILE request with "no data", swallows
     /// its reply, and tells the client the statement was refused.
-    async fn refuse_local_infile(&mut self, request_seq: u8) -> Result<(), RelayError> {
+    pub(crate) async fn refuse_local_infile(&mut self, request_seq: u8) -> Result<(), RelayError> {
         self.upstream.queue_packet(request_seq.wrapping_add(1), &[]);
         self.upstream.flush().await.map_err(RelayError::Upstream)?;
         let _reply = self.read().await?;
