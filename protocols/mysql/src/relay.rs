@@ -645,6 +645,7 @@ mod tests {
             captured_columns: Vec::new(),
             captured_rows: Vec::new(),
             captured_truncated: false,
+            local_infile: None,
         };
         let outcome = relay.results().await.unwrap();
         drop(client);
@@ -756,6 +757,7 @@ mod tests {
             captured_columns: Vec::new(),
             captured_rows: Vec::new(),
             captured_truncated: false,
+            local_infile: None,
         };
         let outcome = relay.results().await.unwrap();
         assert_eq!(outcome.error.unwrap().code, 1148);
