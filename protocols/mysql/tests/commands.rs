@@ -167,11 +167,11 @@ async fn access_key_with_native_password() {
 }
 
 #[tokio::test]
-async fn load_data_local_infile_is_refused() {
+async fn load_data_local_infile_allowed_by_policy_is_relayed() {
     let db = mariadb();
     let h = Harness::start(options(&db)).await;
     let secret = h.dir.path().join("agent-secret.txt");
-    std::fs::write(&secret, "3\tstolen\n").unwrap();
+    std::fs::write(&secret, "3\tloaded\n").unwrap();
     let (_, _, err) = h
         .cli(
             TOKEN,
@@ -183,18 +183,15 @@ async fn load_data_local_infile_is_refused() {
             ),
         )
         .await;
-    // Warden never asks the upstream for CLIENT_LOCAL_FILES, so MariaDB refuses
-    // (4166); a server that asks anyway gets "no data" and the client 1148.
-    assert!(
-        err.contains("ERROR 4166") || err.contains("ERROR 1148"),
-        "{err}"
-    );
+    // Policy allows it (a write): the server's request for exactly that file
+    // reaches the client and its rows land.
+    assert!(err.is_empty(), "{err}");
     assert_eq!(
         db.db
             .sql(&format!("select count(*) from {}.items", db.database))
             .unwrap()
             .trim(),
-        "2"
+        "3"
     );
 }
 

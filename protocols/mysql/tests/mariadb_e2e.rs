@@ -211,7 +211,7 @@ async fn denied_delete_then_select_in_one_session() {
         .cli_script(
             TOKEN,
             &["--skip-ssl", "--force"],
-            "delete from items;\nselect count(*) from items;\nkill 1;\nselect 'after';\n",
+            "delete from items;\nselect count(*) from items;\nkill 999999;\nselect 'after';\n",
         )
         .await;
     assert_eq!(out, "3\nafter\n", "{err}");
