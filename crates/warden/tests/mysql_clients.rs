@@ -423,3 +423,58 @@ fn load_data_local_infile_is_a_write_judged_by_policy() {
     );
     assert_eq!(count.stdout.trim(), "2000\t1999000", "{}", count.stderr);
 }
+
+/// The compressed protocol: the `mariadb` client with `--compress` and
+/// mysql-connector-python with `compress=True`, small and large results.
+#[test]
+fn compressed_clients_get_what_they_get_direct() {
+    let env = start_with(false, POLICIES);
+    let dba = env.warden.create_key("zip", &["agents"]).unwrap();
+    let sql = "SELECT name, qty FROM items ORDER BY id; SELECT LENGTH(REPEAT('ab', 3000000)), MD5(REPEAT('ab', 3000000)); SELECT REPEAT('xyz', 100000)";
+    let direct = output(
+        Command::new("mariadb")
+            .arg("--no-defaults")
+            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(env.db.port().to_string())
+            .args([
+                "-u",
+                "app",
+                "-D",
+                "orders",
+                "--compress",
+                "--batch",
+                "--skip-column-names",
+                "-e",
+                sql,
+            ])
+            .env("MYSQL_PWD", &env.app_password),
+    );
+    assert!(direct.ok, "{}", direct.stderr);
+    let through = env.mariadb(key_id(&dba), &dba, &["--compress"], sql);
+    assert!(through.ok, "{}\n{}", through.stderr, env.warden.logs());
+    assert_same(&through.stdout, &direct.stdout);
+
+    let script = r#"
+import os, sys, mysql.connector
+conn = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user=sys.argv[2],
+    password=os.environ["PW"], database="orders", compress=True, ssl_disabled=True)
+cur = conn.cursor()
+cur.execute("SELECT COUNT(*), MD5(GROUP_CONCAT(name)) FROM items")
+print(cur.fetchone())
+cur.execute("SELECT %s", ("z" * 200000,))
+print(len(cur.fetchone()[0]))
+"#;
+    let run = |port: u16, user: &str, password: &str| {
+        let out = output(
+            Command::new(warden_test_support::tools::python3())
+                .args(["-c", script, &port.to_string(), user])
+                .env("PW", password),
+        );
+        assert!(out.ok, "{port}: {}\n{}", out.stderr, env.warden.logs());
+        out.stdout
+    };
+    assert_eq!(
+        run(env.mysql_port, key_id(&dba), &dba),
+        run(env.db.port(), "app", &env.app_password)
+    );
+}

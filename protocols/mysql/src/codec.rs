@@ -25,6 +25,8 @@ pub enum CodecError {
     TooLarge { size: usize, limit: usize },
     #[error("packet sequence id {got}, expected {expected}")]
     OutOfOrder { got: u8, expected: u8 },
+    #[error("a compressed frame does not inflate to the size it declares")]
+    BadFrame,
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,6 +70,15 @@ pub struct PacketStream<S> {
     wbuf: BytesMut,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Set once the compressed protocol is on (see `compress`).
+    compressed: Option<Compressed>,
+}
+
+/// The compressed protocol's state: frames read but not yet inflated, and
+/// the frame sequence id to use next (one past the peer's last frame).
+struct Compressed {
+    raw: BytesMut,
+    seq: u8,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
@@ -78,7 +89,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             wbuf: BytesMut::with_capacity(8 * 1024),
             bytes_read: 0,
             bytes_written: 0,
+            compressed: None,
         }
+    }
+
+    /// Switches to the compressed protocol (after the handshake's OK).
+    pub fn start_compression(&mut self) {
+        self.compressed = Some(Compressed {
+            raw: BytesMut::with_capacity(8 * 1024),
+            seq: 0,
+        });
     }
 
     /// Gives the raw stream back (for a TLS upgrade). Unflushed output is lost.
@@ -163,6 +183,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     /// Ensures at least `n` bytes are buffered.
     async fn fill(&mut self, n: usize) -> Result<(), CodecError> {
+        if self.compressed.is_some() {
+            while self.rbuf.len() < n {
+                self.inflate_frame().await?;
+            }
+            return Ok(());
+        }
         while self.rbuf.len() < n {
             self.rbuf.reserve(n - self.rbuf.len());
             let read = self.io.read_buf(&mut self.rbuf).await?;
@@ -175,6 +201,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
             }
             self.bytes_read += read as u64;
         }
+        Ok(())
+    }
+
+    /// Reads one compressed frame and appends what it carries to `rbuf`.
+    async fn inflate_frame(&mut self) -> Result<(), CodecError> {
+        use crate::compress::{FRAME_HEADER, inflate, parse_header};
+        let Some(state) = self.compressed.as_mut() else {
+            return Ok(());
+        };
+        let header_of = |raw: &BytesMut| -> Option<[u8; FRAME_HEADER]> {
+            raw.get(..FRAME_HEADER)?.try_into().ok()
+        };
+        loop {
+            let need = header_of(&state.raw).map_or(FRAME_HEADER, |header| {
+                FRAME_HEADER + parse_header(&header).0
+            });
+            if state.raw.len() >= need {
+                break;
+            }
+            state.raw.reserve(need - state.raw.len());
+            let read = self.io.read_buf(&mut state.raw).await?;
+            if read == 0 {
+                return Err(if state.raw.is_empty() && self.rbuf.is_empty() {
+                    CodecError::Closed
+                } else {
+                    CodecError::Truncated
+                });
+            }
+            self.bytes_read += read as u64;
+        }
+        let header = header_of(&state.raw).ok_or(CodecError::Truncated)?;
+        let (len, seq, uncompressed) = parse_header(&header);
+        state.raw.advance(FRAME_HEADER);
+        let body = state.raw.split_to(len);
+        let data = inflate(&body, uncompressed).map_err(|_| CodecError::BadFrame)?;
+        state.seq = seq.wrapping_add(1);
+        self.rbuf.extend_from_slice(&data);
         Ok(())
     }
 
@@ -213,6 +276,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketStream<S> {
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), CodecError> {
+        if let Some(state) = self.compressed.as_mut()
+            && !self.wbuf.is_empty()
+        {
+            let mut frames = Vec::with_capacity(self.wbuf.len() / 2 + 16);
+            state.seq = crate::compress::deflate_into(&mut frames, &self.wbuf, state.seq);
+            self.wbuf.clear();
+            self.io.write_all(&frames).await?;
+            self.bytes_written += frames.len() as u64;
+        }
         if !self.wbuf.is_empty() {
             self.io.write_all(&self.wbuf).await?;
             self.bytes_written += self.wbuf.len() as u64;

@@ -93,6 +93,7 @@ impl ClientError {
             CodecError::Closed | CodecError::Truncated | CodecError::Io(_) => None,
             CodecError::TooLarge { limit, .. } => Some(ClientError::PacketTooLarge(*limit)),
             CodecError::OutOfOrder { .. } => Some(ClientError::OutOfOrder),
+            CodecError::BadFrame => Some(ClientError::Malformed(error.to_string())),
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn mirrored_caps() -> Caps {
         | Caps::CLIENT_LOCAL_FILES
 }
 
-/// Warden's own capability set. Not offered: compression,
+/// Warden's own capability set. Not offered: zstd compression,
 /// query attributes, optional metadata and MariaDB's extensions (the
 /// `CLIENT_LONG_PASSWORD` bit tells MariaDB clients there are none).
 pub fn server_caps(tls: bool) -> Caps {
@@ -59,7 +59,9 @@ pub fn server_caps(tls: bool) -> Caps {
         | Caps::CLIENT_SECURE_CONNECTION
         | Caps::CLIENT_PLUGIN_AUTH
         | Caps::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-        | Caps::CLIENT_CONNECT_ATTRS;
+        | Caps::CLIENT_CONNECT_ATTRS
+        // Spoken to the client only; upstream stays uncompressed.
+        | Caps::CLIENT_COMPRESS;
     if tls {
         caps |= Caps::CLIENT_SSL;
     }

@@ -10,6 +10,7 @@
 mod auth;
 mod codec;
 mod command;
+mod compress;
 mod errors;
 mod handshake;
 mod local_infile;

@@ -152,7 +152,11 @@ pub async fn run(
     });
     lease.record_issued(recording.as_ref(), &upstream_user);
     client.queue_packet(hello.next_seq, &ok_packet(0, STATUS_AUTOCOMMIT));
-    let summary = if let Err(error) = client.flush().await {
+    let flushed = client.flush().await;
+    if hello.caps.contains(Caps::CLIENT_COMPRESS) {
+        client.start_compression();
+    }
+    let summary = if let Err(error) = flushed {
         SessionSummary {
             reason: format!("client: {error}"),
             ..SessionSummary::default()
