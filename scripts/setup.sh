@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Warden's demo and test suite need on a fresh Debian 12
 # machine: PostgreSQL 15 (+pgbench), pgbouncer, MariaDB, libclang (for the real
-# PostgreSQL parser), OpenSSL, Chromium + chromedriver (web UI test), Python
+# PostgreSQL parser), OpenSSL, Chromium + chromedriver (web UI test), a JDK with
+# pgjdbc and MariaDB Connector/J (client suite), Python
 # drivers (in .tools/venv) and the Node OIDC provider (with a Node.js from the
 # npm registry under .tools/node when Debian's is too old).
 # Safe to run again: it skips what is already there.
@@ -29,6 +30,10 @@ have jq || need_apt+=(jq)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 have ss || need_apt+=(iproute2)
+# Java clients for the client compatibility suite: pgjdbc and MariaDB Connector/J.
+have javac || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+[ -f /usr/share/java/mariadb-java-client.jar ] || need_apt+=(libmariadb-java)
 apt_updated=""
 apt_install() {
   export DEBIAN_FRONTEND=noninteractive

@@ -478,3 +478,30 @@ print(len(cur.fetchone()[0]))
         run(env.db.port(), "app", &env.app_password)
     );
 }
+
+#[test]
+fn mariadb_connector_j_through_warden_matches_direct() {
+    let env = start_with(false, POLICIES);
+    let run = |port: u16, user: &str, password: &str| {
+        let out = Command::new("java")
+            .args(["-cp", "/usr/share/java/mariadb-java-client.jar"])
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/MariaJ.java"))
+            .args([&port.to_string(), user])
+            .env("PW", password)
+            .output()
+            .expect("java (run scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "Connector/J on {port}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            env.warden.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let want = run(env.db.port(), "app", &env.app_password);
+    direct_sql(&env, "orders", "DELETE FROM items WHERE name LIKE 'jdbc%'");
+    let dba = env.warden.create_key("connector-j", &["agents"]).unwrap();
+    let got = run(env.mysql_port, key_id(&dba), &dba);
+    assert_same(&got, &want);
+    assert!(want.contains("timeout"), "{want}");
+}

@@ -417,3 +417,48 @@ fn a_read_only_asyncpg_pool_keeps_its_connection_across_resets() {
         env.warden.logs()
     );
 }
+
+/// A Java program from `tests/clients`, run from source with a Debian jar.
+pub fn java(program: &str, jar: &str, args: &[&str], password: &str) -> std::process::Output {
+    Command::new("java")
+        .arg("-cp")
+        .arg(jar)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients")
+                .join(program),
+        )
+        .args(args)
+        .env("PW", password)
+        .output()
+        .expect("java (run scripts/setup.sh)")
+}
+
+#[test]
+fn pgjdbc_through_warden_matches_direct() {
+    let env = start();
+    let run = |port: u16, user: &str, password: &str| {
+        let out = java(
+            "PgJdbc.java",
+            "/usr/share/java/postgresql.jar",
+            &[&port.to_string(), user, "orders"],
+            password,
+        );
+        assert!(
+            out.status.success(),
+            "pgjdbc on {port}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            env.warden.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let want = run(env.pg.port(), APP_USER, &env.app_password);
+    env.pg
+        .psql_db("orders", "set role app; drop table jdbc_t")
+        .unwrap();
+    let dba = env.warden.create_key("jdbc", &["dbas"]).unwrap();
+    let got = run(env.warden.pg_port, "agent", &dba);
+    assert_same(&got, &want);
+    assert!(want.contains("timeout 57014"), "{want}");
+    assert!(want.contains("lo large object bytes"), "{want}");
+}

@@ -118,7 +118,7 @@ async fn absurd_capability_bits() {
     for caps in [
         u32::MAX,
         0,
-        RAW_CAPS | 0x20, /* compression never offered */
+        RAW_CAPS | 0x0400_0000, /* zstd compression never offered */
     ] {
         let (mut raw, _) = greeted(&h).await;
         raw.send(1, &handshake_response(caps, "agent", &[], Some(TARGET)))

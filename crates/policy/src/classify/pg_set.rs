@@ -110,10 +110,7 @@ fn lexing_refusal(set: &protobuf::VariableSetStmt, name: &str) -> Option<String>
     if !matches!(name, "standard_conforming_strings" | "client_encoding") {
         return None;
     }
-    // The session default is the login's value, which Warden checked.
-    if set.kind == VariableSetKind::VarReset as i32
-        || set.kind == VariableSetKind::VarSetDefault as i32
-    {
+    if set.kind == VariableSetKind::VarReset as i32 {
         return None;
     }
     let values: Vec<String> = set.args.iter().filter_map(constant_text).collect();
