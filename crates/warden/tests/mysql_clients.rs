@@ -505,3 +505,49 @@ fn mariadb_connector_j_through_warden_matches_direct() {
     assert_same(&got, &want);
     assert!(want.contains("timeout"), "{want}");
 }
+
+/// COM_CHANGE_USER (mysql-connector-python's `cmd_change_user`, pools):
+/// re-authentication as the same identity resets the session; another
+/// identity is refused and the connection ends.
+const CHANGE_USER: &str = r#"
+import json, os, sys, mysql.connector
+port, user, other = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+conn = mysql.connector.connect(host="127.0.0.1", port=port, user=user, password=os.environ["PW"],
+                               database="orders", use_pure=True, ssl_disabled=True)
+out = {}
+cur = conn.cursor()
+cur.execute("SET @left_behind = 1")
+conn.cmd_change_user(username=user, password=os.environ["PW"], database="orders")
+cur = conn.cursor()
+cur.execute("SELECT @left_behind, COUNT(*) FROM items")
+out["same"] = list(cur.fetchone())
+try:
+    conn.cmd_change_user(username=other, password=os.environ["OTHER_PW"], database="orders")
+    out["other"] = "accepted"
+except mysql.connector.Error as e:
+    out["other"] = e.errno
+print(json.dumps(out))
+"#;
+
+#[test]
+fn change_user_reauthenticates_the_same_identity_only() {
+    let env = start_with(false, POLICIES);
+    let dba = env.warden.create_key("pool", &["agents"]).unwrap();
+    let reader = env.warden.create_key("other", &["readers"]).unwrap();
+    let out = output(
+        Command::new(warden_test_support::tools::python3())
+            .args([
+                "-c",
+                CHANGE_USER,
+                &env.mysql_port.to_string(),
+                key_id(&dba),
+                key_id(&reader),
+            ])
+            .env("PW", &dba)
+            .env("OTHER_PW", &reader),
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let value: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(value["same"], serde_json::json!([null, 3]), "{value}");
+    assert_eq!(value["other"], 1045, "{value}");
+}

@@ -18,6 +18,19 @@ use warden_core::events::{EventKind, SessionInfo, StatementProtocol};
 use warden_core::metrics::Metrics;
 use warden_core::{Action, Decision, Gateway, Operation};
 
+mod change_user;
+
+/// What the command phase keeps from the connection phase.
+pub struct Connection<'a> {
+    /// Warden's thread ids, for `KILL` of the caller's own sessions.
+    pub threads: &'a Threads,
+    /// Checks access keys sent with `mysql_native_password` (COM_CHANGE_USER).
+    pub native: Option<&'a dyn crate::auth::NativePasswordVerifier>,
+    /// The greeting's nonce, which a COM_CHANGE_USER answer is scrambled with.
+    pub scramble: [u8; crate::handshake::SCRAMBLE_LEN],
+    pub collation: u8,
+}
+
 /// Command bytes (the first payload byte of a command packet).
 mod com {
     pub const QUIT: u8 = 0x01;
@@ -54,6 +67,11 @@ pub struct CommandLoop<'a> {
     session: &'a SessionInfo,
     /// Warden's thread ids, for `KILL` of the caller's own sessions.
     threads: &'a Threads,
+    native: Option<&'a dyn crate::auth::NativePasswordVerifier>,
+    scramble: [u8; crate::handshake::SCRAMBLE_LEN],
+    collation: u8,
+    /// The client's capabilities (as negotiated at connect).
+    caps: Caps,
     target: &'a TargetConfig,
     recording: &'a dyn SessionRecording,
     client: PacketStream<BoxStream>,
@@ -85,7 +103,7 @@ impl<'a> CommandLoop<'a> {
     pub fn new(
         gateway: &'a Gateway,
         session: &'a SessionInfo,
-        threads: &'a Threads,
+        connection: Connection<'a>,
         target: &'a TargetConfig,
         recording: &'a dyn SessionRecording,
         client: PacketStream<BoxStream>,
@@ -103,7 +121,11 @@ impl<'a> CommandLoop<'a> {
         CommandLoop {
             gateway,
             session,
-            threads,
+            threads: connection.threads,
+            native: connection.native,
+            scramble: connection.scramble,
+            collation: connection.collation,
+            caps: client_caps,
             target,
             recording,
             client,
@@ -299,10 +321,7 @@ impl<'a> CommandLoop<'a> {
                 }
                 flow
             }
-            com::CHANGE_USER => {
-                self.send_error(&ClientError::ChangeUserRefused).await;
-                Flow::End("COM_CHANGE_USER refused".into())
-            }
+            com::CHANGE_USER => self.change_user(&payload).await,
             other => {
                 self.send_error(&ClientError::UnknownCommand(other)).await;
                 Flow::Continue

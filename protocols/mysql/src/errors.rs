@@ -45,8 +45,6 @@ pub enum ClientError {
         "LOAD DATA LOCAL INFILE is refused by Warden (the server could read the client's files)"
     )]
     LocalInfileRefused,
-    #[error("COM_CHANGE_USER is not supported through Warden: open a new connection")]
-    ChangeUserRefused,
     #[error("Warden is shutting down: this session is closed")]
     Shutdown,
     #[error("{0}")]
@@ -74,7 +72,6 @@ impl ClientError {
             ClientError::UnknownCommand(_) => (1047, "08S01"),
             ClientError::UnknownStatement(..) => (1243, "HY000"),
             ClientError::LocalInfileRefused => (1148, "42000"),
-            ClientError::ChangeUserRefused => (1045, "28000"),
             ClientError::Shutdown => (1053, "08S01"),
             ClientError::ReviewRefused(_) => (1142, "42000"),
             ClientError::ReviewInterrupted(_) => (1317, "70100"),

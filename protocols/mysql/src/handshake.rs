@@ -394,7 +394,7 @@ fn parse_response(
 }
 
 /// A cleartext password packet: the text, NUL-terminated by most clients.
-fn cleartext(data: &[u8]) -> SecretString {
+pub(crate) fn cleartext(data: &[u8]) -> SecretString {
     let text = data.strip_suffix(&[0]).unwrap_or(data);
     SecretString::from(String::from_utf8_lossy(text).into_owned())
 }

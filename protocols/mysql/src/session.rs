@@ -188,7 +188,12 @@ pub async fn run(
             upstream,
             hello.caps,
             &session_end,
-            threads,
+            crate::command::Connection {
+                threads,
+                native,
+                scramble: hello.scramble,
+                collation: hello.collation,
+            },
         )
         .await;
         if let Some(watcher) = watcher {
@@ -216,12 +221,12 @@ async fn serve_commands(
     upstream: Upstream,
     client_caps: Caps,
     session_end: &SessionEnd,
-    threads: &crate::threads::Threads,
+    connection: crate::command::Connection<'_>,
 ) -> SessionSummary {
     let mut commands = CommandLoop::new(
         gateway,
         session,
-        threads,
+        connection,
         target,
         recording,
         client,
