@@ -462,3 +462,71 @@ fn pgjdbc_through_warden_matches_direct() {
     assert!(want.contains("timeout 57014"), "{want}");
     assert!(want.contains("lo large object bytes"), "{want}");
 }
+
+/// psql's client-side commands through Warden, compared with direct:
+/// `\copy` both ways, `\gexec`, `\crosstabview` and `\watch` (PostgreSQL 15's
+/// psql has no iteration count: the watched query fails on its third run).
+#[test]
+fn psql_specials_through_warden_match_direct() {
+    let env = start();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "1,one\n2,two\n").unwrap();
+    let out_csv = |tag: &str| dir.path().join(format!("out-{tag}.csv"));
+    let script = |tag: &str| {
+        format!(
+            r#"\set ON_ERROR_STOP on
+CREATE TABLE psql_t (a int, b text);
+\copy psql_t FROM '{input}' WITH (FORMAT csv)
+\copy (SELECT * FROM psql_t ORDER BY a) TO '{output}' WITH (FORMAT csv)
+SELECT format('SELECT %s AS gexec_%s', a, a) FROM psql_t ORDER BY a \gexec
+SELECT feeling, (score % 2 = 0) AS even, count(*) FROM people GROUP BY 1, 2 ORDER BY 1, 2 \crosstabview
+DROP TABLE psql_t;
+CREATE SEQUENCE watch_s;
+SELECT 10 / (3 - nextval('watch_s')) AS watched \watch 0.01
+"#,
+            input = csv.display(),
+            output = out_csv(tag).display()
+        )
+    };
+    let run = |tag: &str, direct_run: bool, password: &str| {
+        let mut command = tool(&env, "psql");
+        if direct_run {
+            direct(&env, &mut command, "orders");
+        } else {
+            through(&env, &mut command, "orders", password);
+        }
+        let file = dir.path().join(format!("{tag}.sql"));
+        std::fs::write(&file, script(tag)).unwrap();
+        command.args(["-X", "-q", "-P", "footer=off", "-P", "title=", "-f"]);
+        command.arg(&file);
+        let out = command.output().unwrap();
+        // \watch's header carries the time; the third run's division by zero ends the script.
+        let text: String = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.contains("(every "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stderr.contains("division by zero"),
+            "{tag}: {stderr}\n{}",
+            env.warden.logs()
+        );
+        (
+            text,
+            std::fs::read_to_string(out_csv(tag)).unwrap_or_default(),
+        )
+    };
+    let want = run("direct", true, "");
+    env.pg
+        .psql_db("orders", "set role app; drop sequence watch_s")
+        .unwrap();
+    let dba = env.warden.create_key("psql", &["dbas"]).unwrap();
+    let got = run("warden", false, &dba);
+    assert_same(&got.0, &want.0);
+    assert_eq!(got.1, want.1);
+    assert_eq!(want.1, "1,one\n2,two\n");
+    assert!(want.0.contains("gexec_2"), "{}", want.0);
+    assert_eq!(want.0.matches("watched").count(), 2, "{}", want.0);
+}
