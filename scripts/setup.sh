@@ -90,6 +90,11 @@ if [ -f crates/test-support/oidc-provider/package.json ] && [ ! -d crates/test-s
   echo "setup: installing the test OIDC provider (npm)"
   (cd crates/test-support/oidc-provider && npm ci --silent --no-audit --no-fund)
 fi
+# node-postgres for the client compatibility suite.
+if [ ! -d crates/warden/tests/clients/node/node_modules ]; then
+  echo "setup: installing node-postgres for the client suite (npm)"
+  (cd crates/warden/tests/clients/node && npm ci --silent --no-audit --no-fund)
+fi
 "$node_bin" -e 'if (!globalThis.crypto?.subtle?.generateKey) process.exit(1)' \
   || { echo "setup: $node_bin lacks WebCrypto; the OIDC tests cannot run" >&2; exit 1; }
 # s3s-fs: an S3-compatible server that checks request signatures, for the

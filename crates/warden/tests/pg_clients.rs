@@ -530,3 +530,29 @@ SELECT 10 / (3 - nextval('watch_s')) AS watched \watch 0.01
     assert!(want.0.contains("gexec_2"), "{}", want.0);
     assert_eq!(want.0.matches("watched").count(), 2, "{}", want.0);
 }
+
+#[test]
+fn node_postgres_through_warden_matches_direct() {
+    let env = start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node/pg.mjs");
+    let run = |port: u16, user: &str, password: &str| {
+        let out = Command::new(warden_test_support::tools::node())
+            .arg(&script)
+            .args([&port.to_string(), user, "orders"])
+            .env("PW", password)
+            .output()
+            .expect("node (run scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "node-postgres on {port}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            env.warden.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let want = run(env.pg.port(), APP_USER, &env.app_password);
+    let dba = env.warden.create_key("node", &["dbas"]).unwrap();
+    let got = run(env.warden.pg_port, "agent", &dba);
+    assert_same(&got, &want);
+    assert!(want.contains(r#""copied":{"n":500,"s":124750}"#), "{want}");
+}
