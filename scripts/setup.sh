@@ -18,6 +18,8 @@ have psql || need_apt+=(postgresql-client)
 have pgbouncer || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 have mariadbd || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 have mariadb || need_apt+=(mariadb-client)
+# mariadb-test-run and the server's own test suite (client suite).
+[ -x /usr/share/mysql/mysql-test/mariadb-test-run ] || need_apt+=(mariadb-test)
 have sysbench || need_apt+=(sysbench)
 have openssl || need_apt+=(openssl)
 have node || need_apt+=(nodejs)

@@ -48,6 +48,11 @@ fn install_db(data: &Path) -> Result<()> {
 impl MariaDb {
     /// Initialises a data directory and starts the server (~4 s).
     pub fn start() -> Result<MariaDb> {
+        MariaDb::start_with(&[])
+    }
+
+    /// Like [`MariaDb::start`], with more `mariadbd` options.
+    pub fn start_with(options: &[&str]) -> Result<MariaDb> {
         let dir = tempfile::Builder::new()
             .prefix("warden-mariadb-")
             .tempdir()?;
@@ -76,6 +81,7 @@ impl MariaDb {
                     "--innodb-log-file-size=16M",
                     "--skip-name-resolve",
                 ])
+                .args(options)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

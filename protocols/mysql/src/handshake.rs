@@ -104,11 +104,13 @@ impl ClientHello {
         }
     }
 
-    /// The user name without the `@TARGET` that [`Self::target_name`] took
-    /// from it (an access key's id for `mysql_native_password`).
+    /// The user name without an `@TARGET` suffix naming the session's
+    /// target (an access key's id for `mysql_native_password`). Clients
+    /// that repeat the target as database (`-u KEY_ID@orders -D orders`) get
+    /// the same; any other `@` stays part of the name.
     pub fn login_user(&self) -> &str {
-        match (&self.database, self.user.rsplit_once('@')) {
-            (None, Some((user, _))) => user,
+        match self.user.rsplit_once('@') {
+            Some((user, target)) if !target.is_empty() && target == self.target_name() => user,
             _ => &self.user,
         }
     }
@@ -470,6 +472,10 @@ mod tests {
         assert_eq!(hello("agent", None).target_name(), "");
         assert_eq!(hello("wdn_abc@orders", None).login_user(), "wdn_abc");
         assert_eq!(hello("a@b.com", Some("orders")).login_user(), "a@b.com");
+        assert_eq!(
+            hello("wdn_abc@orders", Some("orders")).login_user(),
+            "wdn_abc"
+        );
         assert_eq!(hello("agent@", None).target_name(), "");
     }
 
