@@ -162,27 +162,7 @@ fn mariadb_dump_through_warden_matches_direct_and_restores() {
 
 /// `mariadb` reading `script` on stdin, through Warden, with no `-D`.
 fn restore(env: &Env, user: &str, password: &str, script: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("mariadb")
-        .arg("--no-defaults")
-        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
-        .arg(env.mysql_port.to_string())
-        .args(["-u", user])
-        .env("MYSQL_PWD", password)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(script.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    mariadb_piped(env.mysql_port, user, password, &[], script)
 }
 
 #[test]
@@ -483,13 +463,14 @@ print(len(cur.fetchone()[0]))
 fn mariadb_connector_j_through_warden_matches_direct() {
     let env = start_with(false, POLICIES);
     let run = |port: u16, user: &str, password: &str| {
-        let out = Command::new("java")
-            .args(["-cp", "/usr/share/java/mariadb-java-client.jar"])
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/MariaJ.java"))
-            .args([&port.to_string(), user])
-            .env("PW", password)
-            .output()
-            .expect("java (run scripts/setup.sh)");
+        let out = common::java(
+            "MariaJ.java",
+            "/usr/share/java/mariadb-java-client.jar",
+            password,
+        )
+        .args([&port.to_string(), user])
+        .output()
+        .expect("java (run scripts/setup.sh)");
         assert!(
             out.status.success(),
             "Connector/J on {port}: {}\n{}",

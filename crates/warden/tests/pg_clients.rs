@@ -344,18 +344,11 @@ asyncio.run(main())
 "#;
 
 fn asyncpg(env: &Env, port: u16, user: &str, database: &str, password: &str) -> serde_json::Value {
-    let out = Command::new(warden_test_support::tools::python3())
+    let mut command = Command::new(warden_test_support::tools::python3());
+    command
         .args(["-c", ASYNCPG, &port.to_string(), user, database])
-        .env("PW", password)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "asyncpg on port {port}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        env.warden.logs()
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        .env("PW", password);
+    serde_json::from_str(&run(env, &format!("asyncpg on port {port}"), &mut command)).unwrap()
 }
 
 #[test]
@@ -397,18 +390,11 @@ asyncio.run(main())
 fn a_read_only_asyncpg_pool_keeps_its_connection_across_resets() {
     let env = start();
     let reader = env.warden.create_key("pool", &["readers"]).unwrap();
-    let out = Command::new(warden_test_support::tools::python3())
+    let mut command = Command::new(warden_test_support::tools::python3());
+    command
         .args(["-c", ASYNCPG_POOL, &env.warden.pg_port.to_string()])
-        .env("PW", &reader)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        env.warden.logs()
-    );
-    let pids: Vec<u64> = serde_json::from_slice(&out.stdout).unwrap();
+        .env("PW", &reader);
+    let pids: Vec<u64> = serde_json::from_str(&run(&env, "asyncpg pool", &mut command)).unwrap();
     assert_eq!(pids.len(), 3);
     assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
     assert!(
@@ -418,46 +404,20 @@ fn a_read_only_asyncpg_pool_keeps_its_connection_across_resets() {
     );
 }
 
-/// A Java program from `tests/clients`, run from source with a Debian jar.
-pub fn java(program: &str, jar: &str, args: &[&str], password: &str) -> std::process::Output {
-    Command::new("java")
-        .arg("-cp")
-        .arg(jar)
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/clients")
-                .join(program),
-        )
-        .args(args)
-        .env("PW", password)
-        .output()
-        .expect("java (run scripts/setup.sh)")
-}
-
 #[test]
 fn pgjdbc_through_warden_matches_direct() {
     let env = start();
-    let run = |port: u16, user: &str, password: &str| {
-        let out = java(
-            "PgJdbc.java",
-            "/usr/share/java/postgresql.jar",
-            &[&port.to_string(), user, "orders"],
-            password,
-        );
-        assert!(
-            out.status.success(),
-            "pgjdbc on {port}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            env.warden.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let pgjdbc = |port: u16, user: &str, password: &str| {
+        let mut command = common::java("PgJdbc.java", "/usr/share/java/postgresql.jar", password);
+        command.args([&port.to_string(), user, "orders"]);
+        run(&env, &format!("pgjdbc on {port}"), &mut command)
     };
-    let want = run(env.pg.port(), APP_USER, &env.app_password);
+    let want = pgjdbc(env.pg.port(), APP_USER, &env.app_password);
     env.pg
         .psql_db("orders", "set role app; drop table jdbc_t")
         .unwrap();
     let dba = env.warden.create_key("jdbc", &["dbas"]).unwrap();
-    let got = run(env.warden.pg_port, "agent", &dba);
+    let got = pgjdbc(env.warden.pg_port, "agent", &dba);
     assert_same(&got, &want);
     assert!(want.contains("timeout 57014"), "{want}");
     assert!(want.contains("lo large object bytes"), "{want}");
@@ -535,24 +495,17 @@ SELECT 10 / (3 - nextval('watch_s')) AS watched \watch 0.01
 fn node_postgres_through_warden_matches_direct() {
     let env = start();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node/pg.mjs");
-    let run = |port: u16, user: &str, password: &str| {
-        let out = Command::new(warden_test_support::tools::node())
+    let node = |port: u16, user: &str, password: &str| {
+        let mut command = Command::new(warden_test_support::tools::node());
+        command
             .arg(&script)
             .args([&port.to_string(), user, "orders"])
-            .env("PW", password)
-            .output()
-            .expect("node (run scripts/setup.sh)");
-        assert!(
-            out.status.success(),
-            "node-postgres on {port}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            env.warden.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .env("PW", password);
+        run(&env, &format!("node-postgres on {port}"), &mut command)
     };
-    let want = run(env.pg.port(), APP_USER, &env.app_password);
+    let want = node(env.pg.port(), APP_USER, &env.app_password);
     let dba = env.warden.create_key("node", &["dbas"]).unwrap();
-    let got = run(env.warden.pg_port, "agent", &dba);
+    let got = node(env.warden.pg_port, "agent", &dba);
     assert_same(&got, &want);
     assert!(want.contains(r#""copied":{"n":500,"s":124750}"#), "{want}");
 }

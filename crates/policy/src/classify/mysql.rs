@@ -207,6 +207,26 @@ fn classify_nested(classifier: &Classifier, body: &str, depth: usize) -> Vec<Sta
     classify(classifier, body)
 }
 
+/// Folds `inner` (a statement `into` contains or stands for) into `into`:
+/// its refusal, tables and reasons, and its class and kind when stricter.
+pub(super) fn absorb(into: &mut StatementClass, inner: StatementClass) {
+    if into.refusal.is_none() {
+        into.refusal = inner.refusal;
+    }
+    for table in inner.tables {
+        if !into.tables.contains(&table) {
+            into.tables.push(table);
+        }
+    }
+    for reason in inner.reasons {
+        into.raise(inner.operation, reason);
+    }
+    if inner.operation > into.operation {
+        into.operation = inner.operation;
+        into.kind = inner.kind;
+    }
+}
+
 /// The strictest of several statements (a prepared text with several statements).
 fn strictest(classes: Vec<StatementClass>, _depth: usize) -> StatementClass {
     let mut iter = classes.into_iter();
@@ -214,21 +234,7 @@ fn strictest(classes: Vec<StatementClass>, _depth: usize) -> StatementClass {
         return StatementClass::new(Read, "empty");
     };
     for class in iter {
-        if first.refusal.is_none() {
-            first.refusal = class.refusal.clone();
-        }
-        for table in class.tables {
-            if !first.tables.contains(&table) {
-                first.tables.push(table);
-            }
-        }
-        for reason in class.reasons {
-            first.raise(class.operation, reason);
-        }
-        if class.operation > first.operation {
-            first.operation = class.operation;
-            first.kind = class.kind;
-        }
+        absorb(&mut first, class);
     }
     first
 }

@@ -3,6 +3,7 @@
 //! their leading words, with any embedded statement or expression judged by
 //! the full classifier, so nothing runs unjudged.
 
+use super::mysql::{absorb, table_ref};
 use super::mysql_lex::{split_at_word, words};
 use super::{Classifier, StatementClass};
 use warden_core::Operation::{Admin, Ddl, Read};
@@ -130,19 +131,25 @@ fn maintenance(text: &str, verb: &str) -> StatementClass {
         return StatementClass::unknown("table maintenance without TABLE");
     };
     for name in list.split(',') {
-        let name = name.trim().replace('`', "");
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.'));
-        if !plain {
+        let Some(name) = plain_name(name) else {
             return StatementClass::unknown(format!(
                 "{verb} TABLE with options or names Warden cannot read"
             ));
-        }
-        class.tables.push(super::mysql::table_ref(&name));
+        };
+        class.tables.push(table_ref(&name));
     }
     class
+}
+
+/// A table name of letters, digits, `_`, `$` and `.` (backquotes dropped);
+/// `None` for anything else (options, expressions, odd quoting).
+fn plain_name(text: &str) -> Option<String> {
+    let name = text.trim().replace('`', "");
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.'));
+    plain.then_some(name)
 }
 
 fn is_program_word(word: &str) -> bool {
@@ -164,17 +171,11 @@ fn show(classifier: &Classifier, text: &str, head: &[&str], depth: usize) -> Sta
             &format!("SELECT 1 FROM DUAL WHERE {condition}"),
             depth,
         );
+        let kind = class.kind.clone();
         for inner in judged {
-            if inner.refusal.is_some() {
-                class.refusal = inner.refusal.clone();
-            }
-            for reason in inner.reasons {
-                class.raise(inner.operation, reason);
-            }
-            if inner.operation > class.operation {
-                class.operation = inner.operation;
-            }
+            absorb(&mut class, inner);
         }
+        class.kind = kind;
     }
     class
 }
@@ -193,21 +194,10 @@ fn set_statement(classifier: &Classifier, text: &str, depth: usize) -> Statement
     classes.extend(nested(classifier, statement, depth));
     let mut class = StatementClass::new(Read, "SET STATEMENT … FOR");
     for inner in classes {
-        if inner.refusal.is_some() && class.refusal.is_none() {
-            class.refusal = inner.refusal.clone();
-        }
-        for table in inner.tables {
-            if !class.tables.contains(&table) {
-                class.tables.push(table);
-            }
-        }
-        for reason in inner.reasons {
-            class.raise(inner.operation, reason);
-        }
-        if inner.operation > class.operation {
-            class.operation = inner.operation;
-            class.kind = format!("SET STATEMENT … FOR {}", inner.kind);
-        }
+        absorb(&mut class, inner);
+    }
+    if class.kind != "SET STATEMENT … FOR" {
+        class.kind = format!("SET STATEMENT … FOR {}", class.kind);
     }
     class
 }

@@ -199,3 +199,19 @@ pub fn assert_same(got: &str, want: &str) {
         want_lines.get(at)
     );
 }
+
+/// A Java program from `tests/clients`, run from source with a Debian jar
+/// (installed by scripts/setup.sh); the password goes in `PW`.
+pub fn java(program: &str, jar: &str, password: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("java");
+    command
+        .arg("-cp")
+        .arg(jar)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients")
+                .join(program),
+        )
+        .env("PW", password);
+    command
+}

@@ -166,29 +166,9 @@ impl Env {
         extra: &[&str],
         script: &str,
     ) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("mariadb")
-            .arg("--no-defaults")
-            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
-            .arg(self.mysql_port.to_string())
-            .args(["-u", user, "-D", "orders", "--connect-timeout=10"])
-            .args(extra)
-            .env("MYSQL_PWD", password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run mariadb");
-        // The CLI reads all of stdin before it exits; closing it ends the script.
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(script.as_bytes()).unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut args = vec!["-D", "orders", "--connect-timeout=10"];
+        args.extend_from_slice(extra);
+        mariadb_piped(self.mysql_port, user, password, &args, script)
     }
 
     /// The id of the newest session.
@@ -230,4 +210,31 @@ pub fn key_opts(port: u16, key: &str) -> mysql_async::OptsBuilder {
 pub fn key_id(key: &str) -> &str {
     assert!(key.starts_with("wdn_") && key.len() > 20, "a key: {key}");
     &key[..20]
+}
+
+/// `mariadb` against `port` as `user`, reading `script` on stdin.
+pub fn mariadb_piped(port: u16, user: &str, password: &str, args: &[&str], script: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("mariadb")
+        .arg("--no-defaults")
+        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+        .arg(port.to_string())
+        .args(["-u", user])
+        .args(args)
+        .env("MYSQL_PWD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mariadb");
+    // The CLI reads all of stdin before it exits; closing it ends the script.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
