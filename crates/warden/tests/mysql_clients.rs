@@ -59,6 +59,11 @@ CREATE PROCEDURE restock(IN amount INT) MODIFIES SQL DATA UPDATE items SET qty =
 
 /// Direct `mariadb` as `app`.
 fn direct_sql(env: &Env, database: &str, sql: &str) -> Output {
+    direct_sql_with(env, database, &[], sql)
+}
+
+/// Direct `mariadb` as `app`, with more client options.
+fn direct_sql_with(env: &Env, database: &str, extra: &[&str], sql: &str) -> Output {
     output(
         Command::new("mariadb")
             .arg("--no-defaults")
@@ -72,6 +77,7 @@ fn direct_sql(env: &Env, database: &str, sql: &str) -> Output {
                 "--batch",
                 "--skip-column-names",
             ])
+            .args(extra)
             .args(["-e", sql])
             .env("MYSQL_PWD", &env.app_password),
     )
@@ -411,24 +417,7 @@ fn compressed_clients_get_what_they_get_direct() {
     let env = start_with(false, POLICIES);
     let dba = env.warden.create_key("zip", &["agents"]).unwrap();
     let sql = "SELECT name, qty FROM items ORDER BY id; SELECT LENGTH(REPEAT('ab', 3000000)), MD5(REPEAT('ab', 3000000)); SELECT REPEAT('xyz', 100000)";
-    let direct = output(
-        Command::new("mariadb")
-            .arg("--no-defaults")
-            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
-            .arg(env.db.port().to_string())
-            .args([
-                "-u",
-                "app",
-                "-D",
-                "orders",
-                "--compress",
-                "--batch",
-                "--skip-column-names",
-                "-e",
-                sql,
-            ])
-            .env("MYSQL_PWD", &env.app_password),
-    );
+    let direct = direct_sql_with(&env, "orders", &["--compress"], sql);
     assert!(direct.ok, "{}", direct.stderr);
     let through = env.mariadb(key_id(&dba), &dba, &["--compress"], sql);
     assert!(through.ok, "{}\n{}", through.stderr, env.warden.logs());
