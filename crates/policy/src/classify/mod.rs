@@ -12,6 +12,7 @@ mod literals;
 mod mysql;
 mod mysql_lex;
 mod mysql_set;
+mod mysql_vars;
 mod mysql_words;
 mod pg_set;
 mod pg_walk;
@@ -289,7 +290,7 @@ impl Classification {
 /// The user variables (`@name`, lowercase, without `@`) a MySQL text mentions;
 /// `Err` when one is quoted (its name is not read here).
 pub(crate) fn mysql_user_vars(sql: &str) -> Result<Vec<String>, ()> {
-    mysql_lex::user_variables(sql)
+    mysql_vars::user_variables(sql)
 }
 
 /// Classifies statement texts, with a bounded cache keyed by dialect and text.

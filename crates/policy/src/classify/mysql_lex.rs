@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 /// Byte ranges of the text, each either code or something the lexer skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Piece {
+pub(super) enum Piece {
     Code,
     Quoted,
     Comment,
@@ -28,7 +28,7 @@ enum Piece {
 
 /// Lexes `sql` into pieces. Never fails: an unterminated quote or comment
 /// runs to the end of the text.
-fn pieces(sql: &str) -> Vec<(Piece, usize, usize)> {
+pub(super) fn pieces(sql: &str) -> Vec<(Piece, usize, usize)> {
     let bytes = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -317,81 +317,6 @@ pub fn words(sql: &str, limit: usize) -> Vec<String> {
     out
 }
 
-/// The user variables a statement names (`@x`, ``@`x` ``), lowercased. An
-/// `@` starts a variable wherever it stands (`INTO@x` is `INTO @x` to the
-/// server). A bare `@` between two quoted names is the `'user'@'host'` of a
-/// `DEFINER` or account, not a variable; any other bare `@`, or a quoted
-/// name with escapes in it, is an `Err`.
-pub fn user_variables(sql: &str) -> Result<Vec<String>, ()> {
-    let pieces = pieces(sql);
-    let quoted = |p: Option<&(Piece, usize, usize)>| matches!(p, Some((Piece::Quoted, _, _)));
-    let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    let mut out = Vec::new();
-    for (index, &(piece, from, to)) in pieces.iter().enumerate() {
-        if piece != Piece::Code {
-            continue;
-        }
-        let code = sql.get(from..to).unwrap_or_default();
-        let mut rest = code;
-        while let Some(at) = rest.find('@') {
-            let after = rest.get(at + 1..).unwrap_or_default();
-            if let Some(system) = after.strip_prefix('@') {
-                // `@@name`: a system variable.
-                rest = system.trim_start_matches(is_name);
-                continue;
-            }
-            let name: String = after.chars().take_while(|c| is_name(*c)).collect();
-            rest = after.get(name.len()..).unwrap_or_default();
-            if !name.is_empty() {
-                out.push(name.to_ascii_lowercase());
-                continue;
-            }
-            let position = code.len() - after.len() - 1;
-            let starts_piece = position == 0 && index > 0 && quoted(pieces.get(index - 1));
-            let next = pieces.get(index + 1);
-            let ends_piece = after.is_empty() && quoted(next);
-            match (starts_piece, ends_piece) {
-                (true, true) => {} // 'user'@'host'
-                (false, true) => {
-                    let (_, start, end) = next.copied().ok_or(())?;
-                    let name = sql.get(start + 1..end.saturating_sub(1)).ok_or(())?;
-                    if name.contains(['`', '\'', '"', '\\']) || name.is_empty() {
-                        return Err(());
-                    }
-                    out.push(name.to_ascii_lowercase());
-                }
-                _ => return Err(()),
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-#[test]
-fn user_variables_are_found_wherever_an_at_sign_starts_one() {
-    assert_eq!(
-        user_variables("SET @a = @@sql_mode, @B := 1").unwrap(),
-        ["a", "b"]
-    );
-    assert_eq!(user_variables("SELECT 'x' INTO@s").unwrap(), ["s"]);
-    assert_eq!(
-        user_variables("SELECT @`Quoted Name`").unwrap(),
-        ["quoted name"]
-    );
-    assert_eq!(
-        user_variables("CREATE DEFINER=`app`@`%` TRIGGER t").unwrap(),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        user_variables("SELECT '@x', `@y` -- @z").unwrap(),
-        Vec::<String>::new()
-    );
-    assert!(user_variables("SELECT @ x").is_err());
-    assert!(user_variables("SELECT @`a``b`").is_err());
-    assert!(user_variables("SELECT 1 INTO @").is_err());
-}
-
 /// The text after the first bare word (comments before it are skipped).
 pub fn after_first_word(sql: &str) -> &str {
     for (piece, from, to) in pieces(sql) {
@@ -416,32 +341,6 @@ pub fn after_first_word(sql: &str) -> &str {
 pub fn has_word_pair(sql: &str, first: &str, second: &str) -> bool {
     let all = words(sql, usize::MAX);
     all.windows(2).any(|w| w[0] == first && w[1] == second)
-}
-
-/// The text before and after the first bare (unquoted, uncommented) word
-/// `word` (uppercase), without the word itself.
-pub fn split_at_word<'a>(sql: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
-    for (piece, from, to) in pieces(sql) {
-        if piece != Piece::Code {
-            continue;
-        }
-        let code = sql.get(from..to).unwrap_or_default();
-        let mut offset = 0;
-        for part in code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '@' || c == '$'))
-        {
-            if part.eq_ignore_ascii_case(word) {
-                let at = from + offset;
-                return Some((sql.get(..at)?, sql.get(at + part.len()..)?));
-            }
-            offset += part.len()
-                + code
-                    .get(offset + part.len()..)?
-                    .chars()
-                    .next()
-                    .map_or(0, char::len_utf8);
-        }
-    }
-    None
 }
 
 /// The name following `keyword` (possibly backquoted, possibly `db.name`).

@@ -4,7 +4,7 @@
 //! the full classifier, so nothing runs unjudged.
 
 use super::mysql::{absorb, table_ref};
-use super::mysql_lex::{split_at_word, words};
+use super::mysql_lex::{Piece, pieces, words};
 use super::{Classifier, StatementClass};
 use warden_core::Operation::{Admin, Ddl, Read};
 
@@ -207,4 +207,30 @@ fn nested(classifier: &Classifier, text: &str, depth: usize) -> Vec<StatementCla
         return vec![StatementClass::unknown("statement nested too deeply")];
     }
     super::mysql::classify_text(classifier, text, depth + 1)
+}
+
+/// The text before and after the first bare (unquoted, uncommented) word
+/// `word` (uppercase), without the word itself.
+fn split_at_word<'a>(sql: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    for (piece, from, to) in pieces(sql) {
+        if piece != Piece::Code {
+            continue;
+        }
+        let code = sql.get(from..to).unwrap_or_default();
+        let mut offset = 0;
+        for part in code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '@' || c == '$'))
+        {
+            if part.eq_ignore_ascii_case(word) {
+                let at = from + offset;
+                return Some((sql.get(..at)?, sql.get(at + part.len()..)?));
+            }
+            offset += part.len()
+                + code
+                    .get(offset + part.len()..)?
+                    .chars()
+                    .next()
+                    .map_or(0, char::len_utf8);
+        }
+    }
+    None
 }
