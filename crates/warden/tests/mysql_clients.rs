@@ -521,3 +521,40 @@ fn change_user_reauthenticates_the_same_identity_only() {
     assert_eq!(value["same"], serde_json::json!([null, 3]), "{value}");
     assert_eq!(value["other"], 1045, "{value}");
 }
+
+/// `warden check` reads a MySQL static login's grants: ALL on the target's
+/// database (the fixture's `app`) is named; a login with plain grants is not.
+#[test]
+fn warden_check_warns_about_a_mysql_login_that_holds_all_privileges() {
+    let env = start_with(false, POLICIES);
+    let check = |path: &std::path::Path, password: &str| {
+        let out = Command::new(common::binary())
+            .args(["check", "--config"])
+            .arg(path)
+            .env("ORDERS_PASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = check(&env.warden.config_path(), &env.app_password);
+    assert!(
+        stderr.contains("static login \"app\" holds ALL PRIVILEGES on `orders`"),
+        "{stderr}"
+    );
+    env.db
+        .sql("CREATE USER 'plain'@'%' IDENTIFIED BY 'plain-pw'; GRANT SELECT, INSERT ON orders.* TO 'plain'@'%'")
+        .unwrap();
+    let text = std::fs::read_to_string(env.warden.config_path()).unwrap();
+    let plain = env.warden.dir().join("plain.toml");
+    std::fs::write(&plain, text.replace("user = \"app\"", "user = \"plain\"")).unwrap();
+    let stderr = check(&plain, "plain-pw");
+    assert!(
+        !stderr.contains("target \"orders\": static login \"plain\""),
+        "{stderr}"
+    );
+}

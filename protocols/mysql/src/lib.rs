@@ -16,6 +16,7 @@ mod handshake;
 mod local_infile;
 mod masking;
 mod packets;
+pub mod probe;
 mod relay;
 mod session;
 mod statements;

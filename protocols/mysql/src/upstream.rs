@@ -72,11 +72,32 @@ impl Upstream {
     /// login, so a server configured with `ANSI_QUOTES` or a multibyte client
     /// set is refused before any statement is judged under the wrong rules.
     pub async fn lexing_state(&mut self) -> Result<(String, String), UpstreamError> {
-        const QUERY: &[u8] = b"\x03SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
+        let rows = self
+            .text_rows(
+                "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client",
+                2,
+            )
+            .await?;
+        let [row] = rows.as_slice() else {
+            return Err(UpstreamError::Protocol(
+                "reading the session's sql_mode: not one row".into(),
+            ));
+        };
+        Ok((row[0].clone(), row[1].clone()))
+    }
+
+    /// Runs one query of Warden's own and returns its rows as text, each of
+    /// exactly `columns` values (NULL reads as empty).
+    pub async fn text_rows(
+        &mut self,
+        sql: &str,
+        columns: usize,
+    ) -> Result<Vec<Vec<String>>, UpstreamError> {
         const LIMIT: usize = 1 << 20;
-        let bad =
-            |what: &str| UpstreamError::Protocol(format!("reading the session's sql_mode: {what}"));
-        self.stream.send_packet(0, QUERY).await?;
+        let bad = |what: &str| UpstreamError::Protocol(format!("reading `{sql}`: {what}"));
+        let mut query = vec![0x03];
+        query.extend_from_slice(sql.as_bytes());
+        self.stream.send_packet(0, &query).await?;
         let first = self.stream.read_packet(None, LIMIT).await?;
         if first.payload.first() == Some(&crate::packets::ERR) {
             let error =
@@ -86,9 +107,9 @@ impl Upstream {
                 message: error.message,
             });
         }
-        let (columns, _) =
+        let (count, _) =
             crate::packets::read_lenenc(&first.payload).ok_or_else(|| bad("no column count"))?;
-        if columns != 2 {
+        if usize::try_from(count).ok() != Some(columns) {
             return Err(bad("unexpected column count"));
         }
         for _ in 0..columns {
@@ -97,23 +118,32 @@ impl Upstream {
         if !self.caps.contains(Caps::CLIENT_DEPRECATE_EOF) {
             self.stream.read_packet(None, LIMIT).await?;
         }
-        let row = self.stream.read_packet(None, LIMIT).await?;
-        let mut values = Vec::with_capacity(2);
-        let mut rest: &[u8] = &row.payload;
-        for _ in 0..2 {
-            let (len, used) = crate::packets::read_lenenc(rest).ok_or_else(|| bad("short row"))?;
-            let len = usize::try_from(len).map_err(|_| bad("long value"))?;
-            let value = rest.get(used..used + len).ok_or_else(|| bad("short row"))?;
-            values.push(String::from_utf8_lossy(value).into_owned());
-            rest = rest.get(used + len..).unwrap_or_default();
+        let mut rows = Vec::new();
+        loop {
+            let row = self.stream.read_packet(None, LIMIT).await?;
+            if crate::packets::is_terminator(&row.payload) {
+                return Ok(rows);
+            }
+            if row.payload.first() == Some(&crate::packets::ERR) || rows.len() >= 10_000 {
+                return Err(bad("an error or too many rows"));
+            }
+            let mut values = Vec::with_capacity(columns);
+            let mut rest: &[u8] = &row.payload;
+            for _ in 0..columns {
+                if rest.first() == Some(&0xfb) {
+                    values.push(String::new());
+                    rest = &rest[1..];
+                    continue;
+                }
+                let (len, used) =
+                    crate::packets::read_lenenc(rest).ok_or_else(|| bad("short row"))?;
+                let len = usize::try_from(len).map_err(|_| bad("long value"))?;
+                let value = rest.get(used..used + len).ok_or_else(|| bad("short row"))?;
+                values.push(String::from_utf8_lossy(value).into_owned());
+                rest = rest.get(used + len..).unwrap_or_default();
+            }
+            rows.push(values);
         }
-        let terminator = self.stream.read_packet(None, LIMIT).await?;
-        if !crate::packets::is_terminator(&terminator.payload) {
-            return Err(bad("more than one row"));
-        }
-        let charset = values.pop().unwrap_or_default();
-        let mode = values.pop().unwrap_or_default();
-        Ok((mode, charset))
     }
 }
 

@@ -1,6 +1,7 @@
-//! `warden check`'s look at each PostgreSQL target's static login: a
-//! superuser or the owner of the tables makes policy the only wall (an owner
-//! can ALTER, DROP and bypass GRANTs), so Warden says so. It only warns; a
+//! `warden check`'s look at each PostgreSQL or MySQL target's static login:
+//! a superuser, the owner of the tables (PostgreSQL), global privileges or
+//! ALL on the target's database (MySQL) make policy the only wall (such a
+//! login can ALTER, DROP and bypass GRANTs), so Warden says so. It only warns; a
 //! target it cannot reach in a few seconds, or over TLS, is left unchecked.
 
 use secrecy::ExposeSecret;
@@ -39,7 +40,7 @@ async fn check(target: &TargetConfig) -> Option<String> {
     let CredentialsConfig::Static { user, password } = &target.credentials else {
         return None;
     };
-    if target.protocol != Protocol::Postgres {
+    if !matches!(target.protocol, Protocol::Postgres | Protocol::Mysql) {
         return None;
     }
     let name = &target.name;
@@ -63,6 +64,9 @@ async fn check(target: &TargetConfig) -> Option<String> {
             ));
         }
     };
+    if target.protocol == Protocol::Mysql {
+        return mysql_check(target, user, password).await;
+    }
     let mut config = tokio_postgres::Config::new();
     config
         .host(host)
@@ -105,4 +109,32 @@ async fn check(target: &TargetConfig) -> Option<String> {
     } else {
         None
     }
+}
+
+/// The MySQL counterpart: global privileges or ALL on the target's database.
+async fn mysql_check(
+    target: &TargetConfig,
+    user: &str,
+    password: secrecy::SecretString,
+) -> Option<String> {
+    let name = &target.name;
+    let probe = warden_mysql::probe::static_login_grants(target, user, password);
+    let grants = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(grants)) => grants,
+        Ok(Err(error)) => {
+            return Some(format!(
+                "note: target \"{name}\": its static login was not checked ({error})"
+            ));
+        }
+        Err(_) => {
+            return Some(format!(
+                "note: target \"{name}\": its static login was not checked (no answer within {PROBE_TIMEOUT:?})"
+            ));
+        }
+    };
+    let power = warden_mysql::probe::powers(&grants, target.upstream_database())?;
+    Some(format!(
+        "warning: target \"{name}\": static login \"{user}\" {power}, so Warden's policy is the only wall; \
+         give Warden an account with just the grants agents need (or use credentials = {{ mode = \"ephemeral\" }})"
+    ))
 }
