@@ -678,7 +678,6 @@ fn function_call(
     body: &[u8],
 ) -> Result<Option<BytesMut>, String> {
     let started = Instant::now();
-    shared.statements.fetch_add(1, Ordering::Relaxed);
     let refusal = match crate::fastpath::called_function(body) {
         Ok(_) if context.masker.is_some() => {
             "fast-path function calls are not available while masking rules apply to you".into()
@@ -688,7 +687,11 @@ fn function_call(
             let text: Arc<str> = Arc::from(format!("SELECT pg_catalog.{name}()"));
             let hash = warden_core::reviews::statement_hash(&text, &[Some(body.to_vec())]);
             let decision = decide(context, state, &text);
-            return Ok(match review_gate(state, &text, hash, decision) {
+            let gate = review_gate(state, &text, hash, decision);
+            if !matches!(gate, Gate::Hold) {
+                shared.statements.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(match gate {
                 Gate::Hold => None,
                 Gate::Refuse(error) => Some(deny_with(shared, error, text, started, None)),
                 Gate::Proceed(decision) if !decision.is_allowed() => {
@@ -707,6 +710,7 @@ fn function_call(
             });
         }
     };
+    shared.statements.fetch_add(1, Ordering::Relaxed);
     context
         .gateway
         .metrics
