@@ -558,3 +558,42 @@ fn warden_check_warns_about_a_mysql_login_that_holds_all_privileges() {
         "{stderr}"
     );
 }
+
+/// COM_CHANGE_USER with OIDC tokens sent in clear (over TLS): a fresh token
+/// for the same subject continues the session; another subject's does not.
+const CHANGE_USER_TOKEN: &str = r#"
+import json, os, sys, mysql.connector
+port = int(sys.argv[1])
+conn = mysql.connector.connect(host="127.0.0.1", port=port, user="agent", password=os.environ["T1"],
+                               database="orders", use_pure=True, ssl_ca=os.environ["CA"],
+                               auth_plugin="mysql_clear_password")
+cur = conn.cursor()
+cur.execute("SET @left_behind = 1")
+conn.cmd_change_user(username="agent", password=os.environ["T2"], database="orders")
+cur = conn.cursor()
+cur.execute("SELECT @left_behind, COUNT(*) FROM items")
+out = {"same": list(cur.fetchone())}
+try:
+    conn.cmd_change_user(username="agent", password=os.environ["OTHER"], database="orders")
+    out["other"] = "accepted"
+except mysql.connector.Error as e:
+    out["other"] = e.errno
+print(json.dumps(out))
+"#;
+
+#[test]
+fn change_user_with_tokens_in_clear_keeps_only_the_same_subject() {
+    let env = start_with(true, POLICIES);
+    let out = output(
+        Command::new(warden_test_support::tools::python3())
+            .args(["-c", CHANGE_USER_TOKEN, &env.mysql_port.to_string()])
+            .env("T1", env.token("agent-7", &["agents"]))
+            .env("T2", env.token("agent-7", &["agents"]))
+            .env("OTHER", env.token("agent-8", &["agents"]))
+            .env("CA", env.cert.as_ref().unwrap()),
+    );
+    assert!(out.ok, "{}\n{}", out.stderr, env.warden.logs());
+    let value: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(value["same"], serde_json::json!([null, 3]), "{value}");
+    assert_eq!(value["other"], 1045, "{value}");
+}

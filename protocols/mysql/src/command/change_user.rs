@@ -26,9 +26,17 @@ pub struct ChangeUser {
 /// it is malformed. mysql_common writes this packet but has no reader.
 pub fn parse(body: &[u8], caps: Caps) -> Option<ChangeUser> {
     let (user, rest) = cstr(body)?;
-    let (&len, rest) = rest.split_first()?;
-    let auth = rest.get(..usize::from(len))?.to_vec();
-    let (database, rest) = cstr(rest.get(usize::from(len)..)?)?;
+    // One length byte, or a length-encoded integer from clients that
+    // negotiated it (mysql-connector sends long tokens so).
+    let (len, used) = if caps.contains(Caps::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
+        let (len, used) = crate::packets::read_lenenc(rest)?;
+        (usize::try_from(len).ok()?, used)
+    } else {
+        (usize::from(*rest.first()?), 1)
+    };
+    let rest = rest.get(used..)?;
+    let auth = rest.get(..len)?.to_vec();
+    let (database, rest) = cstr(rest.get(len..)?)?;
     let mut out = ChangeUser {
         user,
         auth,
@@ -117,11 +125,17 @@ impl CommandLoop<'_> {
             Err(_) => false,
         };
         if !same {
-            let reason = match identity {
+            let reason = match &identity {
                 Ok(_) => "COM_CHANGE_USER to another identity or target: open a new connection",
                 Err(_) => "COM_CHANGE_USER with a credential Warden does not accept",
             };
-            tracing::info!(session = %self.session.id, reason, "mysql change user refused");
+            tracing::info!(
+                session = %self.session.id,
+                reason,
+                requested_target = %target,
+                who = %identity.as_ref().map(|i| i.display_name()).unwrap_or_default(),
+                "mysql change user refused"
+            );
             self.client
                 .queue_packet(hello.next_seq, &ClientError::AccessDenied.packet());
             let _ = self.client.flush().await;
@@ -173,6 +187,14 @@ mod tests {
         assert_eq!(
             parse(b"u\0\0\0", Caps::empty()).map(|p| p.database),
             Some(None)
+        );
+        let mut long = b"agent\0\xfc\x2c\x01".to_vec();
+        long.extend_from_slice(&[b't'; 300]);
+        long.extend_from_slice(b"orders\0");
+        let parsed = parse(&long, Caps::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA).unwrap();
+        assert_eq!(
+            (parsed.auth.len(), parsed.database.as_deref()),
+            (300, Some("orders"))
         );
         for bad in [&b""[..], b"no-nul", b"u\0\x05ab", b"u\0\x00db-without-nul"] {
             assert_eq!(parse(bad, Caps::CLIENT_PLUGIN_AUTH), None, "{bad:?}");
