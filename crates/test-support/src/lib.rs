@@ -1,6 +1,9 @@
 //! Real parts for tests: each helper starts a real server on a random loopback
 //! port inside a temp dir and stops it (and removes the dir) on drop.
 //! Nothing here relies on a service someone left running.
+//!
+//! A dev-dependency only (never linked into `warden`): its `expect`s and
+//! panics fail the test that hit them, which is what a test helper should do.
 
 pub mod browser;
 pub mod mariadb;

@@ -65,11 +65,8 @@ enum Next {
 pub struct CommandLoop<'a> {
     gateway: &'a Gateway,
     session: &'a SessionInfo,
-    /// Warden's thread ids, for `KILL` of the caller's own sessions.
-    threads: &'a Threads,
-    native: Option<&'a dyn crate::auth::NativePasswordVerifier>,
-    scramble: [u8; crate::handshake::SCRAMBLE_LEN],
-    collation: u8,
+    /// What the connection phase left (thread ids, re-authentication).
+    connection: Connection<'a>,
     /// The client's capabilities (as negotiated at connect).
     caps: Caps,
     target: &'a TargetConfig,
@@ -121,10 +118,7 @@ impl<'a> CommandLoop<'a> {
         CommandLoop {
             gateway,
             session,
-            threads: connection.threads,
-            native: connection.native,
-            scramble: connection.scramble,
-            collation: connection.collation,
+            connection,
             caps: client_caps,
             target,
             recording,
@@ -581,7 +575,7 @@ impl<'a> CommandLoop<'a> {
         let sql = warden_core::lexing::statement_text(&payload[1..]).to_string();
         self.count_statement();
         if let Some(kill) = Kill::parse(&sql)
-            && let Some(upstream_thread) = self.threads.own_upstream(
+            && let Some(upstream_thread) = self.connection.threads.own_upstream(
                 kill.id,
                 &warden_core::review_store::principal(&self.session.identity),
                 &self.target.name,

@@ -16,6 +16,11 @@ const MAX_FILE_PACKET: usize = 16 << 20;
 /// INFILE '…'` (the literal unescaped as the server reads it); `None` for
 /// anything else, so a server's request for a file is refused.
 pub fn requested_file(sql: &str) -> Option<String> {
+    // Every COM_QUERY asks: answer the common case without allocating.
+    let head = sql.trim_start().get(..4);
+    if !head.is_some_and(|head| head.eq_ignore_ascii_case("load")) {
+        return None;
+    }
     let upper = sql.to_ascii_uppercase();
     let words: Vec<&str> = upper.split_ascii_whitespace().take(4).collect();
     if !matches!(
@@ -116,6 +121,10 @@ mod tests {
         assert_eq!(
             requested_file("LOAD DATA LOCAL INFILE 'it''s' INTO TABLE t").as_deref(),
             Some("it's")
+        );
+        assert_eq!(
+            requested_file("  LOAD DATA LOCAL INFILE 'x' INTO TABLE t").as_deref(),
+            Some("x")
         );
         for other in [
             "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",

@@ -87,6 +87,13 @@ impl Kill {
     /// through policy as ordinary SQL.
     pub fn parse(sql: &str) -> Option<Kill> {
         let sql = sql.trim();
+        // Every COM_QUERY asks: answer the common case without allocating.
+        if !sql
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case("kill"))
+        {
+            return None;
+        }
         let sql = sql.strip_suffix(';').unwrap_or(sql);
         let words: Vec<&str> = sql.split_ascii_whitespace().collect();
         let (first, mut rest) = words.split_first()?;

@@ -81,18 +81,9 @@ async fn check(target: &TargetConfig) -> Option<String> {
         tokio::spawn(connection);
         client.query_one(QUERY, &[]).await
     };
-    let row = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok(row)) => row,
-        Ok(Err(error)) => {
-            return Some(format!(
-                "note: target \"{name}\": its static login was not checked ({error})"
-            ));
-        }
-        Err(_) => {
-            return Some(format!(
-                "note: target \"{name}\": its static login was not checked (no answer within {PROBE_TIMEOUT:?})"
-            ));
-        }
+    let row = match within_probe_timeout(name, probe).await {
+        Ok(row) => row,
+        Err(note) => return Some(note),
     };
     let superuser: bool = row.try_get(0).ok()?;
     let owned: i64 = row.try_get(1).ok()?;
@@ -119,22 +110,29 @@ async fn mysql_check(
 ) -> Option<String> {
     let name = &target.name;
     let probe = warden_mysql::probe::static_login_grants(target, user, password);
-    let grants = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok(grants)) => grants,
-        Ok(Err(error)) => {
-            return Some(format!(
-                "note: target \"{name}\": its static login was not checked ({error})"
-            ));
-        }
-        Err(_) => {
-            return Some(format!(
-                "note: target \"{name}\": its static login was not checked (no answer within {PROBE_TIMEOUT:?})"
-            ));
-        }
+    let grants = match within_probe_timeout(name, probe).await {
+        Ok(grants) => grants,
+        Err(note) => return Some(note),
     };
     let power = warden_mysql::probe::powers(&grants, target.upstream_database())?;
     Some(format!(
         "warning: target \"{name}\": static login \"{user}\" {power}, so Warden's policy is the only wall; \
          give Warden an account with just the grants agents need (or use credentials = {{ mode = \"ephemeral\" }})"
+    ))
+}
+
+/// Runs a probe within [`PROBE_TIMEOUT`]; a failure or no answer becomes
+/// the note that target `name` was not checked.
+async fn within_probe_timeout<T, E: std::fmt::Display>(
+    name: &str,
+    probe: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    let why = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+    };
+    Err(format!(
+        "note: target \"{name}\": its static login was not checked ({why})"
     ))
 }

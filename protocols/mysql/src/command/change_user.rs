@@ -68,7 +68,9 @@ impl CommandLoop<'_> {
                 .await;
             return Flow::End("malformed COM_CHANGE_USER".into());
         };
-        let collation = request.collation.map_or(self.collation, |c| c as u8);
+        let collation = request
+            .collation
+            .map_or(self.connection.collation, |c| c as u8);
         if let Some(charset) =
             warden_core::lexing::mysql_collation_refused_charset(collation.into())
         {
@@ -93,7 +95,7 @@ impl CommandLoop<'_> {
             caps: self.caps,
             collation,
             tls: self.session.client_tls,
-            scramble: self.scramble,
+            scramble: self.connection.scramble,
             credential,
             next_seq: 1,
         };
@@ -106,7 +108,7 @@ impl CommandLoop<'_> {
         let deadline = tokio::time::Instant::now() + self.gateway.config.server.handshake_timeout;
         let identity = crate::auth::authenticate(
             self.gateway,
-            self.native,
+            self.connection.native,
             &mut self.client,
             &mut hello,
             self.session.client_addr,
