@@ -390,6 +390,10 @@ pub struct TargetConfig {
     /// How long this target's recordings are kept; `[recording] retention` when unset.
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
+    /// Most sessions open at once on this target, across all identities
+    /// (this node); unlimited when unset. One more is refused at admission.
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
 }
 
 fn default_connect_timeout() -> Duration {

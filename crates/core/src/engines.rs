@@ -2,7 +2,8 @@
 //! their own crates (identity, policy, credentials, store, recording) and the
 //! `warden` binary wires concrete ones into a [`crate::Gateway`].
 
-use crate::config::{Protocol, TargetConfig};
+use crate::admission::ConnectGrant;
+use crate::config::Protocol;
 use crate::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
 use crate::{Decision, Identity};
 use async_trait::async_trait;
@@ -285,12 +286,13 @@ pub struct CredentialError {
     pub message: String,
 }
 
-/// Produces the upstream credential for a session on a target.
+/// Produces the upstream credential for a session on a target. It takes the
+/// session's [`ConnectGrant`], so only an admitted session gets one.
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
     async fn acquire(
         &self,
-        target: &TargetConfig,
+        grant: &ConnectGrant,
         session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError>;
 }

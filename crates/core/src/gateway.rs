@@ -27,6 +27,8 @@ pub struct Gateway {
     pub masking: Arc<dyn MaskingEngine>,
     pub reviews: Arc<dyn crate::reviews::ReviewEngine>,
     pub metrics: Arc<Metrics>,
+    /// Sessions open per target, for `max_sessions` (see [`crate::admission`]).
+    pub session_counts: Arc<crate::admission::SessionCounts>,
     /// Client-facing TLS, when `[tls]` is configured.
     pub tls: Option<TlsAcceptor>,
     pub shutdown: Shutdown,

@@ -5,6 +5,7 @@
 //! Protocol crates depend on this crate only; engines implement its traits and
 //! the `warden` binary wires them together into a [`Gateway`].
 
+pub mod admission;
 pub mod broker;
 pub mod config;
 pub mod engines;

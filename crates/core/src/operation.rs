@@ -90,6 +90,29 @@ pub struct Decision {
 }
 
 impl Decision {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    /// The `[[policy]]` name that decided, or `None` for "no rule matched".
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
+    }
+
+    /// Tables the statement touches, as the classifier saw them.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// Why, in words for the client and the audit trail.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
     pub fn is_allowed(&self) -> bool {
         self.action == Action::Allow
     }

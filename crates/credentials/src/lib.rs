@@ -17,7 +17,8 @@ pub use secrets::{SecretError, resolve};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use warden_core::config::{CredentialsConfig, TargetConfig};
+use warden_core::admission::ConnectGrant;
+use warden_core::config::CredentialsConfig;
 use warden_core::engines::{CredentialError, CredentialSource, UpstreamCredential};
 use warden_core::events::SessionInfo;
 
@@ -38,9 +39,10 @@ impl StaticCredentials {
 impl CredentialSource for StaticCredentials {
     async fn acquire(
         &self,
-        target: &TargetConfig,
+        grant: &ConnectGrant,
         _session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
+        let target = grant.target();
         match &target.credentials {
             CredentialsConfig::Static { user, password } => {
                 let password =
@@ -83,12 +85,13 @@ pub struct TargetCredentials {
 impl CredentialSource for TargetCredentials {
     async fn acquire(
         &self,
-        target: &TargetConfig,
+        grant: &ConnectGrant,
         session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
+        let target = grant.target();
         match &target.credentials {
-            CredentialsConfig::Static { .. } => self.fixed.acquire(target, session).await,
-            CredentialsConfig::Ephemeral(_) => self.ephemeral.acquire(target, session).await,
+            CredentialsConfig::Static { .. } => self.fixed.acquire(grant, session).await,
+            CredentialsConfig::Ephemeral(_) => self.ephemeral.acquire(grant, session).await,
         }
     }
 }

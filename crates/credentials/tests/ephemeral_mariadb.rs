@@ -3,7 +3,7 @@
 
 mod ephemeral_common;
 
-use ephemeral_common::{Fixture, eventually, session, target};
+use ephemeral_common::{Fixture, eventually, grant, session, target};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 use secrecy::ExposeSecret;
@@ -90,7 +90,7 @@ async fn user_has_exactly_the_grants_and_is_dropped_on_release() {
     let target = my_target(&db, "\"orders_read\", \"SELECT ON shop.items\"");
     let credential = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Mysql))
+        .acquire(&grant(&target), &session("shop", Protocol::Mysql))
         .await
         .unwrap();
     let user = credential.user.clone();
@@ -141,7 +141,7 @@ async fn a_hostile_grant_is_refused_before_anything_is_created() {
     let target = my_target(&db, "\"SELECT ON shop.*; DROP DATABASE shop; --\"");
     let error = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Mysql))
+        .acquire(&grant(&target), &session("shop", Protocol::Mysql))
         .await
         .unwrap_err();
     assert!(error.message.contains("grant"), "{error}");
@@ -161,7 +161,7 @@ async fn max_ttl_ends_the_lease_and_the_watcher_drops_the_user() {
     let started = Instant::now();
     let credential = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Mysql))
+        .acquire(&grant(&target), &session("shop", Protocol::Mysql))
         .await
         .unwrap();
     let lease = credential.lease.as_ref().unwrap();
@@ -211,7 +211,7 @@ async fn the_sweeper_drops_users_left_by_a_dead_process() {
     let mut orphan = connect(&db, "warden_0000000000aa", "pw-a").await.unwrap();
     let live = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Mysql))
+        .acquire(&grant(&target), &session("shop", Protocol::Mysql))
         .await
         .unwrap();
 

@@ -3,7 +3,7 @@
 
 mod ephemeral_common;
 
-use ephemeral_common::{Fixture, eventually, session, target};
+use ephemeral_common::{Fixture, eventually, grant, session, target};
 use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -96,7 +96,7 @@ async fn role_has_exactly_the_grants_and_is_dropped_on_release() {
     let fx = Fixture::new().await;
     let target = pg_target(&pg, "warden_admin", "");
     let session = session("shop", Protocol::Postgres);
-    let credential = fx.issuer.acquire(&target, &session).await.unwrap();
+    let credential = fx.issuer.acquire(&grant(&target), &session).await.unwrap();
     let user = credential.user.clone();
     assert!(user.starts_with("warden_") && user.len() == 19, "{user}");
     let lease = credential.lease.as_ref().unwrap();
@@ -177,7 +177,7 @@ async fn renewals_run_until_max_ttl_then_the_lease_ends_and_the_role_goes() {
     let started = Instant::now();
     let credential = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&target), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
     let lease = credential.lease.as_ref().unwrap();
@@ -222,7 +222,7 @@ async fn an_operator_revocation_from_another_process_ends_the_session() {
     let target = pg_target(&pg, "warden_admin", "");
     let credential = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&target), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
     let lease = credential.lease.as_ref().unwrap();
@@ -286,7 +286,7 @@ async fn the_sweeper_drops_roles_without_a_live_lease_and_keeps_the_rest() {
     // A live lease of this process.
     let live = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&target), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
 
@@ -380,7 +380,7 @@ async fn a_hostile_search_path_never_captures_the_admin_queries() {
     let target = with_ttl(pg_target(&pg, "warden_admin", ""), 2, 3);
     let credential = fx
         .issuer
-        .acquire(&target, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&target), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
     let lease = credential.lease.as_ref().unwrap();
@@ -425,7 +425,7 @@ async fn the_admin_connection_verifies_the_upstream_certificate() {
     );
     let credential = fx
         .issuer
-        .acquire(&good, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&good), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
     let client = connect(&pg, &credential.user, credential.password.expose_secret())
@@ -446,7 +446,7 @@ async fn the_admin_connection_verifies_the_upstream_certificate() {
     );
     let error = fx
         .issuer
-        .acquire(&wrong, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&wrong), &session("shop", Protocol::Postgres))
         .await
         .unwrap_err();
     assert!(error.message.contains("target \"shop\""), "{error}");
@@ -472,7 +472,7 @@ async fn a_target_without_ephemeral_credentials_is_refused() {
     );
     let error = fx
         .issuer
-        .acquire(&fixed, &session("x", Protocol::Postgres))
+        .acquire(&grant(&fixed), &session("x", Protocol::Postgres))
         .await
         .unwrap_err();
     assert!(
@@ -495,7 +495,7 @@ async fn configured_templates_are_used_and_hostile_grants_are_refused() {
     ));
     let credential = fx
         .issuer
-        .acquire(&templated, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&templated), &session("shop", Protocol::Postgres))
         .await
         .unwrap();
     let user = credential.user.clone();
@@ -527,7 +527,7 @@ async fn configured_templates_are_used_and_hostile_grants_are_refused() {
     ));
     let error = fx
         .issuer
-        .acquire(&hostile, &session("shop", Protocol::Postgres))
+        .acquire(&grant(&hostile), &session("shop", Protocol::Postgres))
         .await
         .unwrap_err();
     assert!(error.message.contains("grant"), "{error}");

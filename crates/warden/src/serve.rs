@@ -154,6 +154,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
         masking,
         reviews: Arc::new(reviews.clone()),
         metrics: metrics.clone(),
+        session_counts: Default::default(),
         tls,
         shutdown: shutdown.clone(),
     });

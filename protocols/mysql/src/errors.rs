@@ -15,6 +15,12 @@ pub enum ClientError {
     AccessDenied,
     #[error("Too many connections")]
     TooManyConnections,
+    /// Connect policy reviews this target and no access request is approved.
+    #[error("{0}")]
+    NeedsAccessRequest(String),
+    /// The target's `max_sessions` are all open.
+    #[error("{0}")]
+    TargetBusy(String),
     #[error("Bad handshake: {0}")]
     BadHandshake(String),
     #[error("Got a packet bigger than the limit of {0} bytes")]
@@ -59,6 +65,8 @@ impl ClientError {
         match self {
             ClientError::AccessDenied => (1045, "28000"),
             ClientError::TooManyConnections => (1040, "08004"),
+            ClientError::NeedsAccessRequest(_) => (1045, "28000"),
+            ClientError::TargetBusy(_) => (1203, "42000"),
             ClientError::BadHandshake(_) => (1043, "08S01"),
             ClientError::PacketTooLarge(_) => (1153, "08S01"),
             ClientError::OutOfOrder => (1156, "08S01"),

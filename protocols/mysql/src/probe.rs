@@ -22,7 +22,7 @@ pub async fn static_login_grants(
         lease: None,
     };
     let caps = Caps::CLIENT_PROTOCOL_41 | Caps::CLIENT_DEPRECATE_EOF;
-    let mut upstream = upstream::connect(target, &credential, caps, COLLATION)
+    let mut upstream = upstream::connect_target(target, &credential, caps, COLLATION)
         .await
         .map_err(|error| error.to_string())?;
     let rows = upstream

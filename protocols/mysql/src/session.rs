@@ -1,24 +1,25 @@
 //! One client connection from accept to close: handshake, authentication,
 //! target and connect policy, upstream login, recording, command loop, end.
 
+use crate::admit::MyDialer;
 use crate::auth::{self, AuthFailure, NativePasswordVerifier};
 use crate::codec::PacketStream;
 use crate::command::{CommandLoop, Flow};
 use crate::errors::ClientError;
-use crate::handshake::{self, ClientHello};
+use crate::handshake;
 use crate::packets::{STATUS_AUTOCOMMIT, ok_packet};
 use crate::stream::BoxStream;
-use crate::upstream::{self, Upstream};
+use crate::upstream::Upstream;
 use mysql_common::constants::CapabilityFlags as Caps;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use warden_core::Gateway;
+use warden_core::admission::{AdmissionRequest, admit};
 use warden_core::config::{ListenerConfig, Protocol, TargetConfig};
-use warden_core::engines::{AuthContext, SessionRecording};
-use warden_core::engines::{LeaseGuard, SessionEnd};
-use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use warden_core::engines::{AuthContext, SessionEnd, SessionRecording};
+use warden_core::events::{AuditEvent, SessionInfo, SessionSummary};
 use warden_core::metrics::{Metrics, OpenSessionGuard};
-use warden_core::{Gateway, Identity};
 
 /// Runs one connection to its end. Never panics on client or upstream input.
 pub async fn run(
@@ -83,74 +84,28 @@ pub async fn run(
             return;
         }
     };
-    let Some(target) = connectable(gateway, &identity, &target_name, peer).await else {
-        refuse(&mut client, hello.next_seq, ClientError::AccessDenied).await;
-        return;
-    };
-    let session = SessionInfo::new(identity, &target.name, Protocol::Mysql, peer, hello.tls);
-    let (upstream, upstream_user, lease) = match login_upstream(gateway, target, &session, &hello)
-        .await
-    {
-        Ok(connected) => connected,
-        Err(message) => {
-            Metrics::add(&gateway.metrics.upstream_failures, 1);
-            tracing::warn!(session = %session.id, target = %target.name, %message, "mysql upstream unavailable");
-            audit(
-                gateway,
-                "upstream.failure",
-                &session.identity.display_name(),
-                &target.name,
-                peer,
-                Some(&session.id),
-                &message,
-            )
-            .await;
-            refuse(
-                &mut client,
-                hello.next_seq,
-                ClientError::UpstreamUnavailable(message),
-            )
-            .await;
-            return;
-        }
-    };
-    // Fail closed: a session that cannot be recorded does not start.
-    let recording = match gateway.recorder.open(&session) {
-        Ok(recording) => recording,
-        Err(error) => {
-            tracing::error!(session = %session.id, %error, "cannot open the session recording");
-            let message = "Warden cannot record this session; try again later".to_string();
-            refuse(
-                &mut client,
-                hello.next_seq,
-                ClientError::UpstreamUnavailable(message),
-            )
-            .await;
-            return;
-        }
-    };
-    if let Err(error) = gateway.sessions.session_started(&session).await {
-        tracing::warn!(session = %session.id, %error, "cannot index the session start");
-    }
-    audit(
-        gateway,
-        "session.start",
-        &session.identity.display_name(),
-        &target.name,
-        peer,
-        Some(&session.id),
-        "mysql session started",
-    )
-    .await;
-    recording.record(EventKind::Start {
-        identity: session.identity.clone(),
-        target: target.name.clone(),
+    let request = AdmissionRequest {
+        identity,
+        target: target_name,
         protocol: Protocol::Mysql,
-        client_addr: peer,
+        peer,
         client_tls: hello.tls,
-        upstream_user: upstream_user.clone(),
-    });
-    lease.record_issued(recording.as_ref(), &upstream_user);
+    };
+    let dialer = MyDialer {
+        caps: hello.caps,
+        collation: hello.collation,
+    };
+    let (admitted, upstream) = match admit(gateway, request, dialer).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let error = crate::admit::refusal_error(&refusal);
+            refuse(&mut client, hello.next_seq, error).await;
+            return;
+        }
+    };
+    let session = admitted.info();
+    let target = admitted.grant().target();
+    let recording = admitted.recording();
     client.queue_packet(hello.next_seq, &ok_packet(0, STATUS_AUTOCOMMIT));
     let flushed = client.flush().await;
     if hello.caps.contains(Caps::CLIENT_COMPRESS) {
@@ -177,7 +132,7 @@ pub async fn run(
             upstream.thread_id,
         );
         let session_end = std::sync::Arc::new(SessionEnd::default());
-        let watcher = session_end.watch(&lease);
+        let watcher = session_end.watch(admitted.lease());
 
         let summary = serve_commands(
             gateway,
@@ -201,14 +156,7 @@ pub async fn run(
         }
         summary
     };
-    lease
-        .release_recorded(recording.as_ref(), &upstream_user)
-        .await;
-    recording.finish(&summary);
-    if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
-        tracing::warn!(session = %session.id, %error, "cannot index the session end");
-    }
-    tracing::info!(session = %session.id, reason = %summary.reason, statements = summary.statements, "mysql session ended");
+    admitted.end(gateway, summary).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,84 +201,6 @@ async fn serve_commands(
     }
 }
 
-/// The target, if it exists, speaks MySQL, and policy lets this identity in.
-/// Unknown and forbidden targets look the same to the client.
-async fn connectable<'g>(
-    gateway: &'g Gateway,
-    identity: &Identity,
-    name: &str,
-    peer: SocketAddr,
-) -> Option<&'g TargetConfig> {
-    let actor = identity.display_name();
-    let Some(target) = gateway
-        .config
-        .target(name)
-        .filter(|target| target.protocol == Protocol::Mysql)
-    else {
-        let detail = format!("no MySQL target named \"{name}\"");
-        audit(gateway, "connect.denied", &actor, name, peer, None, &detail).await;
-        return None;
-    };
-    let decision = gateway.policy.check_connect(identity, &target.name);
-    // A reviewed connect needs an approved, unexpired access request.
-    let granted = decision.action == warden_core::Action::Review
-        && gateway
-            .reviews
-            .has_access_grant(identity, &target.name)
-            .await;
-    if !decision.is_allowed() && !granted {
-        let detail = format!("policy \"{}\": {}", decision.rule_name(), decision.reason);
-        audit(gateway, "connect.denied", &actor, name, peer, None, &detail).await;
-        return None;
-    }
-    Some(target)
-}
-
-/// Acquires the target's credential and logs in upstream; errors name the target.
-async fn login_upstream(
-    gateway: &Gateway,
-    target: &TargetConfig,
-    session: &SessionInfo,
-    hello: &ClientHello,
-) -> Result<(Upstream, String, LeaseGuard), String> {
-    if let Some(charset) =
-        warden_core::lexing::mysql_collation_refused_charset(hello.collation.into())
-    {
-        return Err(format!(
-            "client character set {charset} (collation {}) is refused by Warden: a backslash or \
-             quote can hide inside its multibyte characters; connect with utf8mb4",
-            hello.collation
-        ));
-    }
-    let mut credential = gateway
-        .credentials
-        .acquire(target, session)
-        .await
-        .map_err(|error| {
-            format!(
-                "Warden has no credential for target \"{}\": {error}",
-                target.name
-            )
-        })?;
-    // Released on every path, including a failed login below.
-    let lease = LeaseGuard::new(credential.lease.take());
-    let connect = upstream::connect(target, &credential, hello.caps, hello.collation);
-    match tokio::time::timeout(target.connect_timeout, connect).await {
-        Ok(Ok(mut upstream)) => {
-            check_lexing_state(target, &mut upstream).await?;
-            Ok((upstream, credential.user.clone(), lease))
-        }
-        Ok(Err(error)) => Err(format!(
-            "Warden cannot reach target \"{}\" ({}): {error}",
-            target.name, target.address
-        )),
-        Err(_) => Err(format!(
-            "Warden cannot reach target \"{}\" ({}): no answer within {:?}",
-            target.name, target.address, target.connect_timeout
-        )),
-    }
-}
-
 /// Sends a connection-phase error and closes.
 async fn refuse(client: &mut PacketStream<BoxStream>, seq: u8, error: ClientError) {
     handshake::tell_stream(client, seq, &handshake::HandshakeError::Client(error)).await;
@@ -353,38 +223,4 @@ async fn audit(
     if let Err(error) = gateway.sessions.audit(&event).await {
         tracing::warn!(%error, kind, "cannot write the audit event");
     }
-}
-
-/// Refuses an upstream session that starts in a lexing state Warden does not
-/// model (see `warden_core::lexing`).
-async fn check_lexing_state(target: &TargetConfig, upstream: &mut Upstream) -> Result<(), String> {
-    let read = tokio::time::timeout(target.connect_timeout, upstream.lexing_state()).await;
-    let (mode, charset) = match read {
-        Ok(Ok(state)) => state,
-        Ok(Err(error)) => {
-            return Err(format!(
-                "Warden cannot read the session's sql_mode on target \"{}\": {error}",
-                target.name
-            ));
-        }
-        Err(_) => {
-            return Err(format!(
-                "Warden cannot read the session's sql_mode on target \"{}\": no answer within {:?}",
-                target.name, target.connect_timeout
-            ));
-        }
-    };
-    if let Some(refusal) = warden_core::lexing::mysql_sql_mode_refusal(&mode) {
-        return Err(format!(
-            "target \"{}\" cannot be used through Warden: its sessions start with {refusal}",
-            target.name
-        ));
-    }
-    if !warden_core::lexing::mysql_charset_is_safe(&charset) {
-        return Err(format!(
-            "target \"{}\" cannot be used through Warden: its sessions start with client character set {charset}",
-            target.name
-        ));
-    }
-    Ok(())
 }

@@ -22,6 +22,7 @@ use mysql_common::proto::{MyDeserialize, MySerialize};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+use warden_core::admission::ConnectGrant;
 use warden_core::config::{TargetConfig, UpstreamTls};
 use warden_core::engines::UpstreamCredential;
 
@@ -147,8 +148,20 @@ impl Upstream {
     }
 }
 
-/// Connects and logs in. The caller applies the target's connect timeout.
+/// Connects to the granted target and logs in. The caller applies the
+/// target's connect timeout.
 pub async fn connect(
+    grant: &ConnectGrant,
+    credential: &UpstreamCredential,
+    client_caps: Caps,
+    collation: u8,
+) -> Result<Upstream, UpstreamError> {
+    connect_target(grant.target(), credential, client_caps, collation).await
+}
+
+/// [`connect`] without a session: `warden check`'s probe logs in as the
+/// operator's configured credential, and unit tests dial fakes.
+pub(crate) async fn connect_target(
     target: &TargetConfig,
     credential: &UpstreamCredential,
     client_caps: Caps,

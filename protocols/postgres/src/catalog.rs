@@ -314,7 +314,7 @@ impl Catalog {
                 database: self.target.upstream_database(),
                 parameters: &[],
             };
-            let connection = upstream::connect(&self.target, login)
+            let connection = upstream::connect_target(&self.target, login)
                 .await
                 .map_err(|e| format!("catalog connection: {e}"))?;
             *guard = Some(connection);

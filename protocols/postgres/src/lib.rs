@@ -6,6 +6,7 @@
 //! It knows only the wire protocol; identity, policy, credentials, the store
 //! and recordings are reached through `warden_core`'s engine traits.
 
+mod admit;
 mod cancel;
 mod capture;
 mod catalog;

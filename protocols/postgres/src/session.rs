@@ -2,22 +2,24 @@
 //! token exchange, target and connect policy, credentials, upstream login,
 //! then the relay, and finally the session's end in the index and recording.
 
+use crate::admit::PgDialer;
 use crate::cancel::{CancelRegistry, UpstreamKey};
 use crate::client_stream::MaybeTls;
 use crate::errors::{PgError, sqlstate};
 use crate::frame::{self, peek_header};
 use crate::relay::{RelayContext, relay};
 use crate::startup::{self, NEWEST_MINOR, StartupError, StartupMessage, StartupPacket};
-use crate::upstream::{self, Login};
+use crate::upstream;
 use bytes::{BufMut, BytesMut};
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use warden_core::admission::{AdmissionRequest, admit};
 use warden_core::config::{ListenerConfig, Protocol};
 use warden_core::engines::AuthContext;
-use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use warden_core::events::{AuditEvent, SessionSummary};
 use warden_core::metrics::OpenSessionGuard;
 use warden_core::{Gateway, Identity};
 
@@ -334,198 +336,29 @@ async fn run_session(
     let Authenticated {
         mut stream,
         startup,
-        mut parameters,
+        parameters,
         identity,
         target_name,
     } = authenticated;
     let config = gateway.config.clone();
-    let audit_denied = |detail: String| {
-        let mut event = AuditEvent::new("connect.denied", &identity.subject, detail);
-        event.target = Some(target_name.clone());
-        event.client_addr = Some(peer.to_string());
-        event
-    };
-
-    let target = config
-        .target(&target_name)
-        .filter(|t| t.protocol == Protocol::Postgres);
-    let Some(target) = target else {
-        tracing::warn!(%peer, subject = %identity.subject, target = %target_name, "unknown target");
-        let _ = gateway
-            .sessions
-            .audit(&audit_denied("unknown target".into()))
-            .await;
-        refuse(&mut stream, PgError::target_refused(&target_name)).await;
-        return;
-    };
-    let decision = gateway.policy.check_connect(&identity, &target.name);
-    // A reviewed connect needs an approved, unexpired access request.
-    let granted = decision.action == warden_core::Action::Review
-        && gateway
-            .reviews
-            .has_access_grant(&identity, &target.name)
-            .await;
-    if decision.action == warden_core::Action::Review && !granted {
-        tracing::warn!(%peer, subject = %identity.subject, target = %target.name, rule = decision.rule_name(), "connect needs an access grant");
-        let _ = gateway.sessions.audit(&audit_denied(decision.reason)).await;
-        refuse(
-            &mut stream,
-            PgError::fatal(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("access to target \"{}\" needs an approved access request", target.name),
-            )
-            .with_hint(format!(
-                "Run: warden access request --target {} --for 1h --reason \"…\", and connect again once it is approved.",
-                target.name
-            )),
-        )
-        .await;
-        return;
-    }
-    if !decision.is_allowed() && !granted {
-        tracing::warn!(%peer, subject = %identity.subject, target = %target.name, rule = decision.rule_name(), "connect denied");
-        let _ = gateway.sessions.audit(&audit_denied(decision.reason)).await;
-        refuse(&mut stream, PgError::target_refused(&target_name)).await;
-        return;
-    }
-
-    let session = SessionInfo::new(
-        identity.clone(),
-        &target.name,
-        Protocol::Postgres,
-        peer,
-        stream.is_tls(),
-    );
-    let mut credential = match gateway.credentials.acquire(target, &session).await {
-        Ok(credential) => credential,
-        Err(error) => {
-            gateway
-                .metrics
-                .upstream_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(target = %target.name, %error, "cannot obtain upstream credentials");
-            refuse(
-                &mut stream,
-                PgError::fatal(
-                    sqlstate::CANNOT_CONNECT,
-                    format!("target \"{}\" is unavailable: Warden could not obtain its credentials", target.name),
-                )
-                .with_hint("This is a Warden configuration problem; the Warden log names the secret reference."),
-            )
-            .await;
-            return;
-        }
-    };
-    // Released on every path out of this function.
-    let lease = warden_core::engines::LeaseGuard::new(credential.lease.take());
-    if gateway.policy.is_read_only(&identity, &target.name) {
-        // A second wall behind statement policy: the upstream itself refuses writes.
-        parameters.push(("default_transaction_read_only".into(), "on".into()));
-    }
-    let login = Login {
-        user: &credential.user,
-        password: &credential.password,
-        database: target.upstream_database(),
-        parameters: &parameters,
-    };
-    let upstream = match upstream::connect(target, login).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            gateway
-                .metrics
-                .upstream_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(target = %target.name, %error, "upstream connection failed");
-            let cause = match &error {
-                upstream::UpstreamError::Connect { .. } => "the database is unreachable",
-                upstream::UpstreamError::Timeout(_) => "the database did not answer in time",
-                upstream::UpstreamError::Tls(_) => "TLS to the database failed",
-                upstream::UpstreamError::Refused { .. } => "the database refused Warden's login",
-                _ => "the connection to the database failed",
-            };
-            let mut pg_error = PgError::fatal(
-                sqlstate::CANNOT_CONNECT,
-                format!("target \"{}\" is unavailable: {cause}", target.name),
-            );
-            if let Some(code) = error.upstream_code() {
-                pg_error = pg_error.with_detail(format!("upstream SQLSTATE {code}"));
-            }
-            refuse(&mut stream, pg_error).await;
-            return;
-        }
-    };
-
-    if let Some(refusal) = upstream
-        .parameters
-        .iter()
-        .find_map(|(name, value)| warden_core::lexing::pg_setting_refusal(name, value))
-    {
-        // The role's or database's own settings start the session in a
-        // lexing state Warden cannot judge under.
-        tracing::warn!(target = %target.name, %refusal, "upstream session starts in an unsupported lexing state; refusing it");
-        refuse(
-            &mut stream,
-            PgError::fatal(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                format!(
-                    "target \"{}\" cannot be used through Warden: {refusal}",
-                    target.name
-                ),
-            ),
-        )
-        .await;
-        return;
-    }
-    if let Err(error) = gateway.sessions.session_started(&session).await {
-        tracing::error!(%error, "cannot index the session; refusing it");
-        refuse(
-            &mut stream,
-            PgError::fatal(
-                sqlstate::SYSTEM_ERROR,
-                "Warden cannot record this session right now",
-            ),
-        )
-        .await;
-        return;
-    }
-    let recording: Arc<dyn warden_core::engines::SessionRecording> =
-        match gateway.recorder.open(&session) {
-            Ok(recording) => Arc::from(recording),
-            Err(error) => {
-                tracing::error!(%error, "cannot open the session recording; refusing it");
-                let summary = SessionSummary {
-                    reason: format!("recording unavailable: {error}"),
-                    ..SessionSummary::default()
-                };
-                let _ = gateway.sessions.session_ended(&session.id, &summary).await;
-                refuse(
-                    &mut stream,
-                    PgError::fatal(
-                        sqlstate::SYSTEM_ERROR,
-                        "Warden cannot record this session right now",
-                    ),
-                )
-                .await;
-                return;
-            }
-        };
-    recording.record(EventKind::Start {
-        identity: identity.clone(),
-        target: target.name.clone(),
+    let request = AdmissionRequest {
+        identity,
+        target: target_name,
         protocol: Protocol::Postgres,
-        client_addr: peer,
+        peer,
         client_tls: stream.is_tls(),
-        upstream_user: credential.user.clone(),
-    });
-    lease.record_issued(recording.as_ref(), &credential.user);
-    tracing::info!(
-        session = %session.id,
-        subject = %identity.subject,
-        target = %target.name,
-        %peer,
-        tls = stream.is_tls(),
-        "session started"
-    );
+    };
+    let dialer = PgDialer { parameters };
+    let (admitted, upstream) = match admit(&gateway, request, dialer).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            refuse(&mut stream, crate::admit::refusal_error(&refusal)).await;
+            return;
+        }
+    };
+    let target = admitted.grant().target();
+    let identity = admitted.grant().identity();
+    let recording = admitted.recording().clone();
 
     // Our own cancel key: 32 bytes for protocol 3.2 clients, 4 for 3.0.
     let secret_len = if startup.minor >= 2 { 32 } else { 4 };
@@ -561,19 +394,19 @@ async fn run_session(
     let outcome = if stream.write_all(&greeting).await.is_ok() {
         let (client_read, client_write) = stream.into_split();
         let (upstream_read, upstream_write) = upstream.stream.into_split();
-        let masker = gateway.masking.for_session(&identity, &target.name);
+        let masker = gateway.masking.for_session(identity, &target.name);
         let catalog = masker
             .as_ref()
             .filter(|masker| masker.has_column_rules())
             .map(|_| {
                 Arc::new(crate::catalog::Catalog::new(
                     target.clone(),
-                    credential.user.clone(),
-                    credential.password.clone(),
+                    admitted.credential().user.clone(),
+                    admitted.credential().password.clone(),
                 ))
             });
         let session_end = Arc::new(warden_core::engines::SessionEnd::default());
-        let watcher = session_end.watch(&lease);
+        let watcher = session_end.watch(admitted.lease());
         let context = RelayContext {
             gateway: gateway.clone(),
             identity: identity.clone(),
@@ -584,7 +417,7 @@ async fn run_session(
             catalog,
             session_end,
             capture_results: config.recording.capture_results,
-            session_id: session.id.clone(),
+            session_id: admitted.id().to_string(),
             cancel_hold,
             capture_raw: config.recording.capture_raw && config.recording.encryption_key.is_some(),
         };
@@ -613,19 +446,5 @@ async fn run_session(
         statements: outcome.statements,
         reason: outcome.reason,
     };
-    lease
-        .release_recorded(recording.as_ref(), &credential.user)
-        .await;
-    recording.finish(&summary);
-    if let Err(error) = gateway.sessions.session_ended(&session.id, &summary).await {
-        tracing::error!(%error, session = %session.id, "cannot record the session's end");
-    }
-    tracing::info!(
-        session = %session.id,
-        statements = summary.statements,
-        bytes_from_client = summary.bytes_from_client,
-        bytes_to_client = summary.bytes_to_client,
-        reason = %summary.reason,
-        "session ended"
-    );
+    admitted.end(&gateway, summary).await;
 }

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use warden_core::admission::ConnectGrant;
 use warden_core::config::{TargetConfig, UpstreamTls};
 
 /// Largest message accepted from an upstream during startup.
@@ -67,8 +68,17 @@ pub struct Login<'a> {
     pub parameters: &'a [(String, String)],
 }
 
-/// Connects and logs in, all within the target's `connect_timeout`.
-pub async fn connect(target: &TargetConfig, login: Login<'_>) -> Result<Upstream, UpstreamError> {
+/// Connects to the granted target and logs in, all within its `connect_timeout`.
+pub async fn connect(grant: &ConnectGrant, login: Login<'_>) -> Result<Upstream, UpstreamError> {
+    connect_target(grant.target(), login).await
+}
+
+/// [`connect`] for a target the caller already holds a grant for: the
+/// masking catalog's side connection, with its session's own credential.
+pub(crate) async fn connect_target(
+    target: &TargetConfig,
+    login: Login<'_>,
+) -> Result<Upstream, UpstreamError> {
     match tokio::time::timeout(target.connect_timeout, connect_inner(target, login)).await {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout(target.address.clone())),

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use warden_core::SecretRef;
+use warden_core::admission::ConnectGrant;
 use warden_core::config::{
     CredentialsConfig, EphemeralCredentials as EphemeralConfig, Protocol, TargetConfig,
 };
@@ -221,9 +222,10 @@ impl EphemeralCredentials {
 impl CredentialSource for EphemeralCredentials {
     async fn acquire(
         &self,
-        target: &TargetConfig,
+        grant: &ConnectGrant,
         session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
+        let target = grant.target();
         self.issue(target, session)
             .await
             .map_err(|message| CredentialError {

@@ -108,6 +108,12 @@ pub fn session(target: &str, protocol: Protocol) -> SessionInfo {
     SessionInfo::new(identity, target, protocol, addr, false)
 }
 
+/// The connect grant admission would give this test's session on `target`.
+pub fn grant(target: &TargetConfig) -> warden_core::admission::ConnectGrant {
+    let identity = session(&target.name, target.protocol).identity;
+    warden_core::admission::ConnectGrant::for_tests(target.clone(), identity)
+}
+
 /// Parses one `[[target]]` table the way `warden.toml` is parsed.
 pub fn target(toml: &str) -> TargetConfig {
     warden_core::config::Config::parse(&format!("[[target]]\n{toml}\n"), "test.toml")

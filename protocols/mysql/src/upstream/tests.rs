@@ -76,6 +76,7 @@ fn target(address: String) -> TargetConfig {
             password: SecretRef::Env("UNUSED".into()),
         },
         retention: None,
+        max_sessions: None,
     }
 }
 
@@ -120,7 +121,7 @@ where
         let (stream, _) = listener.accept().await.unwrap();
         script(PacketStream::new(stream)).await;
     });
-    let result = connect(
+    let result = connect_target(
         &target(address),
         &credential(),
         Caps::CLIENT_DEPRECATE_EOF | Caps::CLIENT_MULTI_STATEMENTS | Caps::CLIENT_LOCAL_FILES,
@@ -416,7 +417,7 @@ async fn tls_login(
     let mut target = target(address);
     target.upstream_tls = Some(mode);
     target.upstream_ca = ca;
-    let result = connect(&target, &credential(), Caps::CLIENT_DEPRECATE_EOF, 45).await;
+    let result = connect_target(&target, &credential(), Caps::CLIENT_DEPRECATE_EOF, 45).await;
     server.await.unwrap();
     result
 }
@@ -471,7 +472,7 @@ async fn upstream_without_tls_when_required() {
         });
         let mut target = target(address);
         target.upstream_tls = Some(UpstreamTls::Require);
-        let result = connect(&target, &credential(), Caps::empty(), 45).await;
+        let result = connect_target(&target, &credential(), Caps::empty(), 45).await;
         server.await.unwrap();
         result
     };

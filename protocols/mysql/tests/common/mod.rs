@@ -14,7 +14,7 @@ pub use tokio::io::AsyncWriteExt as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warden_core::broker::{Broker, ConnectionHandler};
-use warden_core::config::{Config, Protocol, TargetConfig, TlsConfig};
+use warden_core::config::{Config, Protocol, TlsConfig};
 use warden_core::engines::{
     AuthContext, AuthError, Authenticator, CredentialError, CredentialSource, Dialect,
     PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
@@ -142,7 +142,7 @@ pub struct StaticCredential {
 impl CredentialSource for StaticCredential {
     async fn acquire(
         &self,
-        _target: &TargetConfig,
+        _grant: &warden_core::admission::ConnectGrant,
         _session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
         Ok(UpstreamCredential::fixed(
@@ -370,6 +370,7 @@ credentials = {{ mode = "static", user = "unused", password = "env:WARDEN_MYSQL_
             masking: Arc::new(warden_core::masking::NoMasking),
             reviews: Arc::new(warden_core::reviews::NoReviews),
             metrics: Arc::new(Metrics::default()),
+            session_counts: Default::default(),
             tls,
             shutdown: Shutdown::default(),
         });
