@@ -90,6 +90,23 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A policy engine's verdict on one operation.
+    pub fn new(
+        action: Action,
+        operation: Operation,
+        rule: Option<String>,
+        tables: Vec<String>,
+        reason: impl Into<String>,
+    ) -> Decision {
+        Decision {
+            action,
+            operation,
+            rule,
+            tables,
+            reason: reason.into(),
+        }
+    }
+
     pub fn action(&self) -> Action {
         self.action
     }
