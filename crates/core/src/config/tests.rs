@@ -102,3 +102,66 @@ fn remote_targets_default_to_verify_full() {
         UpstreamTls::VerifyFull
     );
 }
+
+#[test]
+fn any_protocol_parses() {
+    let text = MINIMAL.replace("protocol = \"postgres\"", "protocol = \"ssh\"");
+    let config = Config::parse(&text, "w.toml").unwrap();
+    assert_eq!(config.listeners[0].protocol, Protocol::Ssh);
+    assert_eq!(config.targets[0].protocol, Protocol::Ssh);
+}
+
+#[test]
+fn check_protocols_names_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warden.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap()
+    };
+    let available = [Protocol::Postgres, Protocol::Mysql];
+
+    let config = load(MINIMAL);
+    config.check_protocols(&available).unwrap();
+
+    let listener = MINIMAL.replacen("protocol = \"postgres\"", "protocol = \"ssh\"", 1);
+    let error = load(&listener)
+        .check_protocols(&available)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}:4:11: listener on 127.0.0.1:15432: protocol \"ssh\" is not available in this \
+             build; use \"postgres\" or \"mysql\"",
+            path.display()
+        )
+    );
+
+    let target = MINIMAL.replacen(
+        "name = \"orders\"\nprotocol = \"postgres\"",
+        "name = \"orders\"\nprotocol = \"http\"",
+        1,
+    );
+    let error = load(&target)
+        .check_protocols(&[Protocol::Postgres])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}:7:8: target \"orders\": protocol \"http\" is not available in this build; \
+             use \"postgres\"",
+            path.display()
+        )
+    );
+
+    let error = config
+        .check_protocols(&[Protocol::Mysql, Protocol::Ssh, Protocol::Http])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with("use \"mysql\", \"ssh\" or \"http\""),
+        "{error}"
+    );
+}

@@ -91,28 +91,6 @@ impl Config {
                 );
             }
         }
-        for listener in &self.listeners {
-            if !matches!(listener.protocol, Protocol::Postgres | Protocol::Mysql) {
-                return fail(
-                    &listener.listen.to_string(),
-                    format!(
-                        "listener on {}: protocol \"{}\" is not available in this build; use \"postgres\" or \"mysql\"",
-                        listener.listen, listener.protocol
-                    ),
-                );
-            }
-        }
-        for target in &self.targets {
-            if !matches!(target.protocol, Protocol::Postgres | Protocol::Mysql) {
-                return fail(
-                    &format!("\"{}\"", target.name),
-                    format!(
-                        "target \"{}\": protocol \"{}\" is not available in this build; use \"postgres\" or \"mysql\"",
-                        target.name, target.protocol
-                    ),
-                );
-            }
-        }
         let mut policy_names = std::collections::HashSet::new();
         for policy in &self.policies {
             if !policy_names.insert(policy.name.as_str()) {
@@ -236,6 +214,69 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Refuses a `[[listener]]` or `[[target]]` whose protocol is not in
+    /// `available`. Parsing accepts every [`Protocol`]; which ones can be
+    /// served depends on the handlers a binary has, so it calls this before
+    /// binding anything. The error points at the line in the file the config
+    /// was loaded from (1:1 when it was parsed from text or cannot be re-read).
+    pub fn check_protocols(&self, available: &[Protocol]) -> Result<(), ConfigError> {
+        let origin = self.source.as_ref().map_or_else(
+            || "the config".to_string(),
+            |path| path.display().to_string(),
+        );
+        let text = self
+            .source
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let fail = |needle: &str, message: String| {
+            let (line, column) = find_line(&text, needle);
+            Err(ConfigError::Invalid {
+                path: origin.clone(),
+                line,
+                column,
+                message,
+            })
+        };
+        for listener in &self.listeners {
+            if !available.contains(&listener.protocol) {
+                return fail(
+                    &listener.listen.to_string(),
+                    format!(
+                        "listener on {}: protocol \"{}\" is not available in this build; {}",
+                        listener.listen,
+                        listener.protocol,
+                        protocol_fix(available)
+                    ),
+                );
+            }
+        }
+        for target in &self.targets {
+            if !available.contains(&target.protocol) {
+                return fail(
+                    &format!("\"{}\"", target.name),
+                    format!(
+                        "target \"{}\": protocol \"{}\" is not available in this build; {}",
+                        target.name,
+                        target.protocol,
+                        protocol_fix(available)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `use "postgres" or "mysql"` for the protocols given.
+fn protocol_fix(available: &[Protocol]) -> String {
+    let quoted: Vec<String> = available.iter().map(|p| format!("\"{p}\"")).collect();
+    match quoted.split_last() {
+        None => "this build serves no protocol".into(),
+        Some((last, [])) => format!("use {last}"),
+        Some((last, rest)) => format!("use {} or {last}", rest.join(", ")),
     }
 }
 
