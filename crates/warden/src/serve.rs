@@ -13,8 +13,37 @@ use warden_core::engines::{AccessKeyStore, Recorder, SessionLog};
 use warden_core::gateway::Shutdown;
 use warden_core::metrics::Metrics;
 
+/// What the protocol handlers are made from.
+struct HandlerParts {
+    gateway: Arc<Gateway>,
+    native_password: Arc<crate::mysql_keys::AccessKeyNativePassword>,
+}
+
+type MakeHandler = fn(&HandlerParts) -> Arc<dyn ConnectionHandler>;
+
+/// The protocols this binary serves, each with how its handler is made.
+/// Listeners and targets of any other protocol are refused (by `warden serve`
+/// before anything is opened or bound, and by `warden check`).
+const HANDLERS: &[(Protocol, MakeHandler)] = &[
+    (Protocol::Postgres, |parts| {
+        Arc::new(warden_postgres::PostgresHandler::new(parts.gateway.clone()))
+    }),
+    (Protocol::Mysql, |parts| {
+        Arc::new(
+            warden_mysql::MysqlHandler::new(parts.gateway.clone())
+                .with_native_password(parts.native_password.clone()),
+        )
+    }),
+];
+
+/// The protocols there is a handler for, in `HANDLERS`' order.
+pub fn available_protocols() -> Vec<Protocol> {
+    HANDLERS.iter().map(|(protocol, _)| *protocol).collect()
+}
+
 pub fn run(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
+    config.check_protocols(&available_protocols())?;
     let threads = config
         .server
         .worker_threads
@@ -159,17 +188,16 @@ async fn serve(config: Config) -> Result<ExitCode> {
         shutdown: shutdown.clone(),
     });
 
-    let mut handlers: HashMap<Protocol, Arc<dyn ConnectionHandler>> = HashMap::new();
-    handlers.insert(
-        Protocol::Postgres,
-        Arc::new(warden_postgres::PostgresHandler::new(gateway.clone())),
-    );
-    handlers.insert(
-        Protocol::Mysql,
-        Arc::new(
-            warden_mysql::MysqlHandler::new(gateway.clone()).with_native_password(native_password),
-        ),
-    );
+    let handlers: HashMap<Protocol, Arc<dyn ConnectionHandler>> = {
+        let parts = HandlerParts {
+            gateway: gateway.clone(),
+            native_password,
+        };
+        HANDLERS
+            .iter()
+            .map(|(protocol, make)| (*protocol, make(&parts)))
+            .collect()
+    };
     let broker = Broker::bind(gateway.clone(), &handlers).await?;
     for (protocol, address) in broker.local_addrs() {
         tracing::info!(%protocol, %address, "listener ready");
@@ -462,4 +490,17 @@ fn follow_policy_reloads(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_has_one_handler() {
+        let protocols = available_protocols();
+        let unique: std::collections::HashSet<_> = protocols.iter().collect();
+        assert_eq!(unique.len(), protocols.len(), "{protocols:?}");
+        assert_eq!(protocols, [Protocol::Postgres, Protocol::Mysql]);
+    }
 }

@@ -219,6 +219,56 @@ fn warden_check_names_file_line_and_fix() {
     );
 }
 
+/// A protocol that parses but has no handler in this binary is refused by
+/// `warden check` and by `warden serve` (before it opens anything), naming
+/// the file, line and the protocols that are available.
+#[test]
+fn protocol_without_a_handler_names_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ssh.toml");
+    std::fs::write(
+        &path,
+        "[server]\ndata_dir = \"data\"\n\n[[listener]]\nprotocol = \"ssh\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let expected = format!(
+        "{}:6:11: listener on 127.0.0.1:0: protocol \"ssh\" is not available in this build; \
+         use \"postgres\" or \"mysql\"",
+        path.display()
+    );
+    let output = warden_check(&path);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let mut serve = std::process::Command::new(common::binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("warden serve kept running with an ssh listener");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "serve created data_dir before refusing the config"
+    );
+}
+
 #[test]
 fn docker_compose_file_parses_and_describes_the_fixture() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker-compose.yml");

@@ -8,6 +8,10 @@ use warden_core::config::Config;
 pub fn run(path: &Path) -> Result<ExitCode> {
     match Config::load(path) {
         Ok(config) => {
+            if let Err(error) = config.check_protocols(&crate::serve::available_protocols()) {
+                eprintln!("{error}");
+                return Ok(ExitCode::FAILURE);
+            }
             if let Err(error) = warden_policy::ReloadablePolicy::from_config(&config) {
                 eprintln!("{}: {error}", path.display());
                 return Ok(ExitCode::FAILURE);
