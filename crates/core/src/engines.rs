@@ -58,6 +58,12 @@ pub trait PolicyEngine: Send + Sync {
     /// May this identity open a session on this target?
     fn check_connect(&self, identity: &Identity, target: &str) -> Decision;
 
+    /// Changes whenever the rules do (a reload). A decision kept from a
+    /// Parse or PREPARE is re-made at Execute when this moved since.
+    fn generation(&self) -> u64 {
+        0
+    }
+
     /// May this identity run this statement text on this target?
     fn check_statement(
         &self,

@@ -11,6 +11,8 @@ pub mod config;
 pub mod engines;
 pub mod events;
 pub mod gateway;
+pub mod grant;
+pub mod hold;
 pub mod identity;
 pub mod leases;
 pub mod lexing;

@@ -130,6 +130,17 @@ impl Decision {
         &self.reason
     }
 
+    /// The same decision turned into a deny for `reason`: a protocol's own
+    /// check (a database the target is confined from …) can only make a
+    /// decision stricter, never allow what policy did not.
+    pub fn tightened(self, reason: impl Into<String>) -> Decision {
+        Decision {
+            action: Action::Deny,
+            reason: reason.into(),
+            ..self
+        }
+    }
+
     pub fn is_allowed(&self) -> bool {
         self.action == Action::Allow
     }

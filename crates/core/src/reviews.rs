@@ -60,9 +60,9 @@ impl ReviewRequest {
             requester: requester.clone(),
             statement: Some(text.to_string()),
             statement_hash: Some(statement_hash),
-            operation: decision.operation,
-            tables: decision.tables.clone(),
-            rule: decision.rule.clone(),
+            operation: decision.operation(),
+            tables: decision.tables().to_vec(),
+            rule: decision.rule().map(str::to_string),
             reason: None,
             duration: None,
         }
@@ -72,8 +72,7 @@ impl ReviewRequest {
 /// How long a statement held by `decision` waits: its rule's `review_timeout`.
 pub fn review_timeout(config: &crate::config::Config, decision: &crate::Decision) -> Duration {
     decision
-        .rule
-        .as_deref()
+        .rule()
         .and_then(|name| config.policies.iter().find(|p| p.name == name))
         .map_or(Duration::from_secs(600), |rule| rule.review_timeout)
 }

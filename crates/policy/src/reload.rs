@@ -104,6 +104,10 @@ impl PolicyEngine for ReloadablePolicy {
         self.current.load().set.check_connect(identity, target)
     }
 
+    fn generation(&self) -> u64 {
+        self.version()
+    }
+
     fn check_statement(
         &self,
         identity: &Identity,

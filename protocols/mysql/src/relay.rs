@@ -26,6 +26,10 @@ pub enum RelayError {
     /// The session left the lexing state Warden judges statements in.
     #[error("{0}")]
     LexingState(&'static str),
+    /// A statement command reached the relay without a grant (a Warden bug;
+    /// refused, never forwarded).
+    #[error("a statement without a policy grant was refused")]
+    Ungranted,
 }
 
 /// What a response said, for the recording.
@@ -92,12 +96,6 @@ pub struct MaskingRelay<'a> {
 }
 
 impl<'a> Relay<'a> {
-    /// Sends one command (already checked) upstream, starting at sequence 0.
-    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), RelayError> {
-        self.upstream.queue_packet(0, payload);
-        self.upstream.flush().await.map_err(RelayError::Upstream)
-    }
-
     async fn read(&mut self) -> Result<Chunk, RelayError> {
         if let Some(chunk) = self.pushback.take() {
             return Ok(chunk);
@@ -383,53 +381,6 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Keeps a text-protocol row for the recording (the first rows of each result).
-    fn capture_row(&mut self, row: &[u8], partial: bool) {
-        let binary = self.masking.as_ref().is_some_and(|m| m.binary);
-        if !self.capture || binary || partial {
-            return;
-        }
-        if self.captured_rows.len() >= CAPTURED_ROWS {
-            self.captured_truncated = true;
-            return;
-        }
-        let mut values = Vec::with_capacity(self.captured_columns.len());
-        let mut pos = 0;
-        while pos < row.len() {
-            if row[pos] == 0xFB {
-                values.push(None);
-                pos += 1;
-                continue;
-            }
-            let Some((len, used)) = packets::read_lenenc(&row[pos..]) else {
-                return;
-            };
-            let start = pos + used;
-            let Some(end) = usize::try_from(len).ok().and_then(|l| start.checked_add(l)) else {
-                return;
-            };
-            let Some(value) = row.get(start..end) else {
-                return;
-            };
-            let shown = &value[..value.len().min(1024)];
-            values.push(Some(String::from_utf8_lossy(shown).into_owned()));
-            pos = end;
-        }
-        self.captured_rows.push(values);
-    }
-
-    /// Moves the current result's capture into the outcome.
-    fn finish_capture(&mut self, outcome: &mut Outcome) {
-        if self.capture && (!self.captured_rows.is_empty() || self.captured_truncated) {
-            outcome.captured.push((
-                std::mem::take(&mut self.captured_columns),
-                std::mem::take(&mut self.captured_rows),
-                self.captured_truncated,
-            ));
-        }
-        self.captured_truncated = false;
-    }
-
     /// Reads the rest of a logical packet that starts with `first`.
     async fn read_rest(&mut self, first: Chunk) -> Result<Vec<u8>, RelayError> {
         let mut more = first.continues();
@@ -611,161 +562,7 @@ fn check_lexing_status(status: u16) -> Result<(), RelayError> {
     Ok(())
 }
 
+mod capture;
+mod send;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packets::{STATUS_AUTOCOMMIT, STATUS_MORE_RESULTS, ok_packet};
-
-    /// Runs `results()` against scripted upstream packets; returns the
-    /// client-side payloads and the outcome.
-    async fn run(
-        upstream_packets: Vec<Vec<u8>>,
-        client_deprecate_eof: bool,
-        upstream_deprecate_eof: bool,
-    ) -> (Vec<(u8, Vec<u8>)>, Outcome) {
-        let (server_side, up_end) = tokio::io::duplex(1 << 20);
-        let (client_side, client_end) = tokio::io::duplex(1 << 20);
-        let mut server = PacketStream::new(server_side);
-        let mut seq = 1u8;
-        for packet in &upstream_packets {
-            seq = server.queue_packet(seq, packet);
-        }
-        server.flush().await.unwrap();
-        let mut upstream = PacketStream::new(Box::new(up_end) as BoxStream);
-        let mut client = PacketStream::new(Box::new(client_side) as BoxStream);
-        let mut relay = Relay {
-            client: &mut client,
-            upstream: &mut upstream,
-            client_deprecate_eof,
-            upstream_deprecate_eof,
-            seq: 1,
-            masking: None,
-            pushback: None,
-            capture: false,
-            captured_columns: Vec::new(),
-            captured_rows: Vec::new(),
-            captured_truncated: false,
-            local_infile: None,
-        };
-        let outcome = relay.results().await.unwrap();
-        drop(client);
-        let mut reader = PacketStream::new(client_end);
-        let mut out = Vec::new();
-        while let Ok(chunk) = reader.read_chunk(MAX_CHUNK).await {
-            out.push((chunk.seq, chunk.payload.to_vec()));
-        }
-        (out, outcome)
-    }
-
-    fn column(name: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for part in ["def", "", "", "", name, name] {
-            packets::put_lenenc(&mut out, part.len() as u64);
-            out.extend_from_slice(part.as_bytes());
-        }
-        out.extend_from_slice(&[0x0c, 0x21, 0, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0]);
-        out
-    }
-
-    const EOF_MORE: [u8; 5] = [0xFE, 0, 0, 0x0A, 0];
-    const EOF_LAST: [u8; 5] = [0xFE, 0, 0, 0x02, 0];
-
-    #[tokio::test]
-    async fn empty_first_column_row_is_not_an_ok_packet() {
-        // `select '', 'marker'; show schemas;` with old EOF framing on both sides.
-        let packets = vec![
-            vec![2],
-            column("a"),
-            column("b"),
-            EOF_MORE.to_vec(),
-            vec![0x00, 6, b'm', b'a', b'r', b'k', b'e', b'r'],
-            EOF_MORE.to_vec(),
-            vec![1],
-            column("Database"),
-            EOF_LAST.to_vec(),
-            vec![5, b'm', b'y', b's', b'q', b'l'],
-            EOF_LAST.to_vec(),
-        ];
-        let (out, outcome) = run(packets.clone(), false, false).await;
-        assert_eq!(outcome.tags, vec!["RESULT 1", "RESULT 1"]);
-        assert_eq!(out.len(), packets.len());
-        let seqs: Vec<u8> = out.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, (1..=packets.len() as u8).collect::<Vec<_>>());
-        assert_eq!(out[4].1, packets[4]);
-    }
-
-    #[tokio::test]
-    async fn reframes_eof_for_a_deprecate_eof_client() {
-        let packets = vec![
-            vec![1],
-            column("a"),
-            EOF_LAST.to_vec(),
-            vec![1, b'x'],
-            vec![0xFE, 2, 0, 0x02, 0],
-        ];
-        let (out, outcome) = run(packets, true, false).await;
-        assert_eq!(outcome.rows, 1);
-        // Column count, column, row, OK terminator: the metadata EOF is gone.
-        assert_eq!(out.len(), 4);
-        assert_eq!(
-            out[3].1,
-            packets::eof_as_ok(packets::parse_eof(&[0xFE, 2, 0, 2, 0]).unwrap())
-        );
-        assert_eq!(
-            out.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
-        );
-    }
-
-    #[tokio::test]
-    async fn multiple_ok_results_and_trailing_error() {
-        let packets = vec![
-            ok_packet(2, STATUS_AUTOCOMMIT | STATUS_MORE_RESULTS),
-            packets::err_packet(1064, "42000", "syntax"),
-        ];
-        let (out, outcome) = run(packets, true, true).await;
-        assert_eq!(out.len(), 2);
-        assert_eq!(outcome.tags, vec!["OK 2"]);
-        assert_eq!(outcome.error.unwrap().code, 1064);
-    }
-
-    #[tokio::test]
-    async fn local_infile_request_never_reaches_the_client() {
-        let (server_side, up_end) = tokio::io::duplex(1 << 16);
-        let (client_side, client_end) = tokio::io::duplex(1 << 16);
-        let fake_server = tokio::spawn(async move {
-            let mut server = PacketStream::new(server_side);
-            server.send_packet(1, b"\xfb/etc/passwd").await.unwrap();
-            let answer = server.read_packet(Some(2), 1024).await.unwrap();
-            assert!(answer.payload.is_empty());
-            server
-                .send_packet(3, &packets::err_packet(1148, "42000", "no"))
-                .await
-                .unwrap();
-        });
-        let mut upstream = PacketStream::new(Box::new(up_end) as BoxStream);
-        let mut client = PacketStream::new(Box::new(client_side) as BoxStream);
-        let mut relay = Relay {
-            client: &mut client,
-            upstream: &mut upstream,
-            client_deprecate_eof: true,
-            upstream_deprecate_eof: true,
-            seq: 1,
-            masking: None,
-            pushback: None,
-            capture: false,
-            captured_columns: Vec::new(),
-            captured_rows: Vec::new(),
-            captured_truncated: false,
-            local_infile: None,
-        };
-        let outcome = relay.results().await.unwrap();
-        assert_eq!(outcome.error.unwrap().code, 1148);
-        fake_server.await.unwrap();
-        drop(client);
-        let mut reader = PacketStream::new(client_end);
-        let only = reader.read_chunk(MAX_CHUNK).await.unwrap();
-        assert_eq!(packets::parse_err(&only.payload).unwrap().code, 1148);
-        assert!(reader.read_chunk(MAX_CHUNK).await.is_err());
-    }
-}
+mod tests;

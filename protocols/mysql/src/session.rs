@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use warden_core::Gateway;
-use warden_core::admission::{AdmissionRequest, admit};
-use warden_core::config::{ListenerConfig, Protocol, TargetConfig};
-use warden_core::engines::{AuthContext, SessionEnd, SessionRecording};
-use warden_core::events::{AuditEvent, SessionInfo, SessionSummary};
+use warden_core::admission::{AdmissionRequest, AdmittedSession, admit};
+use warden_core::config::{ListenerConfig, Protocol};
+use warden_core::engines::{AuthContext, SessionEnd};
+use warden_core::events::{AuditEvent, SessionSummary};
 use warden_core::metrics::{Metrics, OpenSessionGuard};
 
 /// Runs one connection to its end. Never panics on client or upstream input.
@@ -105,7 +105,6 @@ pub async fn run(
     };
     let session = admitted.info();
     let target = admitted.grant().target();
-    let recording = admitted.recording();
     client.queue_packet(hello.next_seq, &ok_packet(0, STATUS_AUTOCOMMIT));
     let flushed = client.flush().await;
     if hello.caps.contains(Caps::CLIENT_COMPRESS) {
@@ -136,9 +135,7 @@ pub async fn run(
 
         let summary = serve_commands(
             gateway,
-            &session,
-            target,
-            recording.as_ref(),
+            &admitted,
             client,
             upstream,
             hello.caps,
@@ -159,28 +156,17 @@ pub async fn run(
     admitted.end(gateway, summary).await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_commands(
     gateway: &Gateway,
-    session: &SessionInfo,
-    target: &TargetConfig,
-    recording: &dyn SessionRecording,
+    admitted: &AdmittedSession,
     client: PacketStream<BoxStream>,
     upstream: Upstream,
     client_caps: Caps,
     session_end: &SessionEnd,
     connection: crate::command::Connection<'_>,
 ) -> SessionSummary {
-    let mut commands = CommandLoop::new(
-        gateway,
-        session,
-        connection,
-        target,
-        recording,
-        client,
-        upstream,
-        client_caps,
-    );
+    let mut commands =
+        CommandLoop::new(gateway, admitted, connection, client, upstream, client_caps);
     let reason = loop {
         let flow = tokio::select! {
             biased;
