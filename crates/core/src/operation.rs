@@ -130,6 +130,12 @@ impl Decision {
         &self.reason
     }
 
+    /// The decision naming the tables the whole statement touches (a
+    /// policy engine judges each part, then names them all).
+    pub fn with_tables(self, tables: Vec<String>) -> Decision {
+        Decision { tables, ..self }
+    }
+
     /// The same decision turned into a deny for `reason`: a protocol's own
     /// check (a database the target is confined from …) can only make a
     /// decision stricter, never allow what policy did not.

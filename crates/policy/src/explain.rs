@@ -46,14 +46,14 @@ pub fn explain(
             Dialect::Postgres => "postgres",
             Dialect::Mysql => "mysql",
         },
-        connect: connect.action,
-        connect_rule: connect.rule,
+        connect: connect.action(),
+        connect_rule: connect.rule().map(str::to_string),
         operation: classification.operation,
         tables: classification.table_names(),
         statements: classification.statements,
-        action: decision.action,
-        rule: decision.rule,
-        reason: decision.reason,
+        action: decision.action(),
+        rule: decision.rule().map(str::to_string),
+        reason: decision.reason().to_string(),
     }
 }
 

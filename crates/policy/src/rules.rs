@@ -403,12 +403,14 @@ impl PolicySet {
             .iter()
             .filter(|r| r.matches(identity, target))
             .collect();
-        let decision = |action: Action, rule: Option<&Rule>, reason: String| Decision {
-            action,
-            operation: Operation::Connect,
-            rule: rule.map(|r| r.name.clone()),
-            tables: Vec::new(),
-            reason,
+        let decision = |action: Action, rule: Option<&Rule>, reason: String| {
+            Decision::new(
+                action,
+                Operation::Connect,
+                rule.map(|r| r.name.clone()),
+                Vec::new(),
+                reason,
+            )
         };
         if let Some(rule) = matching
             .iter()
@@ -519,12 +521,12 @@ impl PolicySet {
             let decision = decide_statement(&matching, target, dialect, statement);
             let stricter = worst
                 .as_ref()
-                .is_none_or(|w| strictness(decision.action) > strictness(w.action));
+                .is_none_or(|w| strictness(decision.action()) > strictness(w.action()));
             if stricter {
                 worst = Some(decision);
             }
         }
-        let mut decision = worst.unwrap_or_else(|| {
+        let decision = worst.unwrap_or_else(|| {
             // An empty text (only comments) runs nothing: judge it as a read.
             decide_statement(
                 &matching,
@@ -533,8 +535,7 @@ impl PolicySet {
                 &StatementClass::new(Operation::Read, "empty"),
             )
         });
-        decision.tables = classification.table_names();
-        decision
+        decision.with_tables(classification.table_names())
     }
 }
 
@@ -558,13 +559,13 @@ fn decide_statement(
 ) -> Decision {
     let operation = statement.operation;
     if let Some(refusal) = &statement.refusal {
-        return Decision {
-            action: Action::Deny,
+        return Decision::new(
+            Action::Deny,
             operation,
-            rule: None,
-            tables: statement.tables.iter().map(ToString::to_string).collect(),
-            reason: format!("Warden refuses this statement: {refusal}"),
-        };
+            None,
+            statement.tables.iter().map(ToString::to_string).collect(),
+            format!("Warden refuses this statement: {refusal}"),
+        );
     }
     let find = |pick: fn(&Rule) -> OpSet, side: Side| {
         matching
@@ -602,11 +603,11 @@ fn decide_statement(
             format!("no rule allows {operation} on target \"{target}\""),
         )
     };
-    Decision {
+    Decision::new(
         action,
         operation,
-        rule: rule.map(|r| r.name.clone()),
-        tables: statement.tables.iter().map(ToString::to_string).collect(),
+        rule.map(|r| r.name.clone()),
+        statement.tables.iter().map(ToString::to_string).collect(),
         reason,
-    }
+    )
 }

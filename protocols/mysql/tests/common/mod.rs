@@ -64,13 +64,13 @@ impl Authenticator for TestAuthenticator {
 pub struct KeywordPolicy;
 
 fn decision(action: Action, operation: Operation, rule: &str, reason: &str) -> Decision {
-    Decision {
+    Decision::new(
         action,
         operation,
-        rule: Some(rule.to_string()),
-        tables: Vec::new(),
-        reason: reason.to_string(),
-    }
+        Some(rule.to_string()),
+        Vec::new(),
+        reason.to_string(),
+    )
 }
 
 impl PolicyEngine for KeywordPolicy {
