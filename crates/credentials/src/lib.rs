@@ -70,8 +70,8 @@ impl SecretFetch for SecretResolver {
     async fn fetch(
         &self,
         reference: &warden_core::SecretRef,
-    ) -> Result<secrecy::SecretString, String> {
-        self.resolve(reference).await.map_err(|e| e.to_string())
+    ) -> Result<secrecy::SecretString, SecretError> {
+        self.resolve(reference).await
     }
 }
 

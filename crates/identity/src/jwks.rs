@@ -16,6 +16,49 @@ use warden_core::engines::AuthError;
 /// Largest discovery document or JWKS accepted.
 const MAX_BODY: usize = 1 << 20;
 
+/// Why discovery or a JWKS download failed. Every message names the URL
+/// (except a bad key set, which the caller wraps with it).
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// Sending or reading failed; `reason` is a short cause (timed out,
+    /// cannot connect, or reqwest's chain).
+    #[error("{url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("{url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{url}: response larger than {MAX_BODY} bytes", MAX_BODY = MAX_BODY)]
+    TooLarge { url: String },
+    #[error("{url}: not JSON: {source}")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The discovery document speaks for another issuer.
+    #[error("{url}: discovery names issuer {found:?}, expected {expected:?}")]
+    WrongIssuer {
+        url: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{url}: discovery document has no issuer")]
+    NoIssuer { url: String },
+    #[error("{url}: discovery document has no jwks_uri")]
+    NoJwksUri { url: String },
+    #[error("JWKS has no \"keys\" array")]
+    NoKeys,
+    /// The key set at `url` is unusable.
+    #[error("{url}: {source}")]
+    KeySet {
+        url: String,
+        #[source]
+        source: Box<JwksError>,
+    },
+}
+
 /// The keys of one JWKS download. Compared by pointer to see whether
 /// another request has fetched since.
 pub type KeySet = Arc<Vec<Jwk>>;
@@ -132,7 +175,8 @@ impl JwksSource {
                 state.last_failure = None;
                 Ok(keys)
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 state.last_failure = Some((Instant::now(), reason.clone()));
                 match &state.keys {
                     Some(keys) => {
@@ -152,33 +196,37 @@ impl JwksSource {
     }
 
     /// Downloads the key set, discovering its URL first when not configured.
-    async fn fetch(&self) -> Result<Vec<Jwk>, String> {
+    async fn fetch(&self) -> Result<Vec<Jwk>, JwksError> {
         let url = match &self.jwks_url {
             Some(url) => url.clone(),
             None => self.discover().await?,
         };
         let document = get_json(&self.http, &url).await?;
-        parse_key_set(&document).map_err(|reason| format!("{url}: {reason}"))
+        parse_key_set(&document).map_err(|source| JwksError::KeySet {
+            url,
+            source: Box::new(source),
+        })
     }
 
     /// `jwks_uri` from `{issuer}/.well-known/openid-configuration`, after
     /// checking that the document speaks for this issuer.
-    async fn discover(&self) -> Result<String, String> {
+    async fn discover(&self) -> Result<String, JwksError> {
         let url = discovery_url(&self.issuer);
         let document = get_json(&self.http, &url).await?;
         match document.get("issuer") {
             Some(Value::String(issuer)) if issuer == &self.issuer => {}
             Some(Value::String(issuer)) => {
-                return Err(format!(
-                    "{url}: discovery names issuer {issuer:?}, expected {:?}",
-                    self.issuer
-                ));
+                return Err(JwksError::WrongIssuer {
+                    url,
+                    found: issuer.clone(),
+                    expected: self.issuer.clone(),
+                });
             }
-            _ => return Err(format!("{url}: discovery document has no issuer")),
+            _ => return Err(JwksError::NoIssuer { url }),
         }
         match document.get("jwks_uri") {
             Some(Value::String(jwks_uri)) if !jwks_uri.is_empty() => Ok(jwks_uri.clone()),
-            _ => Err(format!("{url}: discovery document has no jwks_uri")),
+            _ => Err(JwksError::NoJwksUri { url }),
         }
     }
 }
@@ -192,35 +240,44 @@ pub fn discovery_url(issuer: &str) -> String {
 }
 
 /// GETs a JSON document of bounded size. Errors name the URL and cause.
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, JwksError> {
+    let http_error = |error: reqwest::Error| JwksError::Http {
+        url: url.to_string(),
+        reason: describe(&error),
+    };
+    let too_large = || JwksError::TooLarge {
+        url: url.to_string(),
+    };
     let mut response = http
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|error| format!("{url}: {}", describe(&error)))?;
+        .map_err(http_error)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
+        return Err(JwksError::Status {
+            url: url.to_string(),
+            status,
+        });
     }
     if response
         .content_length()
         .is_some_and(|length| length > MAX_BODY as u64)
     {
-        return Err(format!("{url}: response larger than {MAX_BODY} bytes"));
+        return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| format!("{url}: {}", describe(&error)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(http_error)? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("{url}: response larger than {MAX_BODY} bytes"));
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|error| format!("{url}: not JSON: {error}"))
+    serde_json::from_slice(&body).map_err(|source| JwksError::NotJson {
+        url: url.to_string(),
+        source,
+    })
 }
 
 /// A short cause for an HTTP failure.
@@ -243,9 +300,9 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// Reads `{"keys": [...]}`, skipping (with a debug log) keys this crate
 /// cannot represent instead of failing the whole set.
-pub fn parse_key_set(document: &Value) -> Result<Vec<Jwk>, String> {
+pub fn parse_key_set(document: &Value) -> Result<Vec<Jwk>, JwksError> {
     let Some(Value::Array(entries)) = document.get("keys") else {
-        return Err("JWKS has no \"keys\" array".into());
+        return Err(JwksError::NoKeys);
     };
     let keys: Vec<Jwk> = entries
         .iter()
@@ -289,5 +346,22 @@ mod tests {
         assert!(kids.contains(&"b".to_string()));
         assert!(parse_key_set(&json!({"nokeys": 1})).is_err());
         assert!(parse_key_set(&json!({"keys": {}})).is_err());
+    }
+
+    #[test]
+    fn messages_name_the_url() {
+        let url = "https://idp.example/jwks".to_string();
+        assert_eq!(
+            JwksError::TooLarge { url: url.clone() }.to_string(),
+            "https://idp.example/jwks: response larger than 1048576 bytes"
+        );
+        let bad_set = JwksError::KeySet {
+            url,
+            source: Box::new(parse_key_set(&json!({})).unwrap_err()),
+        };
+        assert_eq!(
+            bad_set.to_string(),
+            "https://idp.example/jwks: JWKS has no \"keys\" array"
+        );
     }
 }

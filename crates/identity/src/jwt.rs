@@ -76,20 +76,27 @@ fn decode_segment(token: &str, index: usize, what: &str) -> Result<Map<String, V
         .map_err(|_| AuthError::new(format!("malformed token: {what} is not a JSON object")))
 }
 
+/// A configured algorithm name that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AlgorithmError {
+    /// `none` or a symmetric (HS*) algorithm.
+    #[error("algorithm {0} is never accepted; use asymmetric ones such as RS256, ES256, EdDSA")]
+    Refused(String),
+    #[error(
+        "unknown algorithm {0}; supported: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA"
+    )]
+    Unknown(String),
+}
+
 /// Parses a configured algorithm name. Symmetric algorithms (HS*) would let
 /// anyone holding the public key mint tokens, and `none` is no signature at
 /// all: both are refused here, at start-up.
-pub fn parse_allowed_algorithm(name: &str) -> Result<Algorithm, String> {
+pub fn parse_allowed_algorithm(name: &str) -> Result<Algorithm, AlgorithmError> {
     if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
-        return Err(format!(
-            "algorithm {name} is never accepted; use asymmetric ones such as RS256, ES256, EdDSA"
-        ));
+        return Err(AlgorithmError::Refused(name.to_string()));
     }
-    let algorithm = Algorithm::from_str(name).map_err(|_| {
-        format!(
-            "unknown algorithm {name}; supported: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA"
-        )
-    })?;
+    let algorithm =
+        Algorithm::from_str(name).map_err(|_| AlgorithmError::Unknown(name.to_string()))?;
     Ok(algorithm)
 }
 

@@ -116,7 +116,7 @@ impl IdentityService {
                 .iter()
                 .map(|name| jwt::parse_allowed_algorithm(name))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(fail)?;
+                .map_err(|error| fail(error.to_string()))?;
             for url in std::iter::once(&oidc.issuer).chain(oidc.jwks_url.as_ref()) {
                 if is_plain_http_off_loopback(url) {
                     tracing::warn!(issuer = %oidc.issuer, %url, "OIDC keys are fetched over plain HTTP; anyone on the path could substitute them");

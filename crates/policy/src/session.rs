@@ -49,7 +49,7 @@ impl SessionClassifier {
             Dialect::Postgres => Cow::Borrowed(sql),
             Dialect::Mysql => match crate::classify::resolve_versioned_comments(sql, self.server) {
                 Ok(text) => text,
-                Err(reason) => return Classification::refused(reason),
+                Err(error) => return Classification::refused(error.to_string()),
             },
         };
         let raw = policy.classifier().classify_raw(self.dialect, &text);

@@ -42,6 +42,54 @@ const MAX_RECORD: usize = 64 << 20;
 /// The previous-chunk hash of a session's first chunk.
 pub const GENESIS_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Why a chunk or journal cannot be built or read. Shown in verify reports
+/// and logs; never holds event text or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("zstd compression: {0}")]
+    Compress(#[source] std::io::Error),
+    #[error("chunk header: {0}")]
+    EncodeHeader(#[source] serde_json::Error),
+    #[error("chunk header too long")]
+    HeaderTooLong,
+    #[error("chunk encryption failed")]
+    Encrypt,
+    #[error("{0} bytes, shorter than a chunk header")]
+    Short(usize),
+    #[error("not a Warden recording chunk (bad magic)")]
+    BadMagic,
+    #[error("chunk format v{0} is not supported (this Warden reads v{CHUNK_VERSION})", CHUNK_VERSION = CHUNK_VERSION)]
+    Version(u16),
+    #[error("header length {0} is out of bounds")]
+    HeaderLength(usize),
+    #[error("bad chunk header: {0}")]
+    BadHeader(#[source] serde_json::Error),
+    #[error("compression {0:?} is not supported")]
+    Compression(String),
+    #[error("encryption {0:?} is not supported")]
+    Encryption(String),
+    #[error("the chunk is encrypted and no [recording] encryption_key is configured")]
+    NoKey,
+    #[error("bad nonce in the chunk header")]
+    BadNonce,
+    /// The AEAD tag does not verify (the cipher says no more than that).
+    #[error("cannot decrypt: wrong encryption_key, or the chunk was altered")]
+    Decrypt,
+    #[error("zstd: {0}")]
+    Decompress(#[source] std::io::Error),
+    /// A decompression bomb, or not a chunk Warden wrote.
+    #[error("the chunk decompresses to more than 1 GiB")]
+    TooLarge,
+    #[error("journal encryption failed")]
+    JournalEncrypt,
+    #[error("journal record too long")]
+    RecordTooLong,
+    #[error("not a Warden recording journal (bad magic or version)")]
+    JournalMagic,
+    #[error("the journal is encrypted and no [recording] encryption_key is configured")]
+    JournalNoKey,
+}
+
 /// A chunk's JSON header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,9 +165,8 @@ pub(crate) fn encode_chunk(
     mut header: ChunkHeader,
     ndjson: &[u8],
     cipher: Option<&XChaCha20Poly1305>,
-) -> Result<Vec<u8>, String> {
-    let compressed =
-        zstd::bulk::compress(ndjson, ZSTD_LEVEL).map_err(|e| format!("zstd compression: {e}"))?;
+) -> Result<Vec<u8>, ChunkError> {
+    let compressed = zstd::bulk::compress(ndjson, ZSTD_LEVEL).map_err(ChunkError::Compress)?;
     let nonce = cipher.map(|_| {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
@@ -130,11 +177,11 @@ pub(crate) fn encode_chunk(
         alg: ENCRYPTION_ALG.into(),
         nonce: hex::encode(nonce),
     });
-    let json = serde_json::to_vec(&header).map_err(|e| format!("chunk header: {e}"))?;
+    let json = serde_json::to_vec(&header).map_err(ChunkError::EncodeHeader)?;
     let json_len = u32::try_from(json.len())
         .ok()
         .filter(|&l| (l as usize) <= MAX_HEADER)
-        .ok_or("chunk header too long")?;
+        .ok_or(ChunkError::HeaderTooLong)?;
     let mut out = Vec::with_capacity(CHUNK_PREFIX + json.len() + compressed.len() + 16);
     out.extend_from_slice(CHUNK_MAGIC);
     out.extend_from_slice(&CHUNK_VERSION.to_be_bytes());
@@ -150,7 +197,7 @@ pub(crate) fn encode_chunk(
                         aad: &out,
                     },
                 )
-                .map_err(|_| "chunk encryption failed".to_string())?;
+                .map_err(|_| ChunkError::Encrypt)?;
             out.extend_from_slice(&sealed);
         }
         _ => out.extend_from_slice(&compressed),
@@ -160,34 +207,26 @@ pub(crate) fn encode_chunk(
 
 /// Parses a chunk's prefix and header; returns the header and where the
 /// body starts.
-pub fn parse_chunk_header(bytes: &[u8]) -> Result<(ChunkHeader, usize), String> {
+pub fn parse_chunk_header(bytes: &[u8]) -> Result<(ChunkHeader, usize), ChunkError> {
     if bytes.len() < CHUNK_PREFIX {
-        return Err(format!(
-            "{} bytes, shorter than a chunk header",
-            bytes.len()
-        ));
+        return Err(ChunkError::Short(bytes.len()));
     }
     let (magic, rest) = bytes.split_at(8);
     if magic != CHUNK_MAGIC {
-        return Err("not a Warden recording chunk (bad magic)".into());
+        return Err(ChunkError::BadMagic);
     }
     let version = u16::from_be_bytes([rest[0], rest[1]]);
     if version != CHUNK_VERSION {
-        return Err(format!(
-            "chunk format v{version} is not supported (this Warden reads v{CHUNK_VERSION})"
-        ));
+        return Err(ChunkError::Version(version));
     }
     let len = u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
     if len > MAX_HEADER || bytes.len() < CHUNK_PREFIX + len {
-        return Err(format!("header length {len} is out of bounds"));
+        return Err(ChunkError::HeaderLength(len));
     }
     let header: ChunkHeader = serde_json::from_slice(&bytes[CHUNK_PREFIX..CHUNK_PREFIX + len])
-        .map_err(|e| format!("bad chunk header: {e}"))?;
+        .map_err(ChunkError::BadHeader)?;
     if header.compression != "zstd" {
-        return Err(format!(
-            "compression {:?} is not supported",
-            header.compression
-        ));
+        return Err(ChunkError::Compression(header.compression));
     }
     Ok((header, CHUNK_PREFIX + len))
 }
@@ -196,26 +235,23 @@ pub fn parse_chunk_header(bytes: &[u8]) -> Result<(ChunkHeader, usize), String> 
 pub fn decode_chunk(
     bytes: &[u8],
     cipher: Option<&XChaCha20Poly1305>,
-) -> Result<(ChunkHeader, Vec<u8>), String> {
+) -> Result<(ChunkHeader, Vec<u8>), ChunkError> {
     let (header, body_at) = parse_chunk_header(bytes)?;
     let (aad, body) = bytes.split_at(body_at);
     let compressed: std::borrow::Cow<'_, [u8]> = match &header.encryption {
         None => body.into(),
         Some(enc) => {
             if enc.alg != ENCRYPTION_ALG {
-                return Err(format!("encryption {:?} is not supported", enc.alg));
+                return Err(ChunkError::Encryption(enc.alg.clone()));
             }
-            let cipher = cipher
-                .ok_or("the chunk is encrypted and no [recording] encryption_key is configured")?;
+            let cipher = cipher.ok_or(ChunkError::NoKey)?;
             let nonce = hex::decode(&enc.nonce)
                 .ok()
                 .and_then(|n| xnonce(&n))
-                .ok_or("bad nonce in the chunk header")?;
+                .ok_or(ChunkError::BadNonce)?;
             cipher
                 .decrypt(&nonce, Payload { msg: body, aad })
-                .map_err(|_| {
-                    "cannot decrypt: wrong encryption_key, or the chunk was altered".to_string()
-                })?
+                .map_err(|_| ChunkError::Decrypt)?
                 .into()
         }
     };
@@ -223,15 +259,15 @@ pub fn decode_chunk(
     Ok((header, plain))
 }
 
-fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
-    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("zstd: {e}"))?;
+fn decompress(compressed: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(ChunkError::Decompress)?;
     let mut out = Vec::new();
     decoder
         .take(MAX_CHUNK_PLAINTEXT + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("zstd: {e}"))?;
+        .map_err(ChunkError::Decompress)?;
     if out.len() as u64 > MAX_CHUNK_PLAINTEXT {
-        return Err("the chunk decompresses to more than 1 GiB".into());
+        return Err(ChunkError::TooLarge);
     }
     Ok(out)
 }
@@ -259,7 +295,7 @@ pub(crate) fn seal_journal_record(
     session_id: &str,
     index: u32,
     plain: &[u8],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ChunkError> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     let aad = journal_aad(session_id, index);
@@ -271,8 +307,8 @@ pub(crate) fn seal_journal_record(
                 aad: &aad,
             },
         )
-        .map_err(|_| "journal encryption failed".to_string())?;
-    let len = u32::try_from(sealed.len()).map_err(|_| "journal record too long".to_string())?;
+        .map_err(|_| ChunkError::JournalEncrypt)?;
+    let len = u32::try_from(sealed.len()).map_err(|_| ChunkError::RecordTooLong)?;
     let mut out = Vec::with_capacity(RECORD_PREFIX + sealed.len());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&nonce);
@@ -293,7 +329,7 @@ pub(crate) fn decode_journal(
     session_id: &str,
     index: u32,
     cipher: Option<&XChaCha20Poly1305>,
-) -> Result<JournalText, String> {
+) -> Result<JournalText, ChunkError> {
     if bytes.len() < JOURNAL_PREFIX {
         // Created but never written (a crash right after opening it).
         return Ok(JournalText {
@@ -303,7 +339,7 @@ pub(crate) fn decode_journal(
     }
     let (prefix, body) = bytes.split_at(JOURNAL_PREFIX);
     if &prefix[..8] != JOURNAL_MAGIC || prefix[8] != 1 {
-        return Err("not a Warden recording journal (bad magic or version)".into());
+        return Err(ChunkError::JournalMagic);
     }
     if prefix[9] == 0 {
         // Plain: whole lines, maybe a partial last one.
@@ -313,8 +349,7 @@ pub(crate) fn decode_journal(
             truncated: end < body.len(),
         });
     }
-    let cipher =
-        cipher.ok_or("the journal is encrypted and no [recording] encryption_key is configured")?;
+    let cipher = cipher.ok_or(ChunkError::JournalNoKey)?;
     let aad = journal_aad(session_id, index);
     let mut out = JournalText::default();
     let mut rest = body;
@@ -394,6 +429,7 @@ mod tests {
         assert!(
             decode_chunk(&bytes, None)
                 .unwrap_err()
+                .to_string()
                 .contains("encrypted")
         );
         assert!(decode_chunk(&bytes, Some(&other)).is_err());
@@ -441,6 +477,20 @@ mod tests {
         let moved = decode_journal(&enc, "s2", 1, Some(&cipher)).unwrap();
         assert!(moved.ndjson.is_empty() && moved.truncated);
         assert!(!enc.windows(7).any(|w| w == b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn messages_keep_their_text() {
+        assert_eq!(
+            ChunkError::Version(2).to_string(),
+            "chunk format v2 is not supported (this Warden reads v1)"
+        );
+        let mut future = encode_chunk(header(), TEXT, None).unwrap();
+        future[8..10].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(
+            decode_chunk(&future, None).unwrap_err().to_string(),
+            "chunk format v2 is not supported (this Warden reads v1)"
+        );
     }
 
     #[test]

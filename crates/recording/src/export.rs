@@ -228,15 +228,15 @@ pub fn verify_export(path: &Path, keys: &RecordingKeys) -> Result<VerifyReport, 
         parts.insert(file.to_string(), bytes);
     }
     let session_id = session_dir.unwrap_or_default();
-    let bad = |message: String| RecordingError::BadPart {
+    let bad = |message: &dyn std::fmt::Display| RecordingError::BadPart {
         session_id: session_id.clone(),
         part: path.display().to_string(),
-        message,
+        message: message.to_string(),
     };
     let manifest = parts
         .get(MANIFEST_NAME)
-        .ok_or_else(|| bad("no manifest.json in the export (a v0 recording?)".into()))?;
-    let signed = parse_manifest(manifest).map_err(bad)?;
+        .ok_or_else(|| bad(&"no manifest.json in the export (a v0 recording?)"))?;
+    let signed = parse_manifest(manifest).map_err(|e| bad(&e))?;
     let mut verifier = Verifier::new(&signed, keys);
     for entry in &signed.manifest.chunks {
         verifier.chunk(entry, parts.get(&entry.name).map(Vec::as_slice));

@@ -28,16 +28,16 @@ mod verify;
 mod writer;
 
 pub use chunk::{
-    ChunkEncryption, ChunkHeader, GENESIS_SHA256, chunk_name, decode_chunk, parse_chunk_header,
-    sha256_hex,
+    ChunkEncryption, ChunkError, ChunkHeader, GENESIS_SHA256, chunk_name, decode_chunk,
+    parse_chunk_header, sha256_hex,
 };
 pub use error::RecordingError;
 pub use export::{ExportSummary, verify_export};
 pub use keys::RecordingKeys;
 pub use line::{FORMAT_VERSION, Note, OLDEST_FORMAT_VERSION, Recorded, RecordedEvent};
 pub use manifest::{
-    ChunkEntry, MANIFEST_NAME, Manifest, ManifestSignature, SignatureCheck, SignedManifest,
-    parse_manifest,
+    ChunkEntry, MANIFEST_NAME, Manifest, ManifestError, ManifestSignature, SignatureCheck,
+    SignedManifest, parse_manifest,
 };
 pub use reader::{Recording, RecordingReader, read_recording, read_v0, recording_path};
 pub use recorder::{

@@ -20,6 +20,41 @@ pub const OLDEST_FORMAT_VERSION: u64 = 0;
 const AT_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
+/// Why a recording line does not parse; a message for people.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    #[error("not a JSON object: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error(
+        "recording format v{0} is not supported (this Warden reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION})",
+        OLDEST_FORMAT_VERSION = OLDEST_FORMAT_VERSION,
+        FORMAT_VERSION = FORMAT_VERSION
+    )]
+    Version(u64),
+    #[error("`at` {at:?} is not an RFC 3339 time: {source}")]
+    BadAt {
+        at: String,
+        #[source]
+        source: time::error::Parse,
+    },
+    #[error("`at` is missing or not a string")]
+    MissingAt,
+    #[error("`offset_ms` is missing or not a number")]
+    MissingOffset,
+    #[error("`type` is missing or not a string")]
+    MissingType,
+    #[error("bad `{type_name}` event: {source}")]
+    BadEvent {
+        type_name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("`{0}` is missing or not a whole number")]
+    NotWholeNumber(String),
+}
+
 /// A line the recorder writes itself, not an event of the session.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -128,43 +163,44 @@ pub(crate) fn offset_ms(start: OffsetDateTime, at: OffsetDateTime) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
-/// Parses one line. `Err` carries a message for people.
-pub(crate) fn parse_line(text: &str) -> Result<RecordedEvent, String> {
-    let mut fields: Map<String, Value> =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+/// Parses one line.
+pub(crate) fn parse_line(text: &str) -> Result<RecordedEvent, LineError> {
+    let mut fields: Map<String, Value> = serde_json::from_str(text).map_err(LineError::NotJson)?;
     let version = take_u64(&mut fields, "v")?;
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
-        return Err(format!(
-            "recording format v{version} is not supported (this Warden reads v{OLDEST_FORMAT_VERSION} to v{FORMAT_VERSION})"
-        ));
+        return Err(LineError::Version(version));
     }
     let seq = take_u64(&mut fields, "seq")?;
     let at = match fields.remove("at") {
-        Some(Value::String(at)) => OffsetDateTime::parse(&at, &Rfc3339)
-            .map_err(|e| format!("`at` {at:?} is not an RFC 3339 time: {e}"))?,
-        _ => return Err("`at` is missing or not a string".into()),
+        Some(Value::String(at)) => match OffsetDateTime::parse(&at, &Rfc3339) {
+            Ok(at) => at,
+            Err(source) => return Err(LineError::BadAt { at, source }),
+        },
+        _ => return Err(LineError::MissingAt),
     };
     let offset_ms = fields
         .remove("offset_ms")
         .and_then(|v| v.as_f64())
-        .ok_or("`offset_ms` is missing or not a number")?;
+        .ok_or(LineError::MissingOffset)?;
     let type_name = fields
         .get("type")
         .and_then(Value::as_str)
-        .ok_or("`type` is missing or not a string")?
+        .ok_or(LineError::MissingType)?
         .to_string();
-    let event = match type_name.as_str() {
-        "start" | "statement" | "decision" | "result" | "masked" | "lease" | "review" | "end" => {
-            Recorded::Event(
-                serde_json::from_value(Value::Object(fields))
-                    .map_err(|e| format!("bad `{type_name}` event: {e}"))?,
-            )
-        }
-        "dropped" => Recorded::Note(Note::Dropped {
-            count: take_u64(&mut fields, "count")?,
-        }),
-        _ => Recorded::Unknown(fields),
-    };
+    let event =
+        match type_name.as_str() {
+            "start" | "statement" | "decision" | "result" | "masked" | "lease" | "review"
+            | "end" => Recorded::Event(serde_json::from_value(Value::Object(fields)).map_err(
+                |source| LineError::BadEvent {
+                    type_name: type_name.clone(),
+                    source,
+                },
+            )?),
+            "dropped" => Recorded::Note(Note::Dropped {
+                count: take_u64(&mut fields, "count")?,
+            }),
+            _ => Recorded::Unknown(fields),
+        };
     Ok(RecordedEvent {
         seq,
         at,
@@ -173,11 +209,11 @@ pub(crate) fn parse_line(text: &str) -> Result<RecordedEvent, String> {
     })
 }
 
-fn take_u64(fields: &mut Map<String, Value>, name: &str) -> Result<u64, String> {
+fn take_u64(fields: &mut Map<String, Value>, name: &str) -> Result<u64, LineError> {
     fields
         .remove(name)
         .and_then(|v| v.as_u64())
-        .ok_or_else(|| format!("`{name}` is missing or not a whole number"))
+        .ok_or_else(|| LineError::NotWholeNumber(name.to_string()))
 }
 
 #[cfg(test)]
@@ -271,6 +307,20 @@ mod tests {
         ] {
             assert!(parse_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn messages_keep_their_text() {
+        let future = r#"{"v":2,"seq":0,"at":"2025-01-31T12:00:00Z","offset_ms":0,"type":"end"}"#;
+        assert_eq!(
+            parse_line(future).unwrap_err().to_string(),
+            "recording format v2 is not supported (this Warden reads v0 to v1)"
+        );
+        let no_seq = r#"{"v":1,"at":"2025-01-31T12:00:00Z","offset_ms":0,"type":"end"}"#;
+        assert_eq!(
+            parse_line(no_seq).unwrap_err().to_string(),
+            "`seq` is missing or not a whole number"
+        );
     }
 
     #[test]

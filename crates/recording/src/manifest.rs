@@ -15,6 +15,21 @@ use time::OffsetDateTime;
 pub const MANIFEST_NAME: &str = "manifest.json";
 pub(crate) const SIGNATURE_ALG: &str = "ed25519";
 
+/// Why a manifest cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("bad manifest file: {0}")]
+    BadFile(#[source] serde_json::Error),
+    #[error("bad manifest: {0}")]
+    Bad(#[source] serde_json::Error),
+    #[error(
+        "manifest format {format:?} v{v} is not supported (this Warden reads warden-recording v1)"
+    )]
+    Format { format: String, v: u64 },
+}
+
 /// One sealed chunk, as listed in the manifest (and the spool's ledger).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkEntry {
@@ -109,33 +124,35 @@ impl SignatureCheck {
 }
 
 /// The bytes of `manifest.json` for `manifest`, signed when `keys` can.
-pub(crate) fn seal_manifest(manifest: &Manifest, keys: &RecordingKeys) -> Result<Vec<u8>, String> {
-    let body = serde_json::to_string(manifest).map_err(|e| format!("manifest: {e}"))?;
+pub(crate) fn seal_manifest(
+    manifest: &Manifest,
+    keys: &RecordingKeys,
+) -> Result<Vec<u8>, ManifestError> {
+    let body = serde_json::to_string(manifest).map_err(ManifestError::Encode)?;
     let signature = keys.signing().map(|key| ManifestSignature {
         alg: SIGNATURE_ALG.into(),
         public_key: hex::encode(key.verifying_key().as_bytes()),
         value: hex::encode(key.sign(body.as_bytes()).to_bytes()),
     });
-    let raw = RawValue::from_string(body).map_err(|e| format!("manifest: {e}"))?;
+    let raw = RawValue::from_string(body).map_err(ManifestError::Encode)?;
     let mut out = serde_json::to_vec(&FileOut {
         manifest: &raw,
         signature,
     })
-    .map_err(|e| format!("manifest: {e}"))?;
+    .map_err(ManifestError::Encode)?;
     out.push(b'\n');
     Ok(out)
 }
 
-pub fn parse_manifest(bytes: &[u8]) -> Result<SignedManifest, String> {
-    let file: FileIn =
-        serde_json::from_slice(bytes).map_err(|e| format!("bad manifest file: {e}"))?;
+pub fn parse_manifest(bytes: &[u8]) -> Result<SignedManifest, ManifestError> {
+    let file: FileIn = serde_json::from_slice(bytes).map_err(ManifestError::BadFile)?;
     let manifest: Manifest =
-        serde_json::from_str(file.manifest.get()).map_err(|e| format!("bad manifest: {e}"))?;
+        serde_json::from_str(file.manifest.get()).map_err(ManifestError::Bad)?;
     if manifest.format != "warden-recording" || manifest.v != 1 {
-        return Err(format!(
-            "manifest format {:?} v{} is not supported (this Warden reads warden-recording v1)",
-            manifest.format, manifest.v
-        ));
+        return Err(ManifestError::Format {
+            format: manifest.format,
+            v: manifest.v,
+        });
     }
     Ok(SignedManifest {
         manifest,

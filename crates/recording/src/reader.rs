@@ -4,7 +4,7 @@
 use crate::chunk::{PartKind, decode_chunk, decode_journal, parse_part_name};
 use crate::error::RecordingError;
 use crate::keys::RecordingKeys;
-use crate::line::{RecordedEvent, parse_line};
+use crate::line::{LineError, RecordedEvent, parse_line};
 use crate::manifest::{MANIFEST_NAME, Manifest, parse_manifest};
 use crate::sink::{LocalSink, Sink};
 use crate::spool::list_parts;
@@ -134,7 +134,7 @@ fn parse_lines(
     let mut truncated = false;
     for (index, (number, line)) in lines.iter().enumerate() {
         let parsed = std::str::from_utf8(line)
-            .map_err(|e| format!("not UTF-8: {e}"))
+            .map_err(LineError::NotUtf8)
             .and_then(parse_line);
         match parsed {
             Ok(event) => {
@@ -146,7 +146,7 @@ fn parse_lines(
                 events.push(event);
             }
             Err(_) if torn_tail_ok && index + 1 == lines.len() => truncated = true,
-            Err(message) => return Err((*number, message)),
+            Err(error) => return Err((*number, error.to_string())),
         }
     }
     Ok((events, truncated))
@@ -210,12 +210,12 @@ impl RecordingReader {
         &self,
         session_id: &str,
         part: &str,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) -> RecordingError {
         RecordingError::BadPart {
             session_id: session_id.to_string(),
             part: part.to_string(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 

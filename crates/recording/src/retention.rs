@@ -62,7 +62,7 @@ pub async fn apply_retention(
             Ok(Some(bytes)) => match parse_manifest(&bytes) {
                 Ok(signed) => signed.manifest,
                 Err(e) => {
-                    report.failed.push((session_id, e));
+                    report.failed.push((session_id, e.to_string()));
                     continue;
                 }
             },

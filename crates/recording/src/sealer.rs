@@ -2,9 +2,9 @@
 //! into sealed chunks (compressed, encrypted, hash-chained), writes each
 //! finished session's manifest and wakes the uploader.
 
-use crate::chunk::{GENESIS_SHA256, decode_journal, journal_name};
+use crate::chunk::{ChunkError, GENESIS_SHA256, decode_journal, journal_name};
 use crate::keys::RecordingKeys;
-use crate::spool::{EndMeta, SessionMeta, read_meta, seal_chunk, write_manifest};
+use crate::spool::{EndMeta, SessionMeta, SpoolError, read_meta, seal_chunk, write_manifest};
 use crate::uploader::UploadSignal;
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,6 +12,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use time::OffsetDateTime;
+
+/// Why a closed journal could not be sealed (it stays in the spool and is
+/// sealed at the next start-up).
+#[derive(Debug, thiserror::Error)]
+enum SealError {
+    #[error("cannot read the journal: {0}")]
+    ReadJournal(#[source] std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] ChunkError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 pub(crate) enum SealMsg {
     /// Fsync this journal handle.
@@ -72,9 +84,9 @@ fn seal(
     job: &SealJob,
     keys: &RecordingKeys,
     heads: &mut HashMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), SealError> {
     let journal = job.dir.join(journal_name(job.index));
-    let bytes = std::fs::read(&journal).map_err(|e| format!("cannot read the journal: {e}"))?;
+    let bytes = std::fs::read(&journal).map_err(SealError::ReadJournal)?;
     let text = decode_journal(&bytes, &job.session_id, job.index, keys.cipher())?;
     if !text.ndjson.is_empty() {
         let prev = heads

@@ -15,12 +15,12 @@
 //! the record of what is not sealed.
 
 use crate::chunk::{
-    ChunkHeader, GENESIS_SHA256, PartKind, chunk_name, decode_journal, encode_chunk,
+    ChunkError, ChunkHeader, GENESIS_SHA256, PartKind, chunk_name, decode_journal, encode_chunk,
     parse_part_name, sha256_hex,
 };
 use crate::keys::RecordingKeys;
 use crate::line::{At, Line, Recorded, offset_ms, parse_line};
-use crate::manifest::{ChunkEntry, MANIFEST_NAME, Manifest, seal_manifest};
+use crate::manifest::{ChunkEntry, MANIFEST_NAME, Manifest, ManifestError, seal_manifest};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -30,6 +30,46 @@ use warden_core::events::EventKind;
 
 pub(crate) const SESSION_META: &str = "session.json";
 pub(crate) const LEDGER: &str = "chunks.ndjson";
+
+/// Why sealing a chunk or manifest, or finishing a session at start-up,
+/// failed. Logged; whatever failed stays in the spool for the next try.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpoolError {
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Creating, writing, fsyncing or renaming a temp chunk.
+    #[error("cannot {doing} {}: {source}", path.display())]
+    TempChunk {
+        doing: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot append to the ledger: {0}")]
+    AppendLedger(#[source] std::io::Error),
+    #[error("cannot read the ledger: {0}")]
+    ReadLedger(#[source] std::io::Error),
+    #[error("cannot write the manifest: {0}")]
+    WriteManifest(#[source] std::io::Error),
+    #[error("cannot rename: {0}")]
+    Rename(#[source] std::io::Error),
+    #[error("cannot list: {0}")]
+    List(#[source] std::io::Error),
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("cannot remove: {0}")]
+    Remove(#[source] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: ChunkError,
+    },
+    #[error("end event: {0}")]
+    EndEvent(#[source] serde_json::Error),
+}
 
 /// `session.json`: what the manifest needs that events do not say.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -125,7 +165,7 @@ pub(crate) fn seal_chunk(
     prev_sha256: &str,
     ndjson: &[u8],
     keys: &RecordingKeys,
-) -> Result<ChunkEntry, String> {
+) -> Result<ChunkEntry, SpoolError> {
     let (events, first_seq, last_seq) = describe_lines(ndjson);
     let header = ChunkHeader {
         session_id: session_id.to_string(),
@@ -141,7 +181,11 @@ pub(crate) fn seal_chunk(
     let name = chunk_name(index);
     let path = dir.join(&name);
     let tmp = tmp_path(&path);
-    let io = |doing: &str, e: std::io::Error| format!("cannot {doing} {}: {e}", tmp.display());
+    let io = |doing: &'static str, source: std::io::Error| SpoolError::TempChunk {
+        doing,
+        path: tmp.clone(),
+        source,
+    };
     {
         let mut file = File::create(&tmp).map_err(|e| io("create", e))?;
         file.write_all(&bytes).map_err(|e| io("write", e))?;
@@ -156,7 +200,7 @@ pub(crate) fn seal_chunk(
         first_seq,
         last_seq,
     };
-    append_ledger(dir, &entry).map_err(|e| format!("cannot append to the ledger: {e}"))?;
+    append_ledger(dir, &entry).map_err(SpoolError::AppendLedger)?;
     std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
     sync_dir(&path);
     Ok(entry)
@@ -168,8 +212,8 @@ pub(crate) fn write_manifest(
     meta: &SessionMeta,
     end: &EndMeta,
     keys: &RecordingKeys,
-) -> Result<Manifest, String> {
-    let mut chunks = read_ledger(dir).map_err(|e| format!("cannot read the ledger: {e}"))?;
+) -> Result<Manifest, SpoolError> {
+    let mut chunks = read_ledger(dir).map_err(SpoolError::ReadLedger)?;
     chunks.sort_by_key(|c| c.index);
     chunks.dedup_by_key(|c| c.index);
     let manifest = Manifest {
@@ -190,8 +234,7 @@ pub(crate) fn write_manifest(
         chunks,
     };
     let bytes = seal_manifest(&manifest, keys)?;
-    write_atomic(&dir.join(MANIFEST_NAME), &bytes)
-        .map_err(|e| format!("cannot write the manifest: {e}"))?;
+    write_atomic(&dir.join(MANIFEST_NAME), &bytes).map_err(SpoolError::WriteManifest)?;
     Ok(manifest)
 }
 
@@ -235,7 +278,7 @@ pub(crate) fn recover_session(
     dir: &Path,
     session_id: &str,
     keys: &RecordingKeys,
-) -> Result<Recovered, String> {
+) -> Result<Recovered, SpoolError> {
     for_each_tmp(dir, |path| {
         // A finished temp chunk listed in the ledger is renamed below.
         if !path.to_string_lossy().ends_with(".wrc.tmp") {
@@ -245,7 +288,7 @@ pub(crate) fn recover_session(
     if dir.join(MANIFEST_NAME).exists() {
         return Ok(Recovered::Pending);
     }
-    let ledger = read_ledger(dir).map_err(|e| format!("cannot read the ledger: {e}"))?;
+    let ledger = read_ledger(dir).map_err(SpoolError::ReadLedger)?;
     // Chunks whose ledger line was written but not yet renamed into place.
     for entry in &ledger {
         let path = dir.join(&entry.name);
@@ -254,7 +297,7 @@ pub(crate) fn recover_session(
             && let Ok(bytes) = std::fs::read(&tmp)
             && sha256_hex(&bytes) == entry.sha256
         {
-            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot rename: {e}"))?;
+            std::fs::rename(&tmp, &path).map_err(SpoolError::Rename)?;
         }
     }
     for_each_tmp(dir, |path| {
@@ -268,7 +311,7 @@ pub(crate) fn recover_session(
     let mut last_seq = ledger.iter().filter_map(|e| e.last_seq).max();
     let mut next_index = sealed_max + 1;
     let mut events = 0;
-    let parts = list_parts(dir).map_err(|e| format!("cannot list: {e}"))?;
+    let parts = list_parts(dir).map_err(SpoolError::List)?;
     for (index, kind, path) in parts {
         if kind != PartKind::Journal {
             continue;
@@ -277,9 +320,11 @@ pub(crate) fn recover_session(
             let _ = std::fs::remove_file(&path);
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-        let journal = decode_journal(&bytes, session_id, index, keys.cipher())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path).map_err(SpoolError::Read)?;
+        let journal = match decode_journal(&bytes, session_id, index, keys.cipher()) {
+            Ok(journal) => journal,
+            Err(source) => return Err(SpoolError::Journal { path, source }),
+        };
         let text = valid_prefix(&journal.ndjson, last_seq);
         if !text.is_empty() {
             let entry = seal_chunk(dir, session_id, next_index, &prev, text, keys)?;
@@ -293,7 +338,7 @@ pub(crate) fn recover_session(
     let meta = read_meta(dir);
     if ledger.is_empty() && events == 0 {
         // Opened, never wrote an event: nothing to keep.
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove: {e}"))?;
+        std::fs::remove_dir_all(dir).map_err(SpoolError::Remove)?;
         return Ok(Recovered::Empty);
     }
     let meta = meta.unwrap_or_else(|| SessionMeta {
@@ -317,7 +362,7 @@ pub(crate) fn recover_session(
         offset_ms: offset_ms(meta.started_at, now),
         event: &end,
     })
-    .map_err(|e| format!("end event: {e}"))?;
+    .map_err(SpoolError::EndEvent)?;
     line.push(b'\n');
     seal_chunk(dir, session_id, next_index, &prev, &line, keys)?;
     events += 1;

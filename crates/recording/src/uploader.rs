@@ -10,7 +10,7 @@
 use crate::chunk::PartKind;
 use crate::manifest::MANIFEST_NAME;
 use crate::reader::check_session_id;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::spool::list_parts;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +22,37 @@ const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A rescan even without a wake-up (cheap: one directory listing).
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Why an upload pass stopped; logged, and the pass is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    #[error("cannot list the spool {}: {source}", path.display())]
+    ListSpool {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot list {}: {source}", path.display())]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot remove the uploaded {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Wakes the uploader (new sealed work) or stops it.
 #[derive(Default)]
@@ -105,7 +136,7 @@ async fn upload_loop(spool_dir: &Path, sink: &dyn Sink, signal: &UploadSignal) {
 }
 
 /// One pass over the spool; stops at the first failure.
-pub(crate) async fn upload_pass(spool_dir: &Path, sink: &dyn Sink) -> Result<(), String> {
+pub(crate) async fn upload_pass(spool_dir: &Path, sink: &dyn Sink) -> Result<(), UploadError> {
     for (session_id, dir) in spooled_sessions(spool_dir)? {
         upload_session(&dir, &session_id, sink).await?;
     }
@@ -113,15 +144,15 @@ pub(crate) async fn upload_pass(spool_dir: &Path, sink: &dyn Sink) -> Result<(),
 }
 
 /// The session directories in the spool.
-pub(crate) fn spooled_sessions(spool_dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+pub(crate) fn spooled_sessions(spool_dir: &Path) -> Result<Vec<(String, PathBuf)>, UploadError> {
     let entries = match std::fs::read_dir(spool_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(format!(
-                "cannot list the spool {}: {e}",
-                spool_dir.display()
-            ));
+        Err(source) => {
+            return Err(UploadError::ListSpool {
+                path: spool_dir.to_path_buf(),
+                source,
+            });
         }
     };
     let mut sessions: Vec<(String, PathBuf)> = entries
@@ -134,7 +165,7 @@ pub(crate) fn spooled_sessions(spool_dir: &Path) -> Result<Vec<(String, PathBuf)
     Ok(sessions)
 }
 
-async fn upload_session(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result<(), String> {
+async fn upload_session(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result<(), UploadError> {
     loop {
         upload_chunks(dir, session_id, sink).await?;
         let manifest = dir.join(MANIFEST_NAME);
@@ -142,16 +173,19 @@ async fn upload_session(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result
             Ok(bytes) => bytes,
             // The session is still live (or another uploader finished it).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("cannot read {}: {e}", manifest.display())),
+            Err(source) => {
+                return Err(UploadError::Read {
+                    path: manifest,
+                    source,
+                });
+            }
         };
         // The manifest is written after the last chunk: if a chunk appeared
         // since the listing above, go round once more before sealing.
         if upload_chunks(dir, session_id, sink).await? > 0 {
             continue;
         }
-        sink.put(session_id, MANIFEST_NAME, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+        sink.put(session_id, MANIFEST_NAME, bytes).await?;
         if let Err(e) = std::fs::remove_dir_all(dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -162,12 +196,21 @@ async fn upload_session(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result
 }
 
 /// Uploads the session's sealed chunks; the number uploaded.
-async fn upload_chunks(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result<usize, String> {
+async fn upload_chunks(
+    dir: &Path,
+    session_id: &str,
+    sink: &dyn Sink,
+) -> Result<usize, UploadError> {
     let parts = match list_parts(dir) {
         Ok(parts) => parts,
         // Removed by another uploader (an earlier recorder still stopping).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+        Err(source) => {
+            return Err(UploadError::List {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut uploaded = 0;
     for (_, kind, path) in parts {
@@ -177,24 +220,19 @@ async fn upload_chunks(dir: &Path, session_id: &str, sink: &dyn Sink) -> Result<
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(UploadError::Read { path, source }),
         };
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        sink.put(session_id, &name, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
+        sink.put(session_id, &name, bytes).await?;
         uploaded += 1;
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
+        if let Err(source) = std::fs::remove_file(&path)
+            && source.kind() != std::io::ErrorKind::NotFound
         {
-            return Err(format!(
-                "cannot remove the uploaded {}: {e}",
-                path.display()
-            ));
+            return Err(UploadError::Remove { path, source });
         }
     }
     Ok(uploaded)

@@ -143,7 +143,7 @@ impl<'a> Verifier<'a> {
         let header = match parse_chunk_header(bytes) {
             Ok((header, _)) => header,
             Err(e) => {
-                self.problem(&entry.name, e);
+                self.problem(&entry.name, e.to_string());
                 self.skip(entry);
                 return;
             }
@@ -174,7 +174,7 @@ impl<'a> Verifier<'a> {
         let text = match decode_chunk(bytes, self.keys.cipher()) {
             Ok((_, text)) => text,
             Err(e) => {
-                self.problem(&entry.name, e);
+                self.problem(&entry.name, e.to_string());
                 self.skip(entry);
                 return;
             }
@@ -182,26 +182,26 @@ impl<'a> Verifier<'a> {
         let mut count = 0;
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             count += 1;
-            match std::str::from_utf8(line)
-                .map_err(|e| e.to_string())
-                .and_then(parse_line)
-            {
-                Ok(event) => {
-                    let expected = self.last_seq.map_or(0, |s| s + 1);
-                    if event.seq != expected {
-                        self.problem(
-                            &entry.name,
-                            format!("event seq {} where {expected} was expected", event.seq),
-                        );
-                        return;
-                    }
-                    self.last_seq = Some(event.seq);
+            let event = match std::str::from_utf8(line).map(parse_line) {
+                Ok(Ok(event)) => event,
+                Ok(Err(e)) => {
+                    self.problem(&entry.name, format!("event {count}: {e}"));
+                    return;
                 }
                 Err(e) => {
                     self.problem(&entry.name, format!("event {count}: {e}"));
                     return;
                 }
+            };
+            let expected = self.last_seq.map_or(0, |s| s + 1);
+            if event.seq != expected {
+                self.problem(
+                    &entry.name,
+                    format!("event seq {} where {expected} was expected", event.seq),
+                );
+                return;
             }
+            self.last_seq = Some(event.seq);
         }
         if count != header.events || count != entry.events {
             self.problem(

@@ -129,7 +129,7 @@ impl LeaseInner {
                     }
                     Err(error) => {
                         tracing::warn!(lease = %self.id, user = %self.user, %error, "cannot drop the ephemeral role; the sweeper will");
-                        self.audit_lease("release_failed", &error)
+                        self.audit_lease("release_failed", &error.to_string())
                             .await;
                     }
                 }

@@ -15,9 +15,10 @@ mod postgres;
 mod sweeper;
 pub mod template;
 
-pub use backend::{NewRole, RoleBackend};
+pub use backend::{NewRole, RoleBackend, RoleError};
 pub use lease::EphemeralLease;
 pub use sweeper::SweepReport;
+pub use template::TemplateError;
 
 use async_trait::async_trait;
 use lease::{LeaseInner, WatchTiming};
@@ -32,14 +33,50 @@ use warden_core::admission::ConnectGrant;
 use warden_core::config::{
     CredentialsConfig, EphemeralCredentials as EphemeralConfig, Protocol, TargetConfig,
 };
-use warden_core::engines::{CredentialError, CredentialSource, SessionLog, UpstreamCredential};
+use warden_core::engines::{
+    CredentialError, CredentialSource, SessionLog, StoreError, UpstreamCredential,
+};
 use warden_core::events::{AuditEvent, SessionInfo};
 use warden_core::leases::{LeaseRecord, LeaseStore};
+
+/// Why an ephemeral target's settings are unusable or a session's role could
+/// not be issued. Names settings and roles, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    #[error("the target is not configured for ephemeral credentials")]
+    NotEphemeral,
+    #[error("ephemeral credentials are not available for {0} targets")]
+    Protocol(Protocol),
+    #[error("admin_user is empty")]
+    EmptyAdminUser,
+    #[error("{0} must be between 1s and 10 years")]
+    Ttl(&'static str),
+    #[error("owned_objects = {0:?}: use \"reassign\" or \"drop\"")]
+    OwnedObjects(String),
+    /// A setting (`grant`, `creation_statements`, …) cannot become SQL.
+    #[error("{setting}: {source}")]
+    Setting {
+        setting: &'static str,
+        #[source]
+        source: TemplateError,
+    },
+    /// A MySQL grant item or the role name; the message names it already.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("a lease of {0:?} is out of range")]
+    LeaseRange(Duration),
+    #[error("the OS random generator failed: {0}")]
+    Random(#[source] rand::rand_core::OsError),
+    #[error("cannot record the lease: {0}")]
+    RecordLease(#[source] StoreError),
+    #[error("cannot create the session role: {0}")]
+    CreateRole(#[source] RoleError),
+}
 
 /// Fetches the admin password a target's config refers to.
 #[async_trait]
 pub trait SecretFetch: Send + Sync {
-    async fn fetch(&self, reference: &SecretRef) -> Result<SecretString, String>;
+    async fn fetch(&self, reference: &SecretRef) -> Result<SecretString, crate::SecretError>;
 }
 
 /// [`SecretFetch`] over [`crate::secrets::resolve`] (`env:`, `file:`, literals).
@@ -48,10 +85,8 @@ pub struct ResolveSecrets;
 
 #[async_trait]
 impl SecretFetch for ResolveSecrets {
-    async fn fetch(&self, reference: &SecretRef) -> Result<SecretString, String> {
-        crate::secrets::resolve(reference)
-            .await
-            .map_err(|error| error.to_string())
+    async fn fetch(&self, reference: &SecretRef) -> Result<SecretString, crate::SecretError> {
+        crate::secrets::resolve(reference).await
     }
 }
 
@@ -107,7 +142,7 @@ impl EphemeralCredentials {
     }
 
     /// The role backend for an ephemeral target.
-    fn backend(&self, target: &TargetConfig) -> Result<Arc<dyn RoleBackend>, String> {
+    fn backend(&self, target: &TargetConfig) -> Result<Arc<dyn RoleBackend>, EphemeralError> {
         let settings = ephemeral_settings(target)?;
         let target = Arc::new(target.clone());
         match target.protocol {
@@ -121,9 +156,7 @@ impl EphemeralCredentials {
                 settings,
                 self.secrets.clone(),
             ))),
-            other => Err(format!(
-                "ephemeral credentials are not available for {other} targets"
-            )),
+            other => Err(EphemeralError::Protocol(other)),
         }
     }
 
@@ -131,7 +164,7 @@ impl EphemeralCredentials {
         &self,
         target: &TargetConfig,
         session: &SessionInfo,
-    ) -> Result<UpstreamCredential, String> {
+    ) -> Result<UpstreamCredential, EphemeralError> {
         validate_target(target)?;
         let settings = ephemeral_settings(target)?;
         let backend = self.backend(target)?;
@@ -163,7 +196,7 @@ impl EphemeralCredentials {
         self.live.insert(&name);
         if let Err(error) = self.store.insert_lease(&record).await {
             self.live.remove(&name);
-            return Err(format!("cannot record the lease: {error}"));
+            return Err(EphemeralError::RecordLease(error));
         }
         let role = backend::NewRole {
             name: name.clone(),
@@ -179,8 +212,10 @@ impl EphemeralCredentials {
                 tracing::warn!(lease = %record.id, %store_error, "cannot close the lease of a failed role");
             }
             self.live.remove(&name);
-            audit.lease("failed", &record.id, &name, &error).await;
-            return Err(format!("cannot create the session role: {error}"));
+            audit
+                .lease("failed", &record.id, &name, &error.to_string())
+                .await;
+            return Err(EphemeralError::CreateRole(error));
         }
         // Written beside the session's login rather than before it (one
         // store write less on the connect path); the lease's later events
@@ -228,31 +263,32 @@ impl CredentialSource for EphemeralCredentials {
         let target = grant.target();
         self.issue(target, session)
             .await
-            .map_err(|message| CredentialError {
-                message: format!("target \"{}\": {message}", target.name),
+            .map_err(|error| CredentialError {
+                message: format!("target \"{}\": {error}", target.name),
             })
     }
 }
 
 /// Checks an ephemeral target's settings (for `warden check` and before
 /// each role): protocol, grants, `owned_objects`, TTLs, template placeholders.
-pub fn validate_target(target: &TargetConfig) -> Result<(), String> {
+pub fn validate_target(target: &TargetConfig) -> Result<(), EphemeralError> {
     let settings = ephemeral_settings(target)?;
     if settings.admin_user.is_empty() {
-        return Err("admin_user is empty".into());
+        return Err(EphemeralError::EmptyAdminUser);
     }
     for (key, ttl) in [("ttl", settings.ttl), ("max_ttl", settings.max_ttl)] {
         if ttl.is_zero() || ttl > LONGEST_TTL {
-            return Err(format!("{key} must be between 1s and 10 years"));
+            return Err(EphemeralError::Ttl(key));
         }
     }
+    let in_setting = |setting| move |source| EphemeralError::Setting { setting, source };
     match target.protocol {
         Protocol::Postgres => {
             for grant in &settings.grant {
-                template::check_pg_role(grant).map_err(|e| format!("grant: {e}"))?;
+                template::check_pg_role(grant).map_err(in_setting("grant"))?;
             }
             if let Some(to) = &settings.reassign_to {
-                template::check_pg_role(to).map_err(|e| format!("reassign_to: {e}"))?;
+                template::check_pg_role(to).map_err(in_setting("reassign_to"))?;
             }
         }
         Protocol::Mysql => {
@@ -260,17 +296,10 @@ pub fn validate_target(target: &TargetConfig) -> Result<(), String> {
                 template::parse_my_grant(grant)?;
             }
         }
-        other => {
-            return Err(format!(
-                "ephemeral credentials are not available for {other} targets"
-            ));
-        }
+        other => return Err(EphemeralError::Protocol(other)),
     }
     if !matches!(settings.owned_objects.as_str(), "reassign" | "drop") {
-        return Err(format!(
-            "owned_objects = {:?}: use \"reassign\" or \"drop\"",
-            settings.owned_objects
-        ));
+        return Err(EphemeralError::OwnedObjects(settings.owned_objects));
     }
     let sample = template::Placeholders {
         name: "n",
@@ -279,42 +308,39 @@ pub fn validate_target(target: &TargetConfig) -> Result<(), String> {
         grants: Some("g"),
     };
     for statement in &settings.creation_statements {
-        template::render(statement, &sample).map_err(|e| format!("creation_statements: {e}"))?;
+        template::render(statement, &sample).map_err(in_setting("creation_statements"))?;
     }
     let name_only = template::Placeholders {
         name: "n",
         ..template::Placeholders::default()
     };
     for statement in &settings.revocation_statements {
-        template::render(statement, &name_only)
-            .map_err(|e| format!("revocation_statements: {e}"))?;
+        template::render(statement, &name_only).map_err(in_setting("revocation_statements"))?;
     }
     Ok(())
 }
 
-fn ephemeral_settings(target: &TargetConfig) -> Result<EphemeralConfig, String> {
+fn ephemeral_settings(target: &TargetConfig) -> Result<EphemeralConfig, EphemeralError> {
     match &target.credentials {
         CredentialsConfig::Ephemeral(settings) => Ok(settings.clone()),
-        CredentialsConfig::Static { .. } => {
-            Err("the target is not configured for ephemeral credentials".into())
-        }
+        CredentialsConfig::Static { .. } => Err(EphemeralError::NotEphemeral),
     }
 }
 
-fn add(at: OffsetDateTime, duration: Duration) -> Result<OffsetDateTime, String> {
+fn add(at: OffsetDateTime, duration: Duration) -> Result<OffsetDateTime, EphemeralError> {
     time::Duration::try_from(duration)
         .ok()
         .and_then(|duration| at.checked_add(duration))
-        .ok_or_else(|| format!("a lease of {duration:?} is out of range"))
+        .ok_or(EphemeralError::LeaseRange(duration))
 }
 
 /// 32 bytes from the operating system's RNG, hex-encoded (64 characters:
 /// nothing to escape in any SQL dialect).
-fn random_password() -> Result<SecretString, String> {
+fn random_password() -> Result<SecretString, EphemeralError> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| format!("the OS random generator failed: {e}"))?;
+        .map_err(EphemeralError::Random)?;
     Ok(SecretString::from(hex::encode(bytes)))
 }
 
@@ -402,7 +428,12 @@ mod tests {
             "postgres",
             r#"{ mode = "ephemeral", admin_user = "a", admin_password = "env:X", grant = ['a"; DROP TABLE x; --'] }"#,
         );
-        assert!(validate_target(&hostile).unwrap_err().contains("grant"));
+        assert!(
+            validate_target(&hostile)
+                .unwrap_err()
+                .to_string()
+                .contains("grant")
+        );
         let owned = target(
             "postgres",
             r#"{ mode = "ephemeral", admin_user = "a", admin_password = "env:X", owned_objects = "keep" }"#,
@@ -410,13 +441,19 @@ mod tests {
         assert!(
             validate_target(&owned)
                 .unwrap_err()
+                .to_string()
                 .contains("owned_objects")
         );
         let template = target(
             "postgres",
             r#"{ mode = "ephemeral", admin_user = "a", admin_password = "env:X", creation_statements = ["CREATE ROLE {{user}}"] }"#,
         );
-        assert!(validate_target(&template).unwrap_err().contains("{{user}}"));
+        assert!(
+            validate_target(&template)
+                .unwrap_err()
+                .to_string()
+                .contains("{{user}}")
+        );
         let mysql = target(
             "mysql",
             r#"{ mode = "ephemeral", admin_user = "a", admin_password = "env:X", grant = ["SELECT ON shop.*; DROP USER root"] }"#,
@@ -431,6 +468,11 @@ mod tests {
             "postgres",
             r#"{ mode = "ephemeral", admin_user = "a", admin_password = "env:X", ttl = "0s" }"#,
         );
-        assert!(validate_target(&ttl).unwrap_err().contains("ttl"));
+        assert!(
+            validate_target(&ttl)
+                .unwrap_err()
+                .to_string()
+                .contains("ttl")
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! parsed strictly and re-quoted.
 
 use super::SecretFetch;
-use super::backend::{NewRole, RoleBackend};
+use super::backend::{NewRole, RoleBackend, RoleError};
 use super::template::{
     MyGrant, Placeholders, is_generated_role_name, is_valid_role_name, my_ident, my_literal,
     parse_my_grant, redact, render,
@@ -44,21 +44,17 @@ impl MyRoles {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, RoleError> {
         if self.target.effective_upstream_tls() != UpstreamTls::Disable {
-            return Err(
-                "ephemeral credentials for MySQL targets over TLS are not yet supported; \
-                 set upstream_tls = \"disable\" (loopback or a trusted network only) or use static credentials"
-                    .into(),
-            );
+            return Err(RoleError::MysqlTls);
         }
         let password = self
             .secrets
             .fetch(&self.settings.admin_password)
             .await
-            .map_err(|e| format!("admin password: {e}"))?;
+            .map_err(RoleError::AdminPassword)?;
         let (host, port) = warden_core::config::split_host_port(&self.target.address)
-            .ok_or_else(|| format!("address {:?} is not host:port", self.target.address))?;
+            .ok_or_else(|| RoleError::Address(self.target.address.clone()))?;
         let options = OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)
@@ -67,21 +63,22 @@ impl MyRoles {
             .prefer_socket(false);
         tokio::time::timeout(self.target.connect_timeout, Conn::new(options))
             .await
-            .map_err(|_| {
-                format!(
-                    "no answer from {} within {:?}",
-                    self.target.address, self.target.connect_timeout
-                )
+            .map_err(|_| RoleError::Timeout {
+                address: self.target.address.clone(),
+                timeout: self.target.connect_timeout,
             })?
-            .map_err(|e| format!("admin login as {:?}: {e}", self.settings.admin_user))
+            .map_err(|e| RoleError::AdminLogin {
+                user: self.settings.admin_user.clone(),
+                source: Box::new(RoleError::Mysql(e)),
+            })
     }
 
     /// The grants from the config, parsed.
-    fn grants(&self) -> Result<Vec<MyGrant>, String> {
+    fn grants(&self) -> Result<Vec<MyGrant>, RoleError> {
         self.settings
             .grant
             .iter()
-            .map(|item| parse_my_grant(item))
+            .map(|item| parse_my_grant(item).map_err(RoleError::from))
             .collect()
     }
 
@@ -92,7 +89,7 @@ impl MyRoles {
         password: &str,
         expiration: &str,
         mariadb: bool,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, RoleError> {
         let grants = self.grants()?;
         let roles: Vec<String> = grants
             .iter()
@@ -113,7 +110,7 @@ impl MyRoles {
                 .settings
                 .creation_statements
                 .iter()
-                .map(|template| render(template, &values))
+                .map(|template| render(template, &values).map_err(RoleError::from))
                 .collect();
         }
         let mut statements = vec![format!("CREATE USER {account} IDENTIFIED BY {password}")];
@@ -132,11 +129,7 @@ impl MyRoles {
             // see `set_own_default_role`.
             ([_], true) => {}
             (_, true) => {
-                return Err(
-                    "MariaDB activates one default role per user: grant one role (which may \
-                     itself hold others) or privilege specs like \"SELECT ON orders.*\""
-                        .into(),
-                );
+                return Err(RoleError::MariadbDefaultRoles);
             }
             (roles, false) => statements.push(format!(
                 "SET DEFAULT ROLE {} TO {account}",
@@ -148,7 +141,7 @@ impl MyRoles {
 
     /// MariaDB: logs in once as the new user and makes its one granted role
     /// its default, which a user may do for itself.
-    async fn set_own_default_role(&self, role: &NewRole, mariadb: bool) -> Result<(), String> {
+    async fn set_own_default_role(&self, role: &NewRole, mariadb: bool) -> Result<(), RoleError> {
         if !mariadb || !self.settings.creation_statements.is_empty() {
             return Ok(());
         }
@@ -164,7 +157,7 @@ impl MyRoles {
             return Ok(());
         };
         let (host, port) = warden_core::config::split_host_port(&self.target.address)
-            .ok_or_else(|| format!("address {:?} is not host:port", self.target.address))?;
+            .ok_or_else(|| RoleError::Address(self.target.address.clone()))?;
         let options = OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)
@@ -173,17 +166,20 @@ impl MyRoles {
             .prefer_socket(false);
         let mut conn = tokio::time::timeout(self.target.connect_timeout, Conn::new(options))
             .await
-            .map_err(|_| format!("no answer from {} as the new user", self.target.address))?
-            .map_err(|e| format!("cannot log in as the new user to set its default role: {e}"))?;
+            .map_err(|_| RoleError::NewUserTimeout(self.target.address.clone()))?
+            .map_err(RoleError::NewUserLogin)?;
         conn.query_drop(format!("SET DEFAULT ROLE {}", my_ident(default_role)?))
             .await
-            .map_err(|e| format!("cannot set the default role {default_role}: {e}"))?;
+            .map_err(|source| RoleError::DefaultRole {
+                role: default_role.clone(),
+                source,
+            })?;
         let _ = conn.disconnect().await;
         Ok(())
     }
 
     /// Kills every connection of `name` and waits (bounded) until they are gone.
-    async fn kill_connections(conn: &mut Conn, name: &str) -> Result<(), String> {
+    async fn kill_connections(conn: &mut Conn, name: &str) -> Result<(), RoleError> {
         let deadline = tokio::time::Instant::now() + KILL_WAIT;
         loop {
             let ids: Vec<u64> = conn
@@ -192,15 +188,18 @@ impl MyRoles {
                     (name,),
                 )
                 .await
-                .map_err(|e| format!("cannot list connections of {name}: {e}"))?;
+                .map_err(|source| RoleError::ListConnections {
+                    name: name.to_string(),
+                    source,
+                })?;
             if ids.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "{} connection(s) of {name} still open after KILL",
-                    ids.len()
-                ));
+                return Err(RoleError::StillOpen {
+                    name: name.to_string(),
+                    count: ids.len(),
+                });
             }
             for id in ids {
                 // A connection that ended meanwhile is "Unknown thread id".
@@ -215,27 +214,24 @@ impl MyRoles {
 
 #[async_trait]
 impl RoleBackend for MyRoles {
-    async fn create(&self, role: &NewRole) -> Result<(), String> {
+    async fn create(&self, role: &NewRole) -> Result<(), RoleError> {
         if !is_valid_role_name(&role.name) {
-            return Err(format!(
-                "{:?} is not a valid ephemeral user name",
-                role.name
-            ));
+            return Err(RoleError::UserName(role.name.clone()));
         }
         let account = format!("{}@'%'", my_literal(&role.name)?);
         let secret = role.password.expose_secret();
         let password = my_literal(secret)?;
-        let expiration = my_literal(
-            &role
-                .expires_at
-                .format(&Rfc3339)
-                .map_err(|e| format!("cannot format the expiry: {e}"))?,
-        )?;
+        let expiration = my_literal(&role.expires_at.format(&Rfc3339).map_err(|source| {
+            RoleError::FormatTime {
+                what: "the expiry".into(),
+                source,
+            }
+        })?)?;
         let mut conn = self.connect().await?;
         let version: Option<String> = conn
             .query_first("SELECT VERSION()")
             .await
-            .map_err(|e| format!("cannot read the server version: {e}"))?;
+            .map_err(RoleError::ServerVersion)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
         let statements = self.create_statements(&account, &password, &expiration, mariadb)?;
         for (index, statement) in statements.iter().enumerate() {
@@ -250,7 +246,7 @@ impl RoleBackend for MyRoles {
                 {
                     tracing::warn!(user = role.name, %cleanup, "cannot drop a half-created user; the sweeper will");
                 }
-                return Err(message);
+                return Err(RoleError::Redacted(message));
             }
         }
         let _ = conn.disconnect().await;
@@ -263,16 +259,16 @@ impl RoleBackend for MyRoles {
                 tracing::warn!(user = role.name, %cleanup, "cannot drop a half-created user; the sweeper will");
             }
             let _ = conn.disconnect().await;
-            return Err(redact(&error, &[secret]));
+            return Err(RoleError::Redacted(redact(&error.to_string(), &[secret])));
         }
         Ok(())
     }
 
-    async fn renew(&self, _name: &str, _until: OffsetDateTime) -> Result<(), String> {
+    async fn renew(&self, _name: &str, _until: OffsetDateTime) -> Result<(), RoleError> {
         Ok(())
     }
 
-    async fn revoke(&self, name: &str) -> Result<(), String> {
+    async fn revoke(&self, name: &str) -> Result<(), RoleError> {
         let account = format!("{}@'%'", my_literal(name)?);
         let drops = if self.settings.revocation_statements.is_empty() {
             vec![format!("DROP USER IF EXISTS {account}")]
@@ -290,25 +286,29 @@ impl RoleBackend for MyRoles {
         let mut conn = self.connect().await?;
         conn.query_drop(format!("ALTER USER IF EXISTS {account} ACCOUNT LOCK"))
             .await
-            .map_err(|e| format!("cannot lock {name}: {e}"))?;
+            .map_err(|source| RoleError::Lock {
+                name: name.to_string(),
+                source,
+            })?;
         Self::kill_connections(&mut conn, name).await?;
         for statement in &drops {
             conn.query_drop(statement)
                 .await
-                .map_err(|e| format!("cannot drop {name}: {e}"))?;
+                .map_err(|source| RoleError::Drop {
+                    name: name.to_string(),
+                    source,
+                })?;
         }
         let _ = conn.disconnect().await;
         Ok(())
     }
 
-    async fn list_roles(&self) -> Result<Vec<String>, String> {
+    async fn list_roles(&self) -> Result<Vec<String>, RoleError> {
         let mut conn = self.connect().await?;
         let users: Vec<String> = conn
             .query("SELECT User FROM mysql.user WHERE Host = '%'")
             .await
-            .map_err(|e| {
-                format!("cannot list users (the admin needs SELECT on mysql.user): {e}")
-            })?;
+            .map_err(RoleError::ListUsers)?;
         let _ = conn.disconnect().await;
         Ok(users
             .into_iter()

@@ -8,7 +8,7 @@
 //! plain password never reaches the server's logs.
 
 use super::SecretFetch;
-use super::backend::{NewRole, RoleBackend};
+use super::backend::{NewRole, RoleBackend, RoleError};
 use super::template::{
     Placeholders, check_pg_role, is_generated_role_name, pg_ident, pg_literal, redact, render,
 };
@@ -45,7 +45,7 @@ pub struct PgRoles {
 }
 
 /// A SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`).
-fn scram_verifier(password: &[u8], iterations: u32) -> Result<String, String> {
+fn scram_verifier(password: &[u8], iterations: u32) -> Result<String, RoleError> {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
@@ -53,12 +53,11 @@ fn scram_verifier(password: &[u8], iterations: u32) -> Result<String, String> {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
     let mac = |key: &[u8], data: &[&[u8]]| {
-        let mut mac = HmacSha256::new_from_slice(key)
-            .map_err(|e| format!("cannot compute the SCRAM verifier: {e}"))?;
+        let mut mac = HmacSha256::new_from_slice(key).map_err(RoleError::Scram)?;
         for part in data {
             mac.update(part);
         }
-        Ok::<_, String>(mac.finalize().into_bytes())
+        Ok::<_, RoleError>(mac.finalize().into_bytes())
     };
     // Hi() of RFC 5802: PBKDF2-HMAC-SHA-256 with one output block.
     let mut block = mac(password, &[&salt, &1u32.to_be_bytes()])?;
@@ -97,7 +96,7 @@ impl PgRoles {
 
     /// An idle admin connection, or a new one. Callers hand it back with
     /// [`PgRoles::give_back`] after a success; after an error it is dropped.
-    async fn connect(&self) -> Result<Client, String> {
+    async fn connect(&self) -> Result<Client, RoleError> {
         let reused = {
             let mut idle = self
                 .idle
@@ -126,14 +125,14 @@ impl PgRoles {
     }
 
     /// A new admin connection on the target's database, `search_path` pinned.
-    async fn login(&self) -> Result<Client, String> {
+    async fn login(&self) -> Result<Client, RoleError> {
         let password = self
             .secrets
             .fetch(&self.settings.admin_password)
             .await
-            .map_err(|e| format!("admin password: {e}"))?;
+            .map_err(RoleError::AdminPassword)?;
         let (host, port) = warden_core::config::split_host_port(&self.target.address)
-            .ok_or_else(|| format!("address {:?} is not host:port", self.target.address))?;
+            .ok_or_else(|| RoleError::Address(self.target.address.clone()))?;
         let mut config = tokio_postgres::Config::new();
         config
             .user(&self.settings.admin_user)
@@ -143,9 +142,12 @@ impl PgRoles {
             .application_name("warden-ephemeral");
         let target = &self.target;
         let connect = async {
-            let tcp = TcpStream::connect((host, port))
-                .await
-                .map_err(|e| format!("cannot reach {}: {e}", target.address))?;
+            let tcp = TcpStream::connect((host, port)).await.map_err(|source| {
+                RoleError::Unreachable {
+                    address: target.address.clone(),
+                    source,
+                }
+            })?;
             let _ = tcp.set_nodelay(true);
             let client = match target.effective_upstream_tls() {
                 UpstreamTls::Disable => {
@@ -162,8 +164,9 @@ impl PgRoles {
                 mode => {
                     config.ssl_mode(SslMode::Require);
                     let tls = super::pg_tls::RustlsConnect::new(
-                        warden_core::upstream_tls::client_config(target, mode)?,
-                        warden_core::upstream_tls::server_name(target)?,
+                        warden_core::upstream_tls::client_config(target, mode)
+                            .map_err(RoleError::Tls)?,
+                        warden_core::upstream_tls::server_name(target).map_err(RoleError::Tls)?,
                     );
                     let (client, connection) =
                         config.connect_raw(tcp, tls).await.map_err(pg_err)?;
@@ -175,17 +178,18 @@ impl PgRoles {
                     client
                 }
             };
-            Ok::<_, String>(client)
+            Ok::<_, RoleError>(client)
         };
         let client = tokio::time::timeout(target.connect_timeout, connect)
             .await
-            .map_err(|_| {
-                format!(
-                    "no answer from {} within {:?}",
-                    target.address, target.connect_timeout
-                )
+            .map_err(|_| RoleError::Timeout {
+                address: target.address.clone(),
+                timeout: target.connect_timeout,
             })?
-            .map_err(|e| format!("admin login as {:?}: {e}", self.settings.admin_user))?;
+            .map_err(|source| RoleError::AdminLogin {
+                user: self.settings.admin_user.clone(),
+                source: Box::new(source),
+            })?;
         // The startup option already did this; a second wall costs one round trip.
         client
             .batch_execute("SET search_path TO pg_catalog")
@@ -194,7 +198,7 @@ impl PgRoles {
         Ok(client)
     }
 
-    async fn exists(client: &Client, name: &str) -> Result<bool, String> {
+    async fn exists(client: &Client, name: &str) -> Result<bool, RoleError> {
         let row = client
             .query_opt(
                 "SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1",
@@ -206,17 +210,20 @@ impl PgRoles {
     }
 
     /// Grants from the config, checked and quoted: `"a", "b"`.
-    fn grants(&self) -> Result<String, String> {
+    fn grants(&self) -> Result<String, RoleError> {
         let mut quoted = Vec::with_capacity(self.settings.grant.len());
         for grant in &self.settings.grant {
-            check_pg_role(grant).map_err(|e| format!("grant: {e}"))?;
+            check_pg_role(grant).map_err(|source| RoleError::Setting {
+                setting: "grant",
+                source,
+            })?;
             quoted.push(pg_ident(grant)?);
         }
         Ok(quoted.join(", "))
     }
 
     /// Ends every backend of the role and waits (bounded) until they are gone.
-    async fn terminate(client: &Client, name: &str) -> Result<(), String> {
+    async fn terminate(client: &Client, name: &str) -> Result<(), RoleError> {
         client
             .execute(
                 "SELECT pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a \
@@ -240,16 +247,17 @@ impl PgRoles {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "{left} backend(s) of {name} still running after pg_terminate_backend"
-                ));
+                return Err(RoleError::StillRunning {
+                    name: name.to_string(),
+                    left,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// The built-in (or configured) statements that drop the role.
-    fn drop_statements(&self, name: &str) -> Result<Vec<String>, String> {
+    fn drop_statements(&self, name: &str) -> Result<Vec<String>, RoleError> {
         let quoted = pg_ident(name)?;
         if !self.settings.revocation_statements.is_empty() {
             let values = Placeholders {
@@ -260,7 +268,7 @@ impl PgRoles {
                 .settings
                 .revocation_statements
                 .iter()
-                .map(|template| render(template, &values))
+                .map(|template| render(template, &values).map_err(RoleError::from))
                 .collect();
         }
         let mut statements = Vec::new();
@@ -271,15 +279,16 @@ impl PgRoles {
                     .reassign_to
                     .as_deref()
                     .unwrap_or(&self.settings.admin_user);
-                check_pg_role(to).map_err(|e| format!("reassign_to: {e}"))?;
+                check_pg_role(to).map_err(|source| RoleError::Setting {
+                    setting: "reassign_to",
+                    source,
+                })?;
                 statements.push(format!("REASSIGN OWNED BY {quoted} TO {}", pg_ident(to)?));
                 statements.push(format!("DROP OWNED BY {quoted}"));
             }
             "drop" => statements.push(format!("DROP OWNED BY {quoted}")),
             other => {
-                return Err(format!(
-                    "owned_objects = {other:?}: use \"reassign\" or \"drop\""
-                ));
+                return Err(RoleError::OwnedObjects(other.to_string()));
             }
         }
         statements.push(format!("DROP ROLE IF EXISTS {quoted}"));
@@ -289,12 +298,9 @@ impl PgRoles {
 
 #[async_trait]
 impl RoleBackend for PgRoles {
-    async fn create(&self, role: &NewRole) -> Result<(), String> {
+    async fn create(&self, role: &NewRole) -> Result<(), RoleError> {
         if !super::template::is_valid_role_name(&role.name) {
-            return Err(format!(
-                "{:?} is not a valid ephemeral role name",
-                role.name
-            ));
+            return Err(RoleError::RoleName(role.name.clone()));
         }
         let verifier = scram_verifier(
             role.password.expose_secret().as_bytes(),
@@ -334,12 +340,12 @@ impl RoleBackend for PgRoles {
         client
             .batch_execute(&statements.join(";\n"))
             .await
-            .map_err(|e| redact(&pg_err(e), &[&verifier]))?;
+            .map_err(|e| RoleError::Postgres(redact(&pg_err(e).to_string(), &[&verifier])))?;
         self.give_back(client);
         Ok(())
     }
 
-    async fn renew(&self, name: &str, until: OffsetDateTime) -> Result<(), String> {
+    async fn renew(&self, name: &str, until: OffsetDateTime) -> Result<(), RoleError> {
         let client = self.connect().await?;
         client
             .batch_execute(&format!(
@@ -353,7 +359,7 @@ impl RoleBackend for PgRoles {
         Ok(())
     }
 
-    async fn revoke(&self, name: &str) -> Result<(), String> {
+    async fn revoke(&self, name: &str) -> Result<(), RoleError> {
         let drops = self.drop_statements(name)?;
         let mut client = self.connect().await?;
         if !Self::exists(&client, name).await? {
@@ -383,7 +389,7 @@ impl RoleBackend for PgRoles {
         Ok(())
     }
 
-    async fn list_roles(&self) -> Result<Vec<String>, String> {
+    async fn list_roles(&self) -> Result<Vec<String>, RoleError> {
         let client = self.connect().await?;
         let rows = client
             .query(
@@ -404,15 +410,17 @@ impl RoleBackend for PgRoles {
     }
 }
 
-fn rfc3339(at: OffsetDateTime) -> Result<String, String> {
-    at.format(&Rfc3339)
-        .map_err(|e| format!("cannot format {at}: {e}"))
+fn rfc3339(at: OffsetDateTime) -> Result<String, RoleError> {
+    at.format(&Rfc3339).map_err(|source| RoleError::FormatTime {
+        what: at.to_string(),
+        source,
+    })
 }
 
 /// The server's message and SQLSTATE when there is one; tokio-postgres'
 /// own `Display` says only "db error".
-fn pg_err(error: tokio_postgres::Error) -> String {
-    match error.as_db_error() {
+fn pg_err(error: tokio_postgres::Error) -> RoleError {
+    RoleError::Postgres(match error.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => {
             let source = std::error::Error::source(&error)
@@ -420,5 +428,5 @@ fn pg_err(error: tokio_postgres::Error) -> String {
                 .unwrap_or_default();
             format!("{error}{source}")
         }
-    }
+    })
 }

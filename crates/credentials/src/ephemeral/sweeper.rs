@@ -72,18 +72,18 @@ impl EphemeralCredentials {
         dead: &[LeaseRecord],
         report: &mut SweepReport,
     ) {
-        let fail = |error: String| format!("target \"{}\": {error}", target.name);
+        let fail = |error: &dyn std::fmt::Display| format!("target \"{}\": {error}", target.name);
         let (backend, settings) = match (self.backend(target), ephemeral_settings(target)) {
             (Ok(backend), Ok(settings)) => (backend, settings),
             (Err(error), _) | (_, Err(error)) => {
-                report.errors.push(fail(error));
+                report.errors.push(fail(&error));
                 return;
             }
         };
         let roles = match backend.list_roles().await {
             Ok(roles) => roles,
             Err(error) => {
-                report.errors.push(fail(error));
+                report.errors.push(fail(&error));
                 return;
             }
         };
@@ -124,7 +124,7 @@ impl EphemeralCredentials {
                 Err(error) => {
                     report
                         .errors
-                        .push(fail(format!("cannot drop {role}: {error}")));
+                        .push(fail(&format!("cannot drop {role}: {error}")));
                     failed.insert(role);
                 }
             }
@@ -139,7 +139,7 @@ impl EphemeralCredentials {
                 Ok(false) => {}
                 Err(error) => report
                     .errors
-                    .push(fail(format!("cannot close lease {}: {error}", lease.id))),
+                    .push(fail(&format!("cannot close lease {}: {error}", lease.id))),
             }
         }
     }

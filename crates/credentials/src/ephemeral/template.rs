@@ -2,6 +2,55 @@
 //! PostgreSQL and MySQL, validation of names and grants from the config, and
 //! Vault-style `{{placeholder}}` templates filled with already-quoted values.
 
+/// Why a name, grant, value or template cannot be turned into SQL text.
+/// Messages quote config text and generated names, never a value filled in.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("session id {session_id:?} has fewer than 12 hex digits to name a role after")]
+    ShortSessionId { session_id: String },
+    #[error("generated role name {name:?} is not valid")]
+    GeneratedName { name: String },
+    #[error(
+        "{name:?} is not a plausible role name (letters, digits, _, $ and -, starting with a letter or _)"
+    )]
+    PgRoleName { name: String },
+    #[error("an identifier contains a NUL byte")]
+    PgIdentNul,
+    #[error("a literal contains a NUL byte")]
+    PgLiteralNul,
+    #[error("an identifier is empty or contains a NUL byte")]
+    MyIdent,
+    /// Quotes and backslashes read differently under different `sql_mode`s.
+    #[error("a value for a MySQL literal contains a quote, backslash or control character")]
+    MyLiteral,
+    /// A MySQL grant item whose name or object is unusable.
+    #[error("grant {item:?}: {source}")]
+    MyGrant {
+        item: String,
+        #[source]
+        source: Box<TemplateError>,
+    },
+    #[error(
+        "grant {item:?}: {privilege:?} is not a privilege Warden grants (e.g. SELECT, INSERT, UPDATE, DELETE, EXECUTE)"
+    )]
+    MyPrivilege { item: String, privilege: String },
+    #[error("{object:?} is not db.* or db.table")]
+    MyObject { object: String },
+    #[error("{object:?}: write *.* or db.table")]
+    MyWildcardDatabase { object: String },
+    #[error("{name:?} is not a plain name (letters, digits, _ and $)")]
+    MyName { name: String },
+    #[error("template {template:?}: `{{{{` without `}}}}`")]
+    Unclosed { template: String },
+    #[error(
+        "template {template:?}: unknown placeholder {{{{{key}}}}}; use {{{{name}}}}, {{{{password}}}}, {{{{expiration}}}} or {{{{grants}}}}"
+    )]
+    UnknownPlaceholder { template: String, key: String },
+    /// E.g. `{{password}}` in a revocation statement.
+    #[error("template {template:?}: {{{{{key}}}}} is not available in this statement")]
+    Unavailable { template: String, key: String },
+}
+
 /// The longest generated role name part after `warden_`.
 const MAX_SUFFIX: usize = 40;
 
@@ -29,28 +78,28 @@ pub fn is_generated_role_name(name: &str) -> bool {
 /// `warden_` + the last 12 hex digits of the session id. Session ids are
 /// UUIDv7: their first digits are the start millisecond (two sessions in the
 /// same millisecond would collide), their last 12 are random.
-pub fn role_name_for(session_id: &str) -> Result<String, String> {
+pub fn role_name_for(session_id: &str) -> Result<String, TemplateError> {
     let hex: Vec<char> = session_id
         .chars()
         .filter(char::is_ascii_hexdigit)
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let Some(start) = hex.len().checked_sub(12) else {
-        return Err(format!(
-            "session id {session_id:?} has fewer than 12 hex digits to name a role after"
-        ));
+        return Err(TemplateError::ShortSessionId {
+            session_id: session_id.to_string(),
+        });
     };
     let name: String = format!("warden_{}", hex[start..].iter().collect::<String>());
     if is_valid_role_name(&name) {
         Ok(name)
     } else {
-        Err(format!("generated role name {name:?} is not valid"))
+        Err(TemplateError::GeneratedName { name })
     }
 }
 
 /// A PostgreSQL role name from the config (`grant`, `reassign_to`): plausible
 /// names only (letters, digits, `_`, `$`, `-`; at most 63 bytes).
-pub fn check_pg_role(name: &str) -> Result<(), String> {
+pub fn check_pg_role(name: &str) -> Result<(), TemplateError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -63,25 +112,25 @@ pub fn check_pg_role(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a plausible role name (letters, digits, _, $ and -, starting with a letter or _)"
-        ))
+        Err(TemplateError::PgRoleName {
+            name: name.to_string(),
+        })
     }
 }
 
 /// PostgreSQL `quote_ident`, always quoting. NUL cannot be sent at all.
-pub fn pg_ident(name: &str) -> Result<String, String> {
+pub fn pg_ident(name: &str) -> Result<String, TemplateError> {
     if name.contains('\0') {
-        return Err("an identifier contains a NUL byte".into());
+        return Err(TemplateError::PgIdentNul);
     }
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
 }
 
 /// PostgreSQL `quote_literal`: `E'…'` with doubled backslashes when the
 /// value has one, so the result does not depend on `standard_conforming_strings`.
-pub fn pg_literal(value: &str) -> Result<String, String> {
+pub fn pg_literal(value: &str) -> Result<String, TemplateError> {
     if value.contains('\0') {
-        return Err("a literal contains a NUL byte".into());
+        return Err(TemplateError::PgLiteralNul);
     }
     let quoted = value.replace('\'', "''");
     if quoted.contains('\\') {
@@ -92,9 +141,9 @@ pub fn pg_literal(value: &str) -> Result<String, String> {
 }
 
 /// A MySQL identifier in backquotes (e.g. a role, a database, a table).
-pub fn my_ident(name: &str) -> Result<String, String> {
+pub fn my_ident(name: &str) -> Result<String, TemplateError> {
     if name.is_empty() || name.contains('\0') {
-        return Err("an identifier is empty or contains a NUL byte".into());
+        return Err(TemplateError::MyIdent);
     }
     Ok(format!("`{}`", name.replace('`', "``")))
 }
@@ -102,14 +151,12 @@ pub fn my_ident(name: &str) -> Result<String, String> {
 /// A MySQL string literal. Only values without quotes or backslashes are
 /// accepted: how a backslash reads depends on the server's `sql_mode`, and
 /// every value Warden sends (generated names, hex passwords, times) has none.
-pub fn my_literal(value: &str) -> Result<String, String> {
+pub fn my_literal(value: &str) -> Result<String, TemplateError> {
     if value
         .chars()
         .any(|c| matches!(c, '\'' | '"' | '\\' | '\0') || c.is_control())
     {
-        return Err(
-            "a value for a MySQL literal contains a quote, backslash or control character".into(),
-        );
+        return Err(TemplateError::MyLiteral);
     }
     Ok(format!("'{value}'"))
 }
@@ -151,11 +198,15 @@ const MY_PRIVILEGES: &[&str] = &[
 
 /// Parses a MySQL grant item: a role name (`orders_read`) or
 /// `PRIVILEGE[, PRIVILEGE…] ON db.*|db.table|*.*` with plain identifiers.
-pub fn parse_my_grant(item: &str) -> Result<MyGrant, String> {
+pub fn parse_my_grant(item: &str) -> Result<MyGrant, TemplateError> {
     let item = item.trim();
+    let in_item = |source| TemplateError::MyGrant {
+        item: item.to_string(),
+        source: Box::new(source),
+    };
     let upper = item.to_ascii_uppercase();
     let Some(on) = upper.find(" ON ") else {
-        check_my_name(item).map_err(|e| format!("grant {item:?}: {e}"))?;
+        check_my_name(item).map_err(in_item)?;
         return Ok(MyGrant::Role(item.to_string()));
     };
     let (privileges, object) = (&upper[..on], item[on + 4..].trim());
@@ -163,13 +214,14 @@ pub fn parse_my_grant(item: &str) -> Result<MyGrant, String> {
     for privilege in privileges.split(',') {
         let privilege = privilege.split_whitespace().collect::<Vec<_>>().join(" ");
         if !MY_PRIVILEGES.contains(&privilege.as_str()) {
-            return Err(format!(
-                "grant {item:?}: {privilege:?} is not a privilege Warden grants (e.g. SELECT, INSERT, UPDATE, DELETE, EXECUTE)"
-            ));
+            return Err(TemplateError::MyPrivilege {
+                item: item.to_string(),
+                privilege,
+            });
         }
         rendered.push(privilege);
     }
-    let object = render_my_object(object).map_err(|e| format!("grant {item:?}: {e}"))?;
+    let object = render_my_object(object).map_err(in_item)?;
     Ok(MyGrant::Privileges(format!(
         "{} ON {object}",
         rendered.join(", ")
@@ -177,11 +229,13 @@ pub fn parse_my_grant(item: &str) -> Result<MyGrant, String> {
 }
 
 /// `*.*`, `db.*` or `db.table`, each name plain and re-quoted.
-fn render_my_object(object: &str) -> Result<String, String> {
+fn render_my_object(object: &str) -> Result<String, TemplateError> {
     let (db, table) = object
         .split_once('.')
-        .ok_or_else(|| format!("{object:?} is not db.* or db.table"))?;
-    let part = |name: &str| -> Result<String, String> {
+        .ok_or_else(|| TemplateError::MyObject {
+            object: object.to_string(),
+        })?;
+    let part = |name: &str| -> Result<String, TemplateError> {
         if name == "*" {
             Ok("*".into())
         } else {
@@ -190,13 +244,15 @@ fn render_my_object(object: &str) -> Result<String, String> {
         }
     };
     if db == "*" && table != "*" {
-        return Err(format!("{object:?}: write *.* or db.table"));
+        return Err(TemplateError::MyWildcardDatabase {
+            object: object.to_string(),
+        });
     }
     Ok(format!("{}.{}", part(db)?, part(table)?))
 }
 
 /// Plain MySQL names only: letters, digits, `_` and `$`, at most 64.
-fn check_my_name(name: &str) -> Result<(), String> {
+fn check_my_name(name: &str) -> Result<(), TemplateError> {
     if !name.is_empty()
         && name.len() <= 64
         && name
@@ -205,9 +261,9 @@ fn check_my_name(name: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a plain name (letters, digits, _ and $)"
-        ))
+        Err(TemplateError::MyName {
+            name: name.to_string(),
+        })
     }
 }
 
@@ -223,15 +279,15 @@ pub struct Placeholders<'a> {
 /// Replaces `{{name}}`, `{{password}}`, `{{expiration}}`, `{{grants}}` in one
 /// pass (a value is never scanned again). An unknown or unavailable
 /// placeholder is an error naming it.
-pub fn render(template: &str, values: &Placeholders<'_>) -> Result<String, String> {
+pub fn render(template: &str, values: &Placeholders<'_>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
         out.push_str(&rest[..open]);
         let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("template {template:?}: `{{{{` without `}}}}`"))?;
+        let close = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
+            template: template.to_string(),
+        })?;
         let key = after[..close].trim();
         let value = match key {
             "name" => Some(values.name),
@@ -239,13 +295,15 @@ pub fn render(template: &str, values: &Placeholders<'_>) -> Result<String, Strin
             "expiration" => values.expiration,
             "grants" => values.grants,
             _ => {
-                return Err(format!(
-                    "template {template:?}: unknown placeholder {{{{{key}}}}}; use {{{{name}}}}, {{{{password}}}}, {{{{expiration}}}} or {{{{grants}}}}"
-                ));
+                return Err(TemplateError::UnknownPlaceholder {
+                    template: template.to_string(),
+                    key: key.to_string(),
+                });
             }
         };
-        let value = value.ok_or_else(|| {
-            format!("template {template:?}: {{{{{key}}}}} is not available in this statement")
+        let value = value.ok_or_else(|| TemplateError::Unavailable {
+            template: template.to_string(),
+            key: key.to_string(),
         })?;
         out.push_str(value);
         rest = &after[close + 2..];
@@ -378,6 +436,7 @@ mod tests {
         assert!(
             render("x {{nme}}", &values)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown placeholder")
         );
         assert!(render("x {{name", &values).is_err());
@@ -388,7 +447,33 @@ mod tests {
         assert!(
             render("ALTER ROLE {{name}} PASSWORD {{password}}", &drop)
                 .unwrap_err()
+                .to_string()
                 .contains("not available")
+        );
+    }
+
+    #[test]
+    fn messages_keep_their_text() {
+        let values = Placeholders {
+            name: "n",
+            ..Placeholders::default()
+        };
+        let text = |result: Result<String, TemplateError>| result.unwrap_err().to_string();
+        assert_eq!(
+            text(render("a {{x}}", &values)),
+            "template \"a {{x}}\": unknown placeholder {{x}}; use {{name}}, {{password}}, {{expiration}} or {{grants}}"
+        );
+        assert_eq!(
+            text(render("{{name", &values)),
+            "template \"{{name\": `{{` without `}}`"
+        );
+        assert_eq!(
+            text(render("{{password}}", &values)),
+            "template \"{{password}}\": {{password}} is not available in this statement"
+        );
+        assert_eq!(
+            parse_my_grant("SELECT ON a").unwrap_err().to_string(),
+            "grant \"SELECT ON a\": \"a\" is not db.* or db.table"
         );
     }
 

@@ -64,7 +64,8 @@ impl Vault {
     /// Checks the address and auth and builds the HTTP client (reading the CA
     /// file if any); no network I/O.
     pub(crate) fn new(config: &VaultConfig) -> Result<Vault, SecretError> {
-        let base = base_url(&config.address).map_err(SecretError::Config)?;
+        let base =
+            base_url(&config.address).map_err(|error| SecretError::Config(error.to_string()))?;
         let auth = match (&config.token, &config.approle) {
             (Some(token), _) => Auth::Token(token.clone()),
             (None, Some(approle)) => Auth::AppRole {
@@ -131,7 +132,8 @@ impl Vault {
         field: &str,
         reference: &str,
     ) -> Result<SecretString, SecretError> {
-        let url = api_url(&self.base, path).map_err(|reason| provider_error(reference, reason))?;
+        let url = api_url(&self.base, path)
+            .map_err(|error| provider_error(reference, error.to_string()))?;
         let mut token = self.token(reference).await?;
         let mut answer = self.get(&url, &token, reference).await?;
         if answer.0 == StatusCode::FORBIDDEN && matches!(self.auth, Auth::AppRole { .. }) {
@@ -225,7 +227,7 @@ impl Vault {
             )
         })?;
         let url = api_url(&self.base, &format!("auth/{mount}/login"))
-            .map_err(|reason| provider_error(reference, reason))?;
+            .map_err(|error| provider_error(reference, error.to_string()))?;
         let payload = serde_json::json!({
             "role_id": role_id,
             "secret_id": secret_id.expose_secret(),
@@ -282,38 +284,50 @@ fn parse_login(body: &Value, started: Instant) -> Option<Login> {
     })
 }
 
+/// Why the Vault address or a path under it cannot be a request URL.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    /// `reason` is the URL parser's text (its error type is not re-exported
+    /// by reqwest).
+    #[error("[secrets.vault] address {address:?} is not a URL: {reason}")]
+    NotUrl { address: String, reason: String },
+    #[error("[secrets.vault] address {0:?} must be an http:// or https:// URL")]
+    Scheme(String),
+    #[error("[secrets.vault] address {0:?} must not have a query or fragment")]
+    QueryOrFragment(String),
+    #[error("the vault address cannot take a path")]
+    NoPath,
+    /// A reference must not leave its API path.
+    #[error("the vault path {0:?} has an empty, `.` or `..` segment")]
+    Segment(String),
+}
+
 /// The configured address as a base URL (`http`/`https`, no query).
-fn base_url(address: &str) -> Result<Url, String> {
-    let url = Url::parse(address)
-        .map_err(|error| format!("[secrets.vault] address {address:?} is not a URL: {error}"))?;
+fn base_url(address: &str) -> Result<Url, UrlError> {
+    let url = Url::parse(address).map_err(|error| UrlError::NotUrl {
+        address: address.to_string(),
+        reason: error.to_string(),
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(format!(
-            "[secrets.vault] address {address:?} must be an http:// or https:// URL"
-        ));
+        return Err(UrlError::Scheme(address.to_string()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "[secrets.vault] address {address:?} must not have a query or fragment"
-        ));
+        return Err(UrlError::QueryOrFragment(address.to_string()));
     }
     Ok(url)
 }
 
 /// `{address}/v1/{path}`, each path segment percent-encoded; `.`/`..` and
 /// empty segments are refused so a reference cannot leave its API path.
-fn api_url(base: &Url, path: &str) -> Result<Url, String> {
+fn api_url(base: &Url, path: &str) -> Result<Url, UrlError> {
     let path = path.trim_matches('/');
     let mut url = base.clone();
     {
-        let mut segments = url
-            .path_segments_mut()
-            .map_err(|()| "the vault address cannot take a path".to_string())?;
+        let mut segments = url.path_segments_mut().map_err(|()| UrlError::NoPath)?;
         segments.pop_if_empty().push("v1");
         for segment in path.split('/') {
             if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(format!(
-                    "the vault path {path:?} has an empty, `.` or `..` segment"
-                ));
+                return Err(UrlError::Segment(path.to_string()));
             }
             segments.push(segment);
         }

@@ -18,8 +18,9 @@ use warden_core::Operation::{Admin, Ddl, Read, Write};
 const RECURSION_LIMIT: usize = 64;
 
 pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
-    if let Err(reason) = resolve_versioned_comments(sql, None) {
+    if let Err(error) = resolve_versioned_comments(sql, None) {
         // A session resolves them for its server before it gets here.
+        let reason = error.to_string();
         let mut class = StatementClass::unknown(reason.clone());
         class.refusal = Some(reason);
         return vec![class];

@@ -155,6 +155,16 @@ impl ServerVersion {
     }
 }
 
+/// A versioned executable comment Warden cannot resolve, so the statement
+/// is refused rather than classified as something the server may not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionedCommentError {
+    #[error("an executable comment with a {digits}-digit version, which Warden does not resolve")]
+    UnusualVersion { digits: usize },
+    #[error("a versioned executable comment, and the server's version is not known")]
+    UnknownServer,
+}
+
 /// The text as `server` reads it: versioned executable comments it skips
 /// become spaces (up to the first `*/`, as the server skips them), the
 /// others are left for [`open_executable_comments`]. Errors name what Warden
@@ -162,7 +172,7 @@ impl ServerVersion {
 pub fn resolve_versioned_comments(
     sql: &str,
     server: Option<ServerVersion>,
-) -> Result<Cow<'_, str>, String> {
+) -> Result<Cow<'_, str>, VersionedCommentError> {
     let mut text = Cow::Borrowed(sql);
     // One comment at a time: what follows a skipped comment lexes anew.
     while let Some(next) = resolve_first(&text, server)? {
@@ -172,7 +182,10 @@ pub fn resolve_versioned_comments(
 }
 
 /// Resolves the first versioned executable comment of `sql`, if any.
-fn resolve_first(sql: &str, server: Option<ServerVersion>) -> Result<Option<String>, String> {
+fn resolve_first(
+    sql: &str,
+    server: Option<ServerVersion>,
+) -> Result<Option<String>, VersionedCommentError> {
     let bytes = sql.as_bytes();
     for (piece, from, to) in pieces(sql) {
         if piece != Piece::ExecutableOpen {
@@ -190,14 +203,10 @@ fn resolve_first(sql: &str, server: Option<ServerVersion>) -> Result<Option<Stri
             continue;
         }
         if !(digits == 0 || digits == 5 || digits == 6) {
-            return Err(format!(
-                "an executable comment with a {digits}-digit version, which Warden does not resolve"
-            ));
+            return Err(VersionedCommentError::UnusualVersion { digits });
         }
         let Some(server) = server else {
-            return Err(
-                "a versioned executable comment, and the server's version is not known".into(),
-            );
+            return Err(VersionedCommentError::UnknownServer);
         };
         let version = sql
             .get(digits_from..digits_from + digits)

@@ -52,17 +52,11 @@ async fn check(target: &TargetConfig) -> Option<String> {
             .is_ok_and(|ip| ip.is_loopback());
     // `check` validates a file: it reaches out only to this machine.
     if !loopback || target.effective_upstream_tls() != UpstreamTls::Disable {
-        return Some(format!(
-            "note: target \"{name}\": its static login was not checked (only plaintext loopback upstreams are)"
-        ));
+        return Some(NotChecked::new(name, "only plaintext loopback upstreams are").to_string());
     }
     let password = match warden_credentials::resolve(password).await {
         Ok(password) => password,
-        Err(error) => {
-            return Some(format!(
-                "note: target \"{name}\": its static login was not checked ({error})"
-            ));
-        }
+        Err(error) => return Some(NotChecked::new(name, error).to_string()),
     };
     if target.protocol == Protocol::Mysql {
         return mysql_check(target, user, password).await;
@@ -83,7 +77,7 @@ async fn check(target: &TargetConfig) -> Option<String> {
     };
     let row = match within_probe_timeout(name, probe).await {
         Ok(row) => row,
-        Err(note) => return Some(note),
+        Err(note) => return Some(note.to_string()),
     };
     let superuser: bool = row.try_get(0).ok()?;
     let owned: i64 = row.try_get(1).ok()?;
@@ -112,7 +106,7 @@ async fn mysql_check(
     let probe = warden_mysql::probe::static_login_grants(target, user, password);
     let grants = match within_probe_timeout(name, probe).await {
         Ok(grants) => grants,
-        Err(note) => return Some(note),
+        Err(note) => return Some(note.to_string()),
     };
     let power = warden_mysql::probe::powers(&grants, target.upstream_database())?;
     Some(format!(
@@ -121,18 +115,44 @@ async fn mysql_check(
     ))
 }
 
-/// Runs a probe within [`PROBE_TIMEOUT`]; a failure or no answer becomes
-/// the note that target `name` was not checked.
-async fn within_probe_timeout<T, E: std::fmt::Display>(
-    name: &str,
+/// Why target `target`'s static login was not checked; displays as the
+/// note line `warden check` prints.
+struct NotChecked<'a> {
+    target: &'a str,
+    why: String,
+}
+
+impl<'a> NotChecked<'a> {
+    fn new(target: &'a str, why: impl std::fmt::Display) -> Self {
+        NotChecked {
+            target,
+            why: why.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for NotChecked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "note: target \"{}\": its static login was not checked ({})",
+            self.target, self.why
+        )
+    }
+}
+
+/// Runs a probe within [`PROBE_TIMEOUT`]; a failure or no answer means
+/// target `name` was not checked.
+async fn within_probe_timeout<'a, T, E: std::fmt::Display>(
+    name: &'a str,
     probe: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    let why = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok(value)) => return Ok(value),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
-    };
-    Err(format!(
-        "note: target \"{name}\": its static login was not checked ({why})"
-    ))
+) -> Result<T, NotChecked<'a>> {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(NotChecked::new(name, error)),
+        Err(_) => Err(NotChecked::new(
+            name,
+            format!("no answer within {PROBE_TIMEOUT:?}"),
+        )),
+    }
 }

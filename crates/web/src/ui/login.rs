@@ -70,8 +70,8 @@ pub async fn login_with_key(
     Form(form): Form<KeyLogin>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    if let Err(message) = check_same_origin(&state, &headers) {
-        return (StatusCode::FORBIDDEN, message).into_response();
+    if let Err(error) = check_same_origin(&state, &headers) {
+        return (StatusCode::FORBIDDEN, error.to_string()).into_response();
     }
     let expected = read_cookie(&headers, &state.cookies.prelogin_name()).unwrap_or_default();
     if expected.is_empty() || !same_token(expected, &form.csrf) {
@@ -177,10 +177,10 @@ pub async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Response {
     if let Some(session) = session_of(&state, &headers) {
-        if let Err(message) =
+        if let Err(error) =
             check_same_origin(&state, &headers).and_then(|()| check_csrf(&session, &form.csrf))
         {
-            return (StatusCode::FORBIDDEN, message).into_response();
+            return (StatusCode::FORBIDDEN, error.to_string()).into_response();
         }
         tracing::info!(reviewer = %session.identity.display_name(), "web logout");
     }
@@ -269,7 +269,7 @@ pub async fn oidc_callback(
         }
         Ok(_) => back_to_login(&next, "Unexpected identity."),
         Err(reason) => {
-            audit_failure(&state, peer, &reason).await;
+            audit_failure(&state, peer, &reason.to_string()).await;
             back_to_login(
                 &next,
                 "The login could not be completed; see the Warden log.",

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use warden_core::Identity;
+use warden_core::engines::AuthError;
 use warden_identity::IdentityService;
 
 use super::cookie::{random_token, same_token};
@@ -36,6 +37,56 @@ const DROPPED_CLAIMS: &[&str] = &[
     "acr",
     "amr",
 ];
+
+/// Why a reviewer's OIDC login could not start or finish. Logged and
+/// audited, never shown to the browser; no variant holds the code, a token
+/// or the client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("cannot build the HTTP client for the IdP: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot fetch {url}: {source}")]
+    FetchDiscovery {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} is not a discovery document: {source}")]
+    NotDiscovery {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The discovery document speaks for another issuer.
+    #[error("{url} names issuer {found:?}, not {expected:?}")]
+    WrongIssuer {
+        url: String,
+        found: String,
+        expected: String,
+    },
+    /// `reason` is the URL parser's text (its type is not re-exported by reqwest).
+    #[error("authorization_endpoint {endpoint:?}: {reason}")]
+    AuthorizationEndpoint { endpoint: String, reason: String },
+    #[error("the login took too long; start again")]
+    Expired,
+    /// Login CSRF, or a callback from another login.
+    #[error("the login's state does not match; start again")]
+    StateMismatch,
+    #[error("cannot reach the token endpoint: {0}")]
+    TokenEndpoint(#[source] reqwest::Error),
+    /// The IdP's `error` code (or the HTTP status), not its whole body.
+    #[error("the IdP refused the code: {0}")]
+    Refused(String),
+    #[error("the token response is not JSON: {0}")]
+    TokenNotJson(#[source] reqwest::Error),
+    #[error("the token response has no id_token (is `openid` in the scopes?)")]
+    NoIdToken,
+    #[error("the ID token is not valid: {0}")]
+    InvalidIdToken(#[source] AuthError),
+    /// A replayed ID token, or one from another login.
+    #[error("the ID token's nonce does not match this login")]
+    NonceMismatch,
+}
 
 /// What the browser keeps (signed) between leaving for the IdP and coming back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -92,14 +143,14 @@ impl OidcLogin {
         client_secret: Option<SecretString>,
         public_url: &str,
         identity: Arc<IdentityService>,
-    ) -> Result<OidcLogin, String> {
+    ) -> Result<OidcLogin, OidcError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for the IdP: {e}"))?;
+            .map_err(OidcError::HttpClient)?;
         Ok(OidcLogin {
             issuer: config.issuer.clone(),
             client_id: config.client_id.clone(),
@@ -114,34 +165,39 @@ impl OidcLogin {
     }
 
     /// The discovery document, fetched once (again after a failure).
-    async fn discovery(&self) -> Result<Discovery, String> {
+    async fn discovery(&self) -> Result<Discovery, OidcError> {
         let mut cached = self.discovery.lock().await;
         if let Some(found) = cached.as_ref() {
             return Ok(found.clone());
         }
         let url = warden_identity::discovery_url(&self.issuer);
-        let document: Discovery = self
+        let response = match self
             .http
             .get(&url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("cannot fetch {url}: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("{url} is not a discovery document: {e}"))?;
+        {
+            Ok(response) => response,
+            Err(source) => return Err(OidcError::FetchDiscovery { url, source }),
+        };
+        let document: Discovery = match response.json().await {
+            Ok(document) => document,
+            Err(source) => return Err(OidcError::NotDiscovery { url, source }),
+        };
         if document.issuer != self.issuer {
-            return Err(format!(
-                "{url} names issuer {:?}, not {:?}",
-                document.issuer, self.issuer
-            ));
+            return Err(OidcError::WrongIssuer {
+                url,
+                found: document.issuer,
+                expected: self.issuer.clone(),
+            });
         }
         *cached = Some(document.clone());
         Ok(document)
     }
 
     /// Where to send the browser, and what it must keep until it returns.
-    pub async fn start(&self, next: String) -> Result<(String, LoginInProgress), String> {
+    pub async fn start(&self, next: String) -> Result<(String, LoginInProgress), OidcError> {
         let discovery = self.discovery().await?;
         let progress = LoginInProgress {
             state: random_token(),
@@ -152,10 +208,10 @@ impl OidcLogin {
         };
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(progress.verifier.as_bytes()));
         let mut url = reqwest::Url::parse(&discovery.authorization_endpoint).map_err(|e| {
-            format!(
-                "authorization_endpoint {:?}: {e}",
-                discovery.authorization_endpoint
-            )
+            OidcError::AuthorizationEndpoint {
+                endpoint: discovery.authorization_endpoint.clone(),
+                reason: e.to_string(),
+            }
         })?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
@@ -175,12 +231,12 @@ impl OidcLogin {
         progress: &LoginInProgress,
         state: &str,
         code: &str,
-    ) -> Result<Identity, String> {
+    ) -> Result<Identity, OidcError> {
         if OffsetDateTime::now_utc().unix_timestamp() >= progress.expires {
-            return Err("the login took too long; start again".into());
+            return Err(OidcError::Expired);
         }
         if !same_token(&progress.state, state) {
-            return Err("the login's state does not match; start again".into());
+            return Err(OidcError::StateMismatch);
         }
         let discovery = self.discovery().await?;
         let form = [
@@ -201,10 +257,7 @@ impl OidcLogin {
                 Some(encode(secret.expose_secret())),
             );
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the token endpoint: {e}"))?;
+        let response = request.send().await.map_err(OidcError::TokenEndpoint)?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -212,23 +265,18 @@ impl OidcLogin {
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or_else(|| status.to_string());
-            return Err(format!("the IdP refused the code: {error}"));
+            return Err(OidcError::Refused(error));
         }
-        let tokens: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| format!("the token response is not JSON: {e}"))?;
-        let id_token = tokens
-            .id_token
-            .ok_or("the token response has no id_token (is `openid` in the scopes?)")?;
+        let tokens: TokenResponse = response.json().await.map_err(OidcError::TokenNotJson)?;
+        let id_token = tokens.id_token.ok_or(OidcError::NoIdToken)?;
         let mut identity = self
             .identity
             .verify_id_token(&id_token, &self.issuer, &self.client_id)
             .await
-            .map_err(|e| format!("the ID token is not valid: {e}"))?;
+            .map_err(OidcError::InvalidIdToken)?;
         let nonce = identity.claims.get("nonce").and_then(|v| v.as_str());
         if !nonce.is_some_and(|n| same_token(n, &progress.nonce)) {
-            return Err("the ID token's nonce does not match this login".into());
+            return Err(OidcError::NonceMismatch);
         }
         identity
             .claims

@@ -162,9 +162,10 @@ pub async fn decide(
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(message) =
+    if let Err(error) =
         check_same_origin(&state, &headers).and_then(|()| check_csrf(&session, &form.csrf))
     {
+        let message = error.to_string();
         return show(&state, &session, &id, Some(&message), StatusCode::FORBIDDEN).await;
     }
     let approve = match form.decision.as_str() {

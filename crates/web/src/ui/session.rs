@@ -146,14 +146,28 @@ impl FromRequestParts<UiState> for Reviewer {
     }
 }
 
+/// Why a state-changing request was refused as possibly forged; the text
+/// is shown to the reviewer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeryError {
+    /// `Sec-Fetch-Site` says another site sent it.
+    #[error("a {0} request cannot change anything here")]
+    CrossSite(String),
+    #[error("requests from {0} are not accepted")]
+    ForeignOrigin(String),
+    /// The form's CSRF token is not this login's.
+    #[error("the form is stale or came from elsewhere; reload the page and try again")]
+    StaleForm,
+}
+
 /// Refuses a state-changing request that a browser sent on behalf of
 /// another site: `Sec-Fetch-Site` must be same-origin (or absent, for
 /// non-browser clients) and `Origin`, when sent, must be our own.
-pub fn check_same_origin(state: &UiState, headers: &HeaderMap) -> Result<(), String> {
+pub fn check_same_origin(state: &UiState, headers: &HeaderMap) -> Result<(), ForgeryError> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(format!("a {site} request cannot change anything here"));
+        return Err(ForgeryError::CrossSite(site.to_string()));
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let own = match &state.settings.public_origin {
@@ -166,18 +180,18 @@ pub fn check_same_origin(state: &UiState, headers: &HeaderMap) -> Result<(), Str
                 }),
         };
         if !own {
-            return Err(format!("requests from {origin} are not accepted"));
+            return Err(ForgeryError::ForeignOrigin(origin.to_string()));
         }
     }
     Ok(())
 }
 
 /// The form's CSRF token must be this login's.
-pub fn check_csrf(session: &UiSession, token: &str) -> Result<(), String> {
+pub fn check_csrf(session: &UiSession, token: &str) -> Result<(), ForgeryError> {
     if same_token(&session.csrf, token) {
         Ok(())
     } else {
-        Err("the form is stale or came from elsewhere; reload the page and try again".into())
+        Err(ForgeryError::StaleForm)
     }
 }
 
