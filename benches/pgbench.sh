@@ -14,6 +14,9 @@
 #   BENCH_MODES="simple prepared"  pgbench -M modes
 #   BENCH_SCALE=4              pgbench -i -s
 #   BENCH_COMPARE_RECORDING=1  also run a second Warden with recording off
+#   WARDEN_BASELINE_BIN=path   also run this (older) warden binary as path
+#                              `warden-base`, interleaved with the others, and
+#                              print warden/pgbouncer beside warden-base/pgbouncer
 #   BENCH_WARDEN_LOG_LEVEL=info  --log-level for warden serve
 #   WARDEN_BIN=path            the warden binary (default: release build in
 #                              $CARGO_TARGET_DIR or target/, built if missing)
@@ -120,6 +123,14 @@ if [[ $COMPARE_RECORDING == 1 ]]; then
 	bench_warden warden-norec false
 	PATHS+=(warden-norec)
 fi
+if [[ -n ${WARDEN_BASELINE_BIN:-} ]]; then
+	[[ -x $WARDEN_BASELINE_BIN ]] || die "WARDEN_BASELINE_BIN is not an executable: $WARDEN_BASELINE_BIN"
+	CURRENT_BIN=$WARDEN_BIN
+	WARDEN_BIN=$WARDEN_BASELINE_BIN
+	bench_warden warden-base true
+	WARDEN_BIN=$CURRENT_BIN
+	PATHS+=(warden-base)
+fi
 
 # path_port and path_password are lib.sh's; path_log PATH.
 path_log() {
@@ -201,6 +212,7 @@ echo "Warden benchmark: PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{pri
 echo "load average before: $LOAD_BEFORE, after: $(load_avg)" \
 	"(c=8 runs raise it by themselves; a high value before means other work was running and skews absolute numbers: compare ratios)"
 echo "warden: $WARDEN_BIN (policy on, recording on$([[ $COMPARE_RECORDING == 1 ]] && echo "; warden-norec: recording off"))"
+[[ -n ${WARDEN_BASELINE_BIN:-} ]] && echo "warden-base: $WARDEN_BASELINE_BIN (same config)"
 echo
 print_tps_table 13 pgbouncer
 echo
@@ -227,6 +239,17 @@ if [[ $COMPARE_RECORDING == 1 ]]; then
 		rec+=" c=$c warden(rec on)/warden(rec off)=$(ratio "$(avg_tps "warden|$c|simple")" "$(avg_tps "warden-norec|$c|simple")");"
 	done
 	echo "${rec%;}"
+fi
+
+if [[ -n ${WARDEN_BASELINE_BIN:-} ]]; then
+	base="before/after (simple):"
+	for c in $CLIENTS; do
+		w=$(avg_tps "warden|$c|simple")
+		b=$(avg_tps "warden-base|$c|simple")
+		pgb=$(avg_tps "pgbouncer|$c|simple")
+		base+=" c=$c warden/pgbouncer=$(ratio "$w" "$pgb") warden-base/pgbouncer=$(ratio "$b" "$pgb") warden/warden-base=$(ratio "$w" "$b");"
+	done
+	echo "${base%;}"
 fi
 
 # Anything Warden logged at warn/error level during the run is part of the result.
