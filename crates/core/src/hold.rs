@@ -5,16 +5,18 @@
 //! review's events to the session's recording; the protocol only renders
 //! the verdict as its own wire reply.
 
-use crate::events::{EventKind, SessionInfo};
+use crate::events::EventKind;
 use crate::grant::StatementGrant;
 use crate::reviews::{ReviewOutcome, ReviewRequest, ReviewTicket};
-use crate::{Decision, Gateway};
+use crate::{Decision, Gateway, Identity};
 use std::future::Future;
 use std::time::Duration;
 
 /// One statement to hold.
 pub struct HoldRequest<'a> {
-    pub session: &'a SessionInfo,
+    pub session_id: &'a str,
+    pub target: &'a str,
+    pub identity: &'a Identity,
     pub recording: &'a dyn crate::engines::SessionRecording,
     /// The exact statement text the reviewer sees.
     pub text: &'a str,
@@ -73,17 +75,19 @@ pub async fn hold(
     interruption: impl Future<Output = Interruption>,
 ) -> Verdict {
     let reviews = &gateway.reviews;
-    let session = request.session;
-    if reviews.session_approved(&session.id, &request.hash).await {
+    if reviews
+        .session_approved(request.session_id, &request.hash)
+        .await
+    {
         // Approved once for the whole session (approval_scope = "session").
         return Verdict::Approved(StatementGrant::approved(request.decision, None));
     }
     let timeout = crate::reviews::review_timeout(&gateway.config, request.decision);
     let ticket = match reviews
         .submit(ReviewRequest::statement(
-            &session.id,
-            &session.target,
-            &session.identity,
+            request.session_id,
+            request.target,
+            request.identity,
             request.text,
             request.hash,
             request.decision,
@@ -92,7 +96,7 @@ pub async fn hold(
     {
         Ok(ticket) => ticket,
         Err(error) => {
-            tracing::error!(%error, session = %session.id, "cannot open a review");
+            tracing::error!(%error, session = %request.session_id, "cannot open a review");
             return Verdict::Unavailable;
         }
     };
@@ -104,8 +108,8 @@ pub async fn hold(
             comment: comment.map(str::to_string),
         });
     };
-    record("requested", &session.identity.display_name(), None);
-    tracing::info!(session = %session.id, review = %ticket.id, "statement held for review");
+    record("requested", &request.identity.display_name(), None);
+    tracing::info!(session = %request.session_id, review = %ticket.id, "statement held for review");
     submitted(&Submitted {
         ticket: &ticket,
         timeout,

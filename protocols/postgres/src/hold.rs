@@ -11,11 +11,9 @@ use crate::errors::{PgError, notice, sqlstate};
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use warden_core::Decision;
-use warden_core::events::EventKind;
-use warden_core::reviews::{ReviewOutcome, ReviewRequest};
+use warden_core::hold::{Interruption, Submitted, Verdict, short_duration};
 
 /// The most a client may send while one of its statements is held.
 const HOLD_BUFFER_LIMIT: usize = 1 << 20;
@@ -41,8 +39,8 @@ pub enum HoldStop {
     ClientClosed,
 }
 
-/// Opens the review and waits for its outcome.
-#[allow(clippy::too_many_arguments)]
+/// Opens the review (core's one hold) and waits for its verdict, reading
+/// the client meanwhile: a disconnect or a cancel request withdraws it.
 pub async fn hold(
     context: &crate::relay::RelayContext,
     notices: &(dyn Fn(BytesMut) + Sync),
@@ -51,155 +49,97 @@ pub async fn hold(
     from_client: &AtomicU64,
     request: HoldRequest,
 ) -> Result<Release, HoldStop> {
-    let gateway = &context.gateway;
-    if gateway
-        .reviews
-        .session_approved(&context.session_id, &request.hash)
-        .await
-    {
-        return Ok(Release::Approved(request.hash));
-    }
-    let timeout = warden_core::reviews::review_timeout(&gateway.config, &request.decision);
-    let ticket = match gateway
-        .reviews
-        .submit(ReviewRequest::statement(
-            &context.session_id,
-            &context.target,
-            &context.identity,
-            &request.text,
-            request.hash.clone(),
-            &request.decision,
-        ))
-        .await
-    {
-        Ok(ticket) => ticket,
-        Err(error) => {
-            tracing::error!(%error, "cannot open a review");
-            return Ok(Release::Refused(
-                PgError::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    "this statement needs a human review, and Warden cannot open one right now",
-                )
-                .with_hint("Try again later, or ask an administrator."),
-            ));
-        }
+    let held = warden_core::hold::HoldRequest {
+        session_id: &context.session_id,
+        target: &context.target,
+        identity: &context.identity,
+        recording: context.recording.as_ref(),
+        text: &request.text,
+        hash: request.hash.clone(),
+        decision: &request.decision,
     };
-    record(
-        context,
-        &ticket.id,
-        "requested",
-        &context.identity.display_name(),
-        None,
-    );
-    let url = ticket
-        .url
-        .as_deref()
-        .map(|url| format!(" at {url}"))
-        .unwrap_or_default();
-    notices(notice(
-        &format!(
-            "statement held for review {}: a reviewer must approve it{url}; waiting up to {}",
-            ticket.id,
-            humantime_short(timeout)
-        ),
-        Some(&format!(
-            "policy rule: {}; operation: {}",
-            request.decision.rule_name(),
-            request.decision.operation
-        )),
-    ));
-    let wait = gateway.reviews.wait(&ticket.id, timeout);
-    tokio::pin!(wait);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut wait => break outcome,
-            _ = context.cancel_hold.notified() => {
-                let reason = "cancelled by the client";
-                gateway.reviews.cancel(&ticket.id, reason).await;
-                break ReviewOutcome::Cancelled { reason: reason.into() };
+    let submitted = |submitted: &Submitted<'_>| {
+        let url = submitted
+            .ticket
+            .url
+            .as_deref()
+            .map(|url| format!(" at {url}"))
+            .unwrap_or_default();
+        notices(notice(
+            &format!(
+                "statement held for review {}: a reviewer must approve it{url}; waiting up to {}",
+                submitted.ticket.id,
+                short_duration(submitted.timeout)
+            ),
+            Some(&format!(
+                "policy rule: {}; operation: {}",
+                submitted.decision.rule_name(),
+                submitted.decision.operation()
+            )),
+        ));
+    };
+    let interruption = async {
+        loop {
+            tokio::select! {
+                _ = context.cancel_hold.notified() => {
+                    return Interruption::Cancelled("cancelled by the client".into());
+                }
+                read = client.read_buf(buf), if buf.len() < HOLD_BUFFER_LIMIT => match read {
+                    Ok(0) | Err(_) => return Interruption::Disconnected,
+                    Ok(n) => {
+                        from_client.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                },
             }
-            read = client.read_buf(buf), if buf.len() < HOLD_BUFFER_LIMIT => match read {
-                Ok(0) | Err(_) => {
-                    gateway.reviews.cancel(&ticket.id, "the client disconnected").await;
-                    record(context, &ticket.id, "cancelled", "-", Some("the client disconnected"));
-                    return Err(HoldStop::ClientClosed);
-                }
-                Ok(n) => {
-                    from_client.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            },
         }
     };
-    Ok(match outcome {
-        ReviewOutcome::Approved { approvers, comment } => {
-            record(
-                context,
-                &ticket.id,
-                "approved",
-                &approvers.join(","),
-                comment.as_deref(),
-            );
-            Release::Approved(request.hash)
+    let verdict = warden_core::hold::hold(&context.gateway, held, submitted, interruption).await;
+    release(verdict, request.hash)
+}
+
+/// The Postgres reply to a verdict: the hash to let through once, or the error.
+fn release(verdict: Verdict, hash: String) -> Result<Release, HoldStop> {
+    Ok(match verdict {
+        Verdict::Approved(grant) => {
+            grant.spend();
+            Release::Approved(hash)
         }
-        ReviewOutcome::Denied { reviewer, comment } => {
-            record(context, &ticket.id, "denied", &reviewer, comment.as_deref());
-            let mut error = PgError::error(
+        Verdict::Denied {
+            review_id,
+            reviewer,
+            comment,
+        } => Release::Refused(
+            PgError::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!(
-                    "review {} denied this statement{}",
-                    ticket.id,
-                    comment
-                        .as_deref()
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default()
+                    "review {review_id} denied this statement{}",
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
                 ),
-            );
-            error = error.with_detail(format!("reviewer: {reviewer}"));
-            Release::Refused(error)
-        }
-        ReviewOutcome::TimedOut => {
-            record(context, &ticket.id, "timed_out", "-", None);
-            Release::Refused(PgError::error(
-                sqlstate::QUERY_CANCELED,
-                format!(
-                    "review {} was not decided within {}; the statement did not run",
-                    ticket.id,
-                    humantime_short(timeout)
-                ),
-            ))
-        }
-        ReviewOutcome::Cancelled { reason } => {
-            record(context, &ticket.id, "cancelled", "-", Some(&reason));
-            Release::Refused(PgError::error(
-                sqlstate::QUERY_CANCELED,
-                format!("canceling statement held for review: {reason}"),
-            ))
-        }
+            )
+            .with_detail(format!("reviewer: {reviewer}")),
+        ),
+        Verdict::TimedOut { review_id, waited } => Release::Refused(PgError::error(
+            sqlstate::QUERY_CANCELED,
+            format!(
+                "review {review_id} was not decided within {}; the statement did not run",
+                short_duration(waited)
+            ),
+        )),
+        Verdict::Withdrawn {
+            client_gone: true, ..
+        } => return Err(HoldStop::ClientClosed),
+        Verdict::Withdrawn { reason, .. } => Release::Refused(PgError::error(
+            sqlstate::QUERY_CANCELED,
+            format!("canceling statement held for review: {reason}"),
+        )),
+        Verdict::Unavailable => Release::Refused(
+            PgError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "this statement needs a human review, and Warden cannot open one right now",
+            )
+            .with_hint("Try again later, or ask an administrator."),
+        ),
     })
-}
-
-fn record(
-    context: &crate::relay::RelayContext,
-    review_id: &str,
-    action: &str,
-    actor: &str,
-    comment: Option<&str>,
-) {
-    context.recording.record(EventKind::Review {
-        review_id: review_id.to_string(),
-        action: action.to_string(),
-        actor: actor.to_string(),
-        comment: comment.map(str::to_string),
-    });
-}
-
-fn humantime_short(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{} min", secs / 60)
-    } else {
-        format!("{secs} s")
-    }
 }
 
 /// A Bind message's portal, statement and parameters (`None` for NULL).

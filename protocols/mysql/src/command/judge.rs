@@ -75,7 +75,9 @@ impl CommandLoop<'_> {
             None => warden_core::reviews::statement_hash(sql, &[]),
         };
         let request = HoldRequest {
-            session: self.session,
+            session_id: &self.session.id,
+            target: &self.target.name,
+            identity: &self.session.identity,
             recording: self.recording,
             text: sql,
             hash,
