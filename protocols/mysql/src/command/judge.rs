@@ -54,6 +54,14 @@ impl CommandLoop<'_> {
         decision
     }
 
+    /// Policy's grant for a text-protocol statement (COM_QUERY, and the SQL
+    /// Warden judges COM_INIT_DB and COM_FIELD_LIST as), or the reply sent.
+    pub(super) async fn grant_for(&mut self, sql: &str) -> Result<StatementGrant, Flow> {
+        let decision = self.decide(sql);
+        self.authorize(decision, sql, None, StatementProtocol::Simple)
+            .await
+    }
+
     /// The grant to forward `sql`, or `Err` with the reply already sent:
     /// a denial, or a review hold that did not end in an approval. An
     /// approval is bound to the text and `parameters` (COM_STMT_EXECUTE's

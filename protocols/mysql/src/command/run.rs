@@ -96,11 +96,7 @@ impl CommandLoop<'_> {
         {
             return self.kill_own(&sql, &kill, upstream_thread).await;
         }
-        let decision = self.decide(&sql);
-        let grant = match self
-            .authorize(decision, &sql, None, StatementProtocol::Simple)
-            .await
-        {
+        let grant = match self.grant_for(&sql).await {
             Ok(grant) => grant,
             Err(flow) => return flow,
         };
@@ -311,11 +307,7 @@ impl CommandLoop<'_> {
             return Flow::Continue;
         }
         let sql = format!("USE `{}`", name.replace('`', "``"));
-        let decision = self.decide(&sql);
-        let grant = match self
-            .authorize(decision, &sql, None, StatementProtocol::Simple)
-            .await
-        {
+        let grant = match self.grant_for(&sql).await {
             Ok(grant) => grant,
             Err(flow) => return flow,
         };
@@ -336,11 +328,7 @@ impl CommandLoop<'_> {
         let table = rest.split(|&b| b == 0).next().unwrap_or_default();
         let table = String::from_utf8_lossy(table);
         let sql = format!("SHOW COLUMNS FROM `{}`", table.replace('`', "``"));
-        let decision = self.decide(&sql);
-        let grant = match self
-            .authorize(decision, &sql, None, StatementProtocol::Simple)
-            .await
-        {
+        let grant = match self.grant_for(&sql).await {
             Ok(grant) => grant,
             Err(flow) => return flow,
         };
