@@ -1,5 +1,18 @@
 //! Framing of PostgreSQL protocol messages: a one-byte tag and a big-endian
 //! length that counts itself. Helpers here never panic on short input.
+//!
+//! The messages the relay looks inside are typed (see [`Frame`]); everything
+//! else is relayed as raw bytes.
+
+mod backend_messages;
+mod frontend_messages;
+mod message;
+#[cfg(test)]
+mod message_tests;
+
+pub use backend_messages::{CommandComplete, ParameterStatus};
+pub use frontend_messages::{Bind, Close, Describe, Execute, Parse, Query, Target};
+pub use message::Frame;
 
 /// Frontend (client → server) message tags Warden looks at.
 pub mod frontend {
@@ -59,6 +72,20 @@ pub fn peek_header(buf: &[u8]) -> Result<Option<(u8, usize)>, FrameError> {
 pub enum FrameError {
     #[error("invalid message length {0}")]
     BadLength(u32),
+    #[error("{message} body of {len} bytes exceeds its limit of {max} bytes")]
+    TooLong {
+        message: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("message ends inside a field")]
+    Truncated,
+    #[error("string field without its terminating NUL")]
+    MissingNul,
+    #[error("negative count {0}")]
+    NegativeCount(i16),
+    #[error("unknown target {0:#04x}: expected 'S' or 'P'")]
+    UnknownTarget(u8),
 }
 
 /// Reads a NUL-terminated string starting at `*pos`, advancing past the NUL.

@@ -1,0 +1,377 @@
+//! The client direction's inspector: judges each statement by policy, holds
+//! those that need a review, and keeps the names of prepared statements and
+//! portals so an Execute is recorded with its text.
+
+use super::RelayContext;
+use super::denial::{deny, deny_with, refused_statement_name};
+use super::pending::{Pending, Shared};
+use super::scan::{HeaderError, Inspector, Verdict};
+use crate::catalog;
+use crate::errors::PgError;
+use crate::frame::{Close, Describe, Execute, Frame, FrameError, Parse, Query, Target, frontend};
+use crate::hold::{HoldRequest, Release};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use warden_core::engines::Dialect;
+use warden_core::events::EventKind;
+use warden_core::{Action, Decision, Operation};
+
+/// Why the client direction stops scanning.
+pub(super) enum ClientStop {
+    /// The frame at the front of the buffer waits for this review.
+    Hold(HoldRequest),
+    /// The client sent Terminate: nothing after it goes upstream.
+    Terminated,
+}
+
+/// A client frame the relay cannot judge ends the session.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ClientFrameError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("malformed {message} message")]
+    Malformed {
+        message: &'static str,
+        #[source]
+        source: FrameError,
+    },
+}
+
+/// Decodes one client message the relay judges.
+fn decode<'a, M: Frame<'a>>(body: &'a [u8]) -> Result<M, ClientFrameError> {
+    M::decode(body).map_err(|source| ClientFrameError::Malformed {
+        message: M::NAME,
+        source,
+    })
+}
+
+pub(super) type ClientVerdict = Verdict<ClientStop>;
+
+/// The client direction's per-session policy state.
+pub(super) struct ClientPolicy<'r> {
+    pub(super) context: &'r RelayContext,
+    pub(super) shared: &'r Shared,
+    /// Prepared statement name → text (for recording Executes).
+    pub(super) statements: HashMap<String, Arc<str>>,
+    /// Portal name → statement text.
+    pub(super) portals: HashMap<String, Arc<str>>,
+    /// Relations each prepared statement and portal reads (kept only when
+    /// the session has column rules).
+    pub(super) statement_tables: HashMap<String, Arc<[String]>>,
+    pub(super) portal_tables: HashMap<String, Arc<[String]>>,
+    /// The policy engine's per-session state (SQL-level PREPARE texts).
+    pub(super) policy_state: Box<dyn std::any::Any + Send>,
+    /// Prepared statements whose policy decision is `review`: held at Execute.
+    pub(super) reviewed_statements: HashMap<String, Decision>,
+    /// Portals of such statements, with the hash of text and parameters.
+    pub(super) reviewed_portals: HashMap<String, (Decision, String)>,
+    /// Decisions for binding named prepared statements, from the policy
+    /// state (whose namespace SQL `PREPARE` shares). Emptied by every simple
+    /// Query, Parse and Close, any of which may redefine a name.
+    pub(super) bind_decisions: HashMap<String, Decision>,
+    /// A review's outcome for the held frame, applied when it is scanned again.
+    release: Option<Release>,
+}
+
+/// What the review gate says about a statement.
+pub(super) enum Gate {
+    Proceed(Decision),
+    Hold(HoldRequest),
+    Refuse(PgError),
+}
+
+impl Inspector for ClientPolicy<'_> {
+    type Stop = ClientStop;
+    type Error = ClientFrameError;
+
+    fn wants(&self, tag: u8) -> bool {
+        matches!(
+            tag,
+            frontend::QUERY
+                | frontend::PARSE
+                | frontend::BIND
+                | frontend::EXECUTE
+                | frontend::SYNC
+                | frontend::FUNCTION_CALL
+                | frontend::TERMINATE
+                | frontend::CLOSE
+        ) || (self.context.masker.is_some() && tag == frontend::DESCRIBE)
+    }
+
+    fn inspect(&mut self, tag: u8, body: &[u8]) -> Result<ClientVerdict, ClientFrameError> {
+        Ok(match tag {
+            frontend::QUERY => self.query(decode(body)?),
+            frontend::PARSE => self.parse(decode(body)?),
+            frontend::BIND => self.bind(decode(body)?),
+            frontend::EXECUTE => self.execute(decode(body)?),
+            frontend::DESCRIBE => {
+                self.shared.pending().push_back(Pending::ClientDescribe);
+                Verdict::Forward
+            }
+            frontend::SYNC => {
+                self.shared.pending().push_back(Pending::Sync);
+                Verdict::Forward
+            }
+            frontend::FUNCTION_CALL => self.function_call(body),
+            // Only a statement's Close matters to policy; the server judges the rest.
+            frontend::CLOSE if body.first() == Some(&Target::Statement.byte()) => {
+                let close: Close = decode(body)?;
+                self.close_statement(&String::from_utf8_lossy(close.name));
+                Verdict::Forward
+            }
+            frontend::TERMINATE => Verdict::StopAfter(ClientStop::Terminated),
+            _ => Verdict::Forward,
+        })
+    }
+}
+
+impl<'r> ClientPolicy<'r> {
+    pub fn new(context: &'r RelayContext, shared: &'r Shared) -> Self {
+        ClientPolicy {
+            context,
+            shared,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            statement_tables: HashMap::new(),
+            portal_tables: HashMap::new(),
+            policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
+            reviewed_statements: HashMap::new(),
+            reviewed_portals: HashMap::new(),
+            bind_decisions: HashMap::new(),
+            release: None,
+        }
+    }
+
+    /// The held frame's review ended; it is scanned again next.
+    pub fn release(&mut self, release: Release) {
+        self.release = Some(release);
+    }
+
+    pub(super) fn count_statement(&self) {
+        self.shared.statements.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn query(&mut self, query: Query<'_>) -> ClientVerdict {
+        let text = statement_text(query.query);
+        // It may PREPARE or DEALLOCATE names that Bind refers to.
+        self.bind_decisions.clear();
+        let decision = self.decide(&text);
+        let started = Instant::now();
+        let hash = || warden_core::reviews::statement_hash(&text, &[]);
+        let decision = match self.review_gate(&text, hash, decision) {
+            Gate::Proceed(decision) => decision,
+            Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
+            Gate::Refuse(error) => {
+                self.count_statement();
+                return Verdict::Replace(deny_with(self.shared, error, text, started, None));
+            }
+        };
+        self.count_statement();
+        if decision.is_allowed() {
+            let tables = column_rule_tables(self.context, &decision.tables);
+            self.shared.pending().push_back(Pending::Simple {
+                text,
+                started,
+                tags: Vec::new(),
+                error: None,
+                tables,
+            });
+            Verdict::Forward
+        } else {
+            Verdict::Replace(deny(self.shared, &decision, text, started, None))
+        }
+    }
+
+    fn parse(&mut self, parse: Parse<'_>) -> ClientVerdict {
+        let name = String::from_utf8_lossy(parse.name).into_owned();
+        let text = statement_text(parse.query);
+        let decision = self.decide(&text);
+        self.statements.insert(name.clone(), text.clone());
+        self.reviewed_statements.remove(&name);
+        self.bind_decisions.clear();
+        match column_rule_tables(self.context, &decision.tables) {
+            Some(tables) => self.statement_tables.insert(name.clone(), tables),
+            None => self.statement_tables.remove(&name),
+        };
+        if !name.is_empty() {
+            // SQL `EXECUTE name` runs this text from now on.
+            let prepared = (decision.action != Action::Deny).then_some(&*text);
+            self.context.gateway.policy.session_prepared(
+                self.policy_state.as_mut(),
+                &name,
+                prepared,
+            );
+        }
+        if decision.action == Action::Review {
+            // Prepared now, held at Execute when its parameters are known.
+            self.reviewed_statements.insert(name, decision);
+            Verdict::Forward
+        } else if decision.is_allowed() {
+            Verdict::Forward
+        } else {
+            self.count_statement();
+            Verdict::Replace(deny(
+                self.shared,
+                &decision,
+                text,
+                Instant::now(),
+                Some(&name),
+            ))
+        }
+    }
+
+    fn execute(&mut self, execute: Execute<'_>) -> ClientVerdict {
+        let portal = String::from_utf8_lossy(execute.portal);
+        let text = self
+            .portals
+            .get(&*portal)
+            .cloned()
+            .unwrap_or_else(|| Arc::from("(unknown portal)"));
+        if let Some((decision, hash)) = self.reviewed_portals.get(&*portal).cloned() {
+            match self.review_gate(&text, || hash, decision) {
+                Gate::Proceed(_) => {
+                    self.reviewed_portals.remove(&*portal);
+                }
+                Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
+                Gate::Refuse(error) => {
+                    self.count_statement();
+                    // A Parse that fails in the server's parser stands in for the Execute.
+                    let name = refused_statement_name();
+                    return Verdict::Replace(deny_with(
+                        self.shared,
+                        error,
+                        text,
+                        Instant::now(),
+                        Some(&name),
+                    ));
+                }
+            }
+        }
+        self.count_statement();
+        let tables = self.portal_tables.get(&*portal).cloned();
+        let mut pending = self.shared.pending();
+        if self.context.masker.is_some() {
+            // Learn this result's columns and formats first.
+            pending.push_back(Pending::WardenDescribe);
+            pending.push_back(Pending::Execute {
+                text,
+                started: Instant::now(),
+                tables,
+            });
+            let mut out = BytesMut::new();
+            Describe {
+                target: Target::Portal,
+                name: execute.portal,
+            }
+            .encode(&mut out);
+            execute.encode(&mut out);
+            return Verdict::Replace(out);
+        }
+        pending.push_back(Pending::Execute {
+            text,
+            started: Instant::now(),
+            tables,
+        });
+        Verdict::Forward
+    }
+
+    /// A statement's Close: SQL `EXECUTE` can no longer run it.
+    fn close_statement(&mut self, name: &str) {
+        self.bind_decisions.clear();
+        self.reviewed_statements.remove(name);
+        if !name.is_empty() {
+            self.context
+                .gateway
+                .policy
+                .session_prepared(self.policy_state.as_mut(), name, None);
+        }
+    }
+
+    /// Statements whose decision is `review` run only once a review released
+    /// them. `hash` (of text and parameters) is computed only for those.
+    pub(super) fn review_gate(
+        &mut self,
+        text: &Arc<str>,
+        hash: impl FnOnce() -> String,
+        decision: Decision,
+    ) -> Gate {
+        if decision.action != Action::Review {
+            return Gate::Proceed(decision);
+        }
+        let hash = hash();
+        match self.release.take() {
+            Some(Release::Approved(approved)) if approved == hash => Gate::Proceed(Decision {
+                action: Action::Allow,
+                ..decision
+            }),
+            Some(Release::Refused(error)) => Gate::Refuse(error),
+            _ => Gate::Hold(HoldRequest {
+                text: text.clone(),
+                hash,
+                decision,
+            }),
+        }
+    }
+
+    /// Policy's decision on a statement, counted, logged and recorded.
+    pub(super) fn decide(&mut self, text: &str) -> Decision {
+        let context = self.context;
+        let gateway = &context.gateway;
+        let decision = gateway.policy.check_session_statement(
+            self.policy_state.as_mut(),
+            &context.identity,
+            &context.target,
+            Dialect::Postgres,
+            text,
+        );
+        gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target_name = %context.target, statement = %text, action = %decision.action, operation = %decision.operation, "statement decided");
+        if decision.operation == Operation::Ddl && context.catalog.is_some() {
+            catalog::invalidate(&context.target);
+        }
+        if !decision.is_allowed() {
+            gateway
+                .metrics
+                .statements_denied
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let recorded = warden_core::masking::recorded_text(context.masker.as_deref(), text);
+        warden_core::operation::log_statement_decision(
+            &context.session_id,
+            "postgres",
+            &decision,
+            &recorded,
+        );
+        context.recording.record(EventKind::Decision {
+            text: recorded,
+            operation: decision.operation,
+            action: decision.action,
+            rule: decision.rule.clone(),
+            tables: decision.tables.clone(),
+            reason: decision.reason.clone(),
+        });
+        decision
+    }
+}
+
+/// Statement text as policy sees it. Text that is not UTF-8 cannot be parsed
+/// the way the server would, so it is given a form that classifies as unknown.
+fn statement_text(bytes: &[u8]) -> Arc<str> {
+    Arc::from(warden_core::lexing::statement_text(bytes))
+}
+
+/// The statement's relations, kept for its result when the session has
+/// column rules.
+pub(super) fn column_rule_tables(
+    context: &RelayContext,
+    tables: &[String],
+) -> Option<Arc<[String]>> {
+    context
+        .masker
+        .as_deref()
+        .filter(|m| m.has_column_rules())
+        .map(|_| Arc::from(tables))
+}

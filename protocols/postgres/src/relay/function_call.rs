@@ -1,0 +1,63 @@
+//! Fast-path function calls (`FunctionCall`), judged as the SELECT that
+//! calls the same function (see [`crate::fastpath`]).
+
+use super::client_policy::{ClientPolicy, ClientStop, ClientVerdict, Gate};
+use super::denial::{deny, deny_with};
+use super::pending::Pending;
+use super::scan::Verdict;
+use crate::errors::{PgError, sqlstate};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+impl ClientPolicy<'_> {
+    /// A fast-path call, judged as `SELECT pg_catalog.name()` (see `fastpath`).
+    /// With masking rules it is refused: its result is no column a rule covers.
+    pub(super) fn function_call(&mut self, body: &[u8]) -> ClientVerdict {
+        let started = Instant::now();
+        let refusal = match crate::fastpath::called_function(body) {
+            Ok(_) if self.context.masker.is_some() => {
+                "fast-path function calls are not available while masking rules apply to you".into()
+            }
+            Err(reason) => reason,
+            Ok(name) => {
+                let text: Arc<str> = Arc::from(format!("SELECT pg_catalog.{name}()"));
+                let hash = || warden_core::reviews::statement_hash(&text, &[Some(body.to_vec())]);
+                let decision = self.decide(&text);
+                let gate = self.review_gate(&text, hash, decision);
+                if !matches!(gate, Gate::Hold(_)) {
+                    self.count_statement();
+                }
+                return match gate {
+                    Gate::Hold(request) => Verdict::StopBefore(ClientStop::Hold(request)),
+                    Gate::Refuse(error) => {
+                        Verdict::Replace(deny_with(self.shared, error, text, started, None))
+                    }
+                    Gate::Proceed(decision) if !decision.is_allowed() => {
+                        Verdict::Replace(deny(self.shared, &decision, text, started, None))
+                    }
+                    Gate::Proceed(_) => {
+                        self.shared.pending().push_back(Pending::Simple {
+                            text,
+                            started,
+                            tags: Vec::new(),
+                            error: None,
+                            tables: None,
+                        });
+                        Verdict::Forward
+                    }
+                };
+            }
+        };
+        self.count_statement();
+        self.context
+            .gateway
+            .metrics
+            .statements_denied
+            .fetch_add(1, Ordering::Relaxed);
+        let error = PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, refusal)
+            .with_hint("Call the function with a SELECT statement instead.");
+        let text: Arc<str> = Arc::from("(fast-path function call)");
+        Verdict::Replace(deny_with(self.shared, error, text, started, None))
+    }
+}
