@@ -77,16 +77,16 @@ impl fmt::Display for Action {
 
 /// A policy decision. Always names the rule that made it (`None` only for the
 /// implicit deny when no rule matched).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Decision {
-    pub action: Action,
-    pub operation: Operation,
+    action: Action,
+    operation: Operation,
     /// The `[[policy]]` name that decided, or `None` for "no rule matched".
-    pub rule: Option<String>,
+    rule: Option<String>,
     /// Tables the statement touches, as the classifier saw them.
-    pub tables: Vec<String>,
+    tables: Vec<String>,
     /// Why, in words for the client and the audit trail.
-    pub reason: String,
+    reason: String,
 }
 
 impl Decision {

@@ -49,7 +49,7 @@ fn reload_from_refuses_invalid_file_and_keeps_rules() {
     let agent = identity_from_claims(json!({"sub": "a", "groups": ["agents"]}));
     let check = |p: &ReloadablePolicy| {
         p.check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM t")
-            .action
+            .action()
     };
     assert_eq!(check(&policy), Action::Deny);
 

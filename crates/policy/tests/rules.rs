@@ -93,20 +93,24 @@ fn read_allowed_write_reviewed_ddl_denied() {
     let p = policy();
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "SELECT * FROM orders");
-    assert_eq!(d.action, Action::Allow);
-    assert_eq!(d.rule.as_deref(), Some("agents read orders"));
-    assert_eq!(d.tables, vec!["orders"]);
+    assert_eq!(d.action(), Action::Allow);
+    assert_eq!(d.rule().as_deref(), Some("agents read orders"));
+    assert_eq!(d.tables(), vec!["orders"]);
 
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM orders");
-    assert_eq!(d.action, Action::Review);
-    assert_eq!(d.operation, Operation::Write);
-    assert!(d.reason.contains("requires a human review"), "{}", d.reason);
+    assert_eq!(d.action(), Action::Review);
+    assert_eq!(d.operation(), Operation::Write);
+    assert!(
+        d.reason().contains("requires a human review"),
+        "{}",
+        d.reason()
+    );
     assert!(!d.is_allowed());
 
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "DROP TABLE orders");
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.action(), Action::Deny);
     assert_eq!(
-        d.reason,
+        d.reason(),
         "policy \"agents read orders\" denies ddl on target \"orders\""
     );
 }
@@ -116,12 +120,12 @@ fn no_rule_means_deny_with_no_rule_named() {
     let p = policy();
     let stranger = who(json!({"sub": "s", "groups": ["nobody"]}));
     let d = p.check_statement(&stranger, "orders", Dialect::Postgres, "SELECT 1");
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rule, None);
-    assert_eq!(d.reason, "no rule allows read on target \"orders\"");
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.rule(), None);
+    assert_eq!(d.reason(), "no rule allows read on target \"orders\"");
     let d = p.check_connect(&stranger, "orders");
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.reason, "no rule allows connect on target \"orders\"");
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.reason(), "no rule allows connect on target \"orders\"");
 }
 
 #[test]
@@ -129,8 +133,8 @@ fn unknown_is_denied_unless_allowed() {
     let p = policy();
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "SELEKT 1");
-    assert_eq!(d.operation, Operation::Unknown);
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.operation(), Operation::Unknown);
+    assert_eq!(d.action(), Action::Deny);
 }
 
 #[test]
@@ -143,13 +147,13 @@ fn table_matchers_restrict_rules() {
         Dialect::Postgres,
         "SELECT * FROM orders; SELECT * FROM billing.secrets",
     );
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rule.as_deref(), Some("no secrets"));
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.rule().as_deref(), Some("no secrets"));
 
     // An unqualified name could be in any schema (search_path), so a deny on
     // *.secrets catches it.
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "SELECT * FROM secrets");
-    assert_eq!(d.rule.as_deref(), Some("no secrets"));
+    assert_eq!(d.rule().as_deref(), Some("no secrets"));
 
     // Allow rules with schemas: unqualified names count as public.
     let writer = who(json!({"sub": "w", "groups": ["writers"]}));
@@ -159,16 +163,16 @@ fn table_matchers_restrict_rules() {
         Dialect::Postgres,
         "UPDATE orders SET total = 0",
     );
-    assert_eq!(d.action, Action::Allow, "{}", d.reason);
-    assert_eq!(d.rule.as_deref(), Some("agents write public"));
+    assert_eq!(d.action(), Action::Allow, "{}", d.reason());
+    assert_eq!(d.rule().as_deref(), Some("agents write public"));
     let d = p.check_statement(
         &writer,
         "orders",
         Dialect::Postgres,
         "UPDATE billing.invoices SET amount = 0",
     );
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rule, None);
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.rule(), None);
     // MySQL has no default schema: an unqualified write is not covered.
     let d = p.check_statement(
         &writer,
@@ -176,10 +180,10 @@ fn table_matchers_restrict_rules() {
         Dialect::Mysql,
         "UPDATE orders SET total = 0",
     );
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.action(), Action::Deny);
     // A write Warden cannot tie to tables is not covered by a table-limited allow.
     let d = p.check_statement(&writer, "orders", Dialect::Postgres, "SELECT nextval('s')");
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.action(), Action::Deny);
 }
 
 #[test]
@@ -187,9 +191,9 @@ fn target_globs() {
     let p = policy();
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     let d = p.check_statement(&agent, "orders-staging", Dialect::Postgres, "SELECT 1");
-    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.action(), Action::Allow);
     let d = p.check_statement(&agent, "inventory", Dialect::Postgres, "SELECT 1");
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.action(), Action::Deny);
 }
 
 #[test]
@@ -202,38 +206,38 @@ fn subjects_key_claim_email_sub() {
         Dialect::Postgres,
         "CREATE TABLE x (a int)",
     );
-    assert_eq!(d.rule.as_deref(), Some("ops key"));
-    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.rule().as_deref(), Some("ops key"));
+    assert_eq!(d.action(), Action::Allow);
     // `sub:key:ops-bot` is not the key subject form, and an OIDC token cannot pose as a key.
     let oidc = who(json!({"sub": "ops-bot"}));
     assert_eq!(
         p.check_statement(&oidc, "anything", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Deny
     );
 
     let eu = who(json!({"sub": "e", "region": "eu"}));
     assert_eq!(
         p.check_statement(&eu, "orders", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Allow
     );
     let eu_list = who(json!({"sub": "e", "region": ["us", "eu"]}));
     assert_eq!(
         p.check_statement(&eu_list, "orders", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Allow
     );
     let us = who(json!({"sub": "e", "region": "us"}));
     assert_eq!(
         p.check_statement(&us, "orders", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Deny
     );
     let boss = who(json!({"sub": "b", "email": "Boss@Example.com"}));
     assert_eq!(
         p.check_statement(&boss, "orders", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Allow
     );
 }
@@ -243,20 +247,20 @@ fn connect_semantics() {
     let p = policy();
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     let d = p.check_connect(&agent, "orders");
-    assert_eq!(d.action, Action::Allow);
-    assert_eq!(d.operation, Operation::Connect);
-    assert_eq!(d.rule.as_deref(), Some("agents read orders"));
+    assert_eq!(d.action(), Action::Allow);
+    assert_eq!(d.operation(), Operation::Connect);
+    assert_eq!(d.rule().as_deref(), Some("agents read orders"));
 
     let mallory = who(json!({"sub": "mallory", "groups": ["agents"]}));
     let d = p.check_connect(&mallory, "orders");
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rule.as_deref(), Some("banned"));
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.rule().as_deref(), Some("banned"));
 
     let contractor = who(json!({"sub": "c", "groups": ["contractors"]}));
     let d = p.check_connect(&contractor, "orders");
-    assert_eq!(d.action, Action::Review);
-    assert_eq!(d.rule.as_deref(), Some("approved connect"));
-    assert!(d.reason.contains("requires a human review"));
+    assert_eq!(d.action(), Action::Review);
+    assert_eq!(d.rule().as_deref(), Some("approved connect"));
+    assert!(d.reason().contains("requires a human review"));
 }
 
 #[test]
@@ -270,27 +274,27 @@ fn session_resolves_execute_of_earlier_prepare() {
         "orders",
         "PREPARE q AS SELECT * FROM orders",
     );
-    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.action(), Action::Allow);
     let d = policy.check_session_statement(&mut session, &agent, "orders", "EXECUTE q");
-    assert_eq!(d.action, Action::Allow, "{}", d.reason);
-    assert_eq!(d.tables, vec!["orders"]);
+    assert_eq!(d.action(), Action::Allow, "{}", d.reason());
+    assert_eq!(d.tables(), vec!["orders"]);
     let d = policy.check_session_statement(
         &mut session,
         &agent,
         "orders",
         "PREPARE w AS DELETE FROM orders",
     );
-    assert_eq!(d.operation, Operation::Write);
+    assert_eq!(d.operation(), Operation::Write);
     let d = policy.check_session_statement(&mut session, &agent, "orders", "EXECUTE w");
-    assert_eq!(d.operation, Operation::Write);
+    assert_eq!(d.operation(), Operation::Write);
     let d = policy.check_session_statement(&mut session, &agent, "orders", "DEALLOCATE w");
-    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.action(), Action::Allow);
     let d = policy.check_session_statement(&mut session, &agent, "orders", "EXECUTE w");
-    assert_eq!(d.operation, Operation::Unknown);
+    assert_eq!(d.operation(), Operation::Unknown);
     // Without session state EXECUTE is unknown: fail closed.
     let d = policy.check_statement(&agent, "orders", Dialect::Postgres, "EXECUTE q");
-    assert_eq!(d.operation, Operation::Unknown);
-    assert_eq!(d.action, Action::Deny);
+    assert_eq!(d.operation(), Operation::Unknown);
+    assert_eq!(d.action(), Action::Deny);
 
     let mut mysql = SessionClassifier::new(Dialect::Mysql);
     policy.check_session_statement(
@@ -301,7 +305,7 @@ fn session_resolves_execute_of_earlier_prepare() {
     );
     let d = policy.check_session_statement(&mut mysql, &agent, "orders", "EXECUTE s");
     assert_eq!(
-        d.operation,
+        d.operation(),
         Operation::Write,
         "MySQL names are case-insensitive"
     );
@@ -318,20 +322,20 @@ fn safe_functions_from_config() {
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     assert_eq!(
         p.check_statement(&agent, "orders", Dialect::Postgres, "SELECT report()")
-            .action,
+            .action(),
         Action::Allow
     );
     assert_eq!(
         p.check_statement(&agent, "orders", Dialect::Postgres, "SET app.tenant = 'x'")
-            .action,
+            .action(),
         Action::Allow
     );
     let plain = policy();
     // Unlisted, report() is a write Warden cannot tie to tables, so the
     // table-limited deny on *.secrets must assume it may touch them.
     let d = plain.check_statement(&agent, "orders", Dialect::Postgres, "SELECT report()");
-    assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rule.as_deref(), Some("no secrets"));
+    assert_eq!(d.action(), Action::Deny);
+    assert_eq!(d.rule().as_deref(), Some("no secrets"));
 }
 
 #[test]
@@ -389,7 +393,7 @@ allow = ["read"]
     ));
     assert_eq!(
         p.check_statement(&key, "orders", Dialect::Postgres, "SELECT 1")
-            .action,
+            .action(),
         Action::Deny
     );
 }

@@ -82,8 +82,6 @@ pub enum FrameError {
     Truncated,
     #[error("string field without its terminating NUL")]
     MissingNul,
-    #[error("negative count {0}")]
-    NegativeCount(i16),
     #[error("unknown target {0:#04x}: expected 'S' or 'P'")]
     UnknownTarget(u8),
 }

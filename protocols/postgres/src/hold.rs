@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncReadExt;
 use warden_core::Decision;
+use warden_core::grant::StatementGrant;
 use warden_core::hold::{Interruption, Submitted, Verdict, short_duration};
 
 /// The most a client may send while one of its statements is held.
@@ -28,8 +29,8 @@ pub struct HoldRequest {
 
 /// What the review decided for the held frame.
 pub enum Release {
-    /// Let the statement with this hash through once.
-    Approved(String),
+    /// Let the statement with this hash through once, with this grant.
+    Approved(StatementGrant, String),
     /// Answer it with this error instead.
     Refused(PgError),
 }
@@ -100,10 +101,7 @@ pub async fn hold(
 /// The Postgres reply to a verdict: the hash to let through once, or the error.
 fn release(verdict: Verdict, hash: String) -> Result<Release, HoldStop> {
     Ok(match verdict {
-        Verdict::Approved(grant) => {
-            grant.spend();
-            Release::Approved(hash)
-        }
+        Verdict::Approved(grant) => Release::Approved(grant, hash),
         Verdict::Denied {
             review_id,
             reviewer,
@@ -140,38 +138,4 @@ fn release(verdict: Verdict, hash: String) -> Result<Release, HoldStop> {
             .with_hint("Try again later, or ask an administrator."),
         ),
     })
-}
-
-/// A Bind message's portal, statement and parameters (`None` for NULL).
-pub type BindParts = (String, String, Vec<Option<Vec<u8>>>);
-
-/// The parts of a Bind message, for the approval hash.
-pub fn bind_parameters(body: &[u8]) -> Option<BindParts> {
-    let mut pos = 0;
-    let portal = crate::frame::read_cstr(body, &mut pos)?;
-    let statement = crate::frame::read_cstr(body, &mut pos)?;
-    let read_i16 = |pos: &mut usize| -> Option<i16> {
-        let bytes = body.get(*pos..*pos + 2)?;
-        *pos += 2;
-        Some(i16::from_be_bytes([bytes[0], bytes[1]]))
-    };
-    let formats = usize::try_from(read_i16(&mut pos)?).ok()?;
-    pos += formats * 2;
-    let count = usize::try_from(read_i16(&mut pos)?).ok()?;
-    let mut parameters = Vec::with_capacity(count);
-    for _ in 0..count {
-        let len = crate::frame::read_i32(body, &mut pos)?;
-        match usize::try_from(len) {
-            Ok(len) => {
-                parameters.push(Some(body.get(pos..pos + len)?.to_vec()));
-                pos += len;
-            }
-            Err(_) => parameters.push(None),
-        }
-    }
-    Some((
-        String::from_utf8_lossy(portal).into_owned(),
-        String::from_utf8_lossy(statement).into_owned(),
-        parameters,
-    ))
 }

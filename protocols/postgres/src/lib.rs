@@ -15,10 +15,6 @@ mod errors;
 pub mod fastpath;
 mod frame;
 mod handler;
-#[expect(
-    dead_code,
-    reason = "hold::bind_parameters is superseded by frame::Bind; delete it and this attribute"
-)]
 mod hold;
 mod masking;
 mod relay;

@@ -106,10 +106,11 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes(*bytes))
     }
 
-    /// An Int16 count of what follows; negative counts are malformed.
+    /// An Int16 count of what follows, read unsigned as the server reads it
+    /// (`pq_getmsgint`): 40,000 parameters are 40,000, not a negative count
+    /// that would leave a reviewed Bind's values unread.
     pub fn count(&mut self) -> Result<usize, FrameError> {
-        let count = self.i16()?;
-        usize::try_from(count).map_err(|_| FrameError::NegativeCount(count))
+        Ok(usize::from(self.i16()?.cast_unsigned()))
     }
 
     /// Whatever is left.

@@ -21,7 +21,7 @@ fn bind_values(formats: &[i16], parameters: &[Option<&[u8]>], results: &[i16]) -
     for format in formats {
         out.extend_from_slice(&format.to_be_bytes());
     }
-    out.extend_from_slice(&(parameters.len() as i16).to_be_bytes());
+    out.extend_from_slice(&(parameters.len() as u16).to_be_bytes());
     for parameter in parameters {
         match parameter {
             Some(value) => {
@@ -169,16 +169,30 @@ fn hostile_bodies_are_errors() {
     for (values, error) in [
         (&b""[..], Truncated),
         (b"\0", Truncated),
-        (b"\xff\xff\0\0", NegativeCount(-1)),
+        (b"\xff\xff\0\0", Truncated), // 65,535 formats declared, none sent
         (b"\0\x02\0\x01", Truncated), // two formats declared, one sent
-        (b"\0\0\x80\0", NegativeCount(i16::MIN)),
-        (b"\0\0\0\x01\0\0", Truncated),          // a length cut short
+        (b"\0\0\x80\0", Truncated),   // 32,768 values declared, none sent
+        (b"\0\0\0\x01\0\0", Truncated), // a length cut short
         (b"\0\0\0\x01\0\0\0\x05abc", Truncated), // a value cut short
         (b"\0\0\0\x01\x7f\xff\xff\xff", Truncated), // 2 GiB declared, nothing allocated
         (b"\0\0\0\x02\xff\xff\xff\xff", Truncated), // the second value is missing
     ] {
         assert_eq!(parameters(&bind(values)), Err(error), "{values:?}");
     }
+}
+
+#[test]
+fn counts_are_unsigned_as_the_server_reads_them() {
+    // More than i16::MAX parameters: the server binds them all, so Warden
+    // must read them all (a reviewed Bind is hashed over its values).
+    let values = vec![None::<&[u8]>; 40_000];
+    let encoded = bind_values(&[], &values, &[]);
+    let bind = Bind {
+        portal: b"",
+        statement: b"",
+        values: &encoded,
+    };
+    assert_eq!(parameters(&bind).map(|p| p.len()), Ok(40_000));
 }
 
 #[test]

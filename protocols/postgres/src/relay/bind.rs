@@ -1,8 +1,10 @@
 //! Bind: the statement a portal runs is judged again when it is named (SQL
-//! `PREPARE` may have redefined the name), and for a statement under review
-//! the parameters are hashed so an approval covers exactly these values.
+//! `PREPARE` may have redefined the name) and when the policy changed since
+//! its Parse; for a statement under review the parameters are hashed so an
+//! approval covers exactly these values. Bind itself runs nothing: the
+//! portal's judgement is what its Executes are granted by.
 
-use super::client_policy::{ClientPolicy, ClientVerdict, column_rule_tables};
+use super::client_policy::{ClientPolicy, ClientVerdict, PortalJudgement, column_rule_tables};
 use super::denial::{deny, deny_with, refused_statement_name};
 use super::scan::Verdict;
 use crate::errors::{PgError, sqlstate};
@@ -11,89 +13,113 @@ use std::sync::Arc;
 use std::time::Instant;
 use warden_core::{Action, Decision};
 
-/// What policy says about binding a named prepared statement.
-enum BindVerdict {
-    Allow,
-    Review(Decision),
-    Deny(Decision),
-}
-
 impl ClientPolicy<'_> {
     /// Judges a Bind. It is decoded once, its names up front; its parameters
     /// are read only when the statement is under review.
     pub(super) fn bind(&mut self, bind: Bind<'_>) -> ClientVerdict {
-        let statement = String::from_utf8_lossy(bind.statement);
+        let statement = String::from_utf8_lossy(bind.statement).into_owned();
         let text = self
             .statements
-            .get(&*statement)
+            .get(&statement)
             .cloned()
             .unwrap_or_else(|| Arc::from("(unknown prepared statement)"));
         let portal = String::from_utf8_lossy(bind.portal).into_owned();
-        self.reviewed_portals.remove(&portal);
-        if !statement.is_empty() {
-            // A named statement may have been prepared by SQL PREPARE:
-            // judge what the name holds now.
-            match self.bind_verdict(&statement) {
-                Some(BindVerdict::Allow) => {
-                    self.reviewed_statements.remove(&*statement);
-                }
-                Some(BindVerdict::Review(decision)) => {
-                    self.reviewed_statements
-                        .insert(statement.clone().into_owned(), decision);
-                }
-                Some(BindVerdict::Deny(decision)) => {
-                    self.count_statement();
-                    let marker = refused_statement_name();
-                    return Verdict::Replace(deny(
-                        self.shared,
-                        &decision,
-                        text,
-                        Instant::now(),
-                        Some(&marker),
-                    ));
-                }
-                None => {
-                    self.count_statement();
-                    let marker = refused_statement_name();
-                    let error = PgError::error(
-                        sqlstate::INSUFFICIENT_PRIVILEGE,
-                        format!("prepared statement \"{statement}\" is not known to Warden"),
-                    );
-                    return Verdict::Replace(deny_with(
-                        self.shared,
-                        error,
-                        text,
-                        Instant::now(),
-                        Some(&marker),
-                    ));
-                }
+        self.portal_decisions.remove(&portal);
+        let generation = self.context.gateway.policy.generation();
+        let Some(decision) = self.statement_decision(&statement, &text, generation) else {
+            if statement.is_empty() {
+                // No unnamed statement (its Parse was refused): the server
+                // refuses this Bind itself, and Warden binds no portal.
+                return Verdict::Forward;
             }
+            let error = PgError::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("prepared statement \"{statement}\" is not known to Warden"),
+            );
+            return self.refuse_bind(error, text);
+        };
+        if decision.action() == Action::Deny {
+            self.count_statement();
+            let marker = refused_statement_name();
+            return Verdict::Replace(deny(
+                self.shared,
+                &decision,
+                text,
+                Instant::now(),
+                Some(&marker),
+            ));
         }
-        let tables = self.statement_tables.get(&*statement).cloned().or_else(|| {
-            let decision = self.bind_decisions.get(&*statement)?;
-            column_rule_tables(self.context, &decision.tables)
-        });
+        let tables = self
+            .statement_tables
+            .get(&statement)
+            .cloned()
+            .or_else(|| column_rule_tables(self.context, decision.tables()));
         match tables {
             Some(tables) => self.portal_tables.insert(portal.clone(), tables),
             None => self.portal_tables.remove(&portal),
         };
-        // Parameters that do not decode leave the portal unheld; the server
-        // refuses that Bind itself.
-        if let Some(decision) = self.reviewed_statements.get(&*statement)
-            && let Ok(parameters) = owned_parameters(&bind)
-        {
-            let hash = warden_core::reviews::statement_hash(&text, &parameters);
-            self.reviewed_portals
-                .insert(portal.clone(), (decision.clone(), hash));
-        }
+        let hash = if decision.action() == Action::Review {
+            // A reviewed statement's approval is bound to these values; a
+            // Bind whose values do not decode is refused, not left unheld.
+            match owned_parameters(&bind) {
+                Ok(parameters) => Some(warden_core::reviews::statement_hash(&text, &parameters)),
+                Err(error) => {
+                    let error = PgError::error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("malformed Bind message: {error}"),
+                    );
+                    return self.refuse_bind(error, text);
+                }
+            }
+        } else {
+            None
+        };
+        self.portal_decisions.insert(
+            portal.clone(),
+            PortalJudgement {
+                decision,
+                generation,
+                hash,
+                released: false,
+            },
+        );
         self.portals.insert(portal, text);
         Verdict::Forward
     }
 
-    /// The verdict for binding the statement prepared under `name`; its decision
-    /// is cached in `bind_decisions` until a message that may redefine names.
-    /// `None` when the session state knows no such statement.
-    fn bind_verdict(&mut self, name: &str) -> Option<BindVerdict> {
+    /// Answers a Bind with `error` (a marker Parse stands in for it).
+    fn refuse_bind(&mut self, error: PgError, text: Arc<str>) -> ClientVerdict {
+        self.count_statement();
+        let marker = refused_statement_name();
+        Verdict::Replace(deny_with(
+            self.shared,
+            error,
+            text,
+            Instant::now(),
+            Some(&marker),
+        ))
+    }
+
+    /// The decision for running the statement prepared under `name` now:
+    /// for a named one, what the policy state holds under the name (SQL
+    /// `PREPARE` shares the namespace); for the unnamed one, its Parse's
+    /// decision, made again when the policy changed since. `None` when no
+    /// such statement is known.
+    fn statement_decision(&mut self, name: &str, text: &str, generation: u64) -> Option<Decision> {
+        if name.is_empty() {
+            let (decision, made_under) = self.statement_decisions.get(name)?.clone();
+            if made_under == generation {
+                return Some(decision);
+            }
+            let decision = self.decide(text);
+            self.statement_decisions
+                .insert(String::new(), (decision.clone(), generation));
+            return Some(decision);
+        }
+        if self.bind_generation != generation {
+            self.bind_decisions.clear();
+            self.bind_generation = generation;
+        }
         if !self.bind_decisions.contains_key(name) {
             let context = self.context;
             let decision = context.gateway.policy.check_prepared(
@@ -104,12 +130,7 @@ impl ClientPolicy<'_> {
             )?;
             self.bind_decisions.insert(name.to_string(), decision);
         }
-        let decision = self.bind_decisions.get(name)?;
-        Some(match decision.action {
-            Action::Allow => BindVerdict::Allow,
-            Action::Review => BindVerdict::Review(decision.clone()),
-            Action::Deny => BindVerdict::Deny(decision.clone()),
-        })
+        self.bind_decisions.get(name).cloned()
     }
 }
 

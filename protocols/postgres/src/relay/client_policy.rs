@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use warden_core::engines::Dialect;
 use warden_core::events::EventKind;
+use warden_core::grant::{Judgement, PrepareGrant, StatementGrant, judge, judge_prepare};
 use warden_core::{Action, Decision, Operation};
 
 /// Why the client direction stops scanning.
@@ -64,23 +65,54 @@ pub(super) struct ClientPolicy<'r> {
     pub(super) portal_tables: HashMap<String, Arc<[String]>>,
     /// The policy engine's per-session state (SQL-level PREPARE texts).
     pub(super) policy_state: Box<dyn std::any::Any + Send>,
-    /// Prepared statements whose policy decision is `review`: held at Execute.
-    pub(super) reviewed_statements: HashMap<String, Decision>,
-    /// Portals of such statements, with the hash of text and parameters.
-    pub(super) reviewed_portals: HashMap<String, (Decision, String)>,
+    /// Each protocol-prepared statement's decision at Parse, with the policy
+    /// generation it was made under (the unnamed statement's is used at Bind).
+    pub(super) statement_decisions: HashMap<String, (Decision, u64)>,
+    /// Each bound portal's judgement, which its Executes run under.
+    pub(super) portal_decisions: HashMap<String, PortalJudgement>,
     /// Decisions for binding named prepared statements, from the policy
     /// state (whose namespace SQL `PREPARE` shares). Emptied by every simple
-    /// Query, Parse and Close, any of which may redefine a name.
+    /// Query, Parse and Close, any of which may redefine a name, and when
+    /// the policy generation moves (a reload).
     pub(super) bind_decisions: HashMap<String, Decision>,
+    /// The policy generation `bind_decisions` were made under.
+    pub(super) bind_generation: u64,
     /// A review's outcome for the held frame, applied when it is scanned again.
     release: Option<Release>,
 }
 
+/// The decision a bound portal's Executes run under.
+#[derive(Clone, Debug)]
+pub(super) struct PortalJudgement {
+    pub(super) decision: Decision,
+    /// The policy generation the decision was made under.
+    pub(super) generation: u64,
+    /// For a reviewed statement: the hash of its text and bound parameters.
+    pub(super) hash: Option<String>,
+    /// A review released this portal: further Executes continue that run.
+    pub(super) released: bool,
+}
+
 /// What the review gate says about a statement.
 pub(super) enum Gate {
-    Proceed(Decision),
+    /// Policy, or a reviewer, let it through.
+    Granted(StatementGrant),
+    Denied(Decision),
     Hold(HoldRequest),
     Refuse(PgError),
+}
+
+/// Forwards the statement frame the grant allows (the scanner copies its
+/// bytes upstream untouched).
+pub(super) fn forward(grant: StatementGrant) -> ClientVerdict {
+    grant.spend();
+    Verdict::Forward
+}
+
+/// Forwards a Parse policy did not deny (it runs nothing).
+fn forward_prepare(grant: PrepareGrant) -> ClientVerdict {
+    grant.spend();
+    Verdict::Forward
 }
 
 impl Inspector for ClientPolicy<'_> {
@@ -138,9 +170,10 @@ impl<'r> ClientPolicy<'r> {
             statement_tables: HashMap::new(),
             portal_tables: HashMap::new(),
             policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
-            reviewed_statements: HashMap::new(),
-            reviewed_portals: HashMap::new(),
+            statement_decisions: HashMap::new(),
+            portal_decisions: HashMap::new(),
             bind_decisions: HashMap::new(),
+            bind_generation: context.gateway.policy.generation(),
             release: None,
         }
     }
@@ -159,68 +192,68 @@ impl<'r> ClientPolicy<'r> {
         // It may PREPARE or DEALLOCATE names that Bind refers to.
         self.bind_decisions.clear();
         let decision = self.decide(&text);
+        let tables = column_rule_tables(self.context, decision.tables());
         let started = Instant::now();
         let hash = || warden_core::reviews::statement_hash(&text, &[]);
-        let decision = match self.review_gate(&text, hash, decision) {
-            Gate::Proceed(decision) => decision,
+        let grant = match self.review_gate(&text, hash, decision) {
+            Gate::Granted(grant) => grant,
             Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
+            Gate::Denied(decision) => {
+                self.count_statement();
+                return Verdict::Replace(deny(self.shared, &decision, text, started, None));
+            }
             Gate::Refuse(error) => {
                 self.count_statement();
                 return Verdict::Replace(deny_with(self.shared, error, text, started, None));
             }
         };
         self.count_statement();
-        if decision.is_allowed() {
-            let tables = column_rule_tables(self.context, &decision.tables);
-            self.shared.pending().push_back(Pending::Simple {
-                text,
-                started,
-                tags: Vec::new(),
-                error: None,
-                tables,
-            });
-            Verdict::Forward
-        } else {
-            Verdict::Replace(deny(self.shared, &decision, text, started, None))
-        }
+        self.shared.pending().push_back(Pending::Simple {
+            text,
+            started,
+            tags: Vec::new(),
+            error: None,
+            tables,
+        });
+        forward(grant)
     }
 
     fn parse(&mut self, parse: Parse<'_>) -> ClientVerdict {
         let name = String::from_utf8_lossy(parse.name).into_owned();
         let text = statement_text(parse.query);
+        let generation = self.context.gateway.policy.generation();
         let decision = self.decide(&text);
         self.statements.insert(name.clone(), text.clone());
-        self.reviewed_statements.remove(&name);
         self.bind_decisions.clear();
-        match column_rule_tables(self.context, &decision.tables) {
+        match column_rule_tables(self.context, decision.tables()) {
             Some(tables) => self.statement_tables.insert(name.clone(), tables),
             None => self.statement_tables.remove(&name),
         };
         if !name.is_empty() {
             // SQL `EXECUTE name` runs this text from now on.
-            let prepared = (decision.action != Action::Deny).then_some(&*text);
+            let prepared = (decision.action() != Action::Deny).then_some(&*text);
             self.context.gateway.policy.session_prepared(
                 self.policy_state.as_mut(),
                 &name,
                 prepared,
             );
         }
-        if decision.action == Action::Review {
-            // Prepared now, held at Execute when its parameters are known.
-            self.reviewed_statements.insert(name, decision);
-            Verdict::Forward
-        } else if decision.is_allowed() {
-            Verdict::Forward
-        } else {
+        // A reviewed statement is prepared now and held at Execute, when
+        // its parameters are known.
+        let Some(grant) = judge_prepare(&decision) else {
+            self.statement_decisions.remove(&name);
             self.count_statement();
-            Verdict::Replace(deny(
+            return Verdict::Replace(deny(
                 self.shared,
                 &decision,
                 text,
                 Instant::now(),
                 Some(&name),
-            ))
-        }
+            ));
+        };
+        self.statement_decisions
+            .insert(name, (decision, generation));
+        forward_prepare(grant)
     }
 
     fn execute(&mut self, execute: Execute<'_>) -> ClientVerdict {
@@ -230,58 +263,113 @@ impl<'r> ClientPolicy<'r> {
             .get(&*portal)
             .cloned()
             .unwrap_or_else(|| Arc::from("(unknown portal)"));
-        if let Some((decision, hash)) = self.reviewed_portals.get(&*portal).cloned() {
-            match self.review_gate(&text, || hash, decision) {
-                Gate::Proceed(_) => {
-                    self.reviewed_portals.remove(&*portal);
-                }
-                Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
-                Gate::Refuse(error) => {
-                    self.count_statement();
-                    // A Parse that fails in the server's parser stands in for the Execute.
-                    let name = refused_statement_name();
-                    return Verdict::Replace(deny_with(
-                        self.shared,
-                        error,
-                        text,
-                        Instant::now(),
-                        Some(&name),
-                    ));
+        let refused = |policy: &mut Self, error: PgError| {
+            policy.count_statement();
+            // A Parse that fails in the server's parser stands in for the Execute.
+            let name = refused_statement_name();
+            Verdict::Replace(deny_with(
+                policy.shared,
+                error,
+                text.clone(),
+                Instant::now(),
+                Some(&name),
+            ))
+        };
+        let grant = match self.portal_decisions.get(&*portal).cloned() {
+            // A portal Warden did not bind: the server has none by that name
+            // (its Bind referred to a statement the server refused), or it
+            // is a cursor an SQL DECLARE opened, judged then. The server answers.
+            None => None,
+            // Continues the run a reviewer released (Execute with a row limit).
+            Some(judged) if judged.released => None,
+            Some(judged) => {
+                let judged = match self.current_judgement(&portal, judged, &text) {
+                    Ok(judged) => judged,
+                    Err(error) => return refused(self, error),
+                };
+                let hash = judged.hash.clone().unwrap_or_default();
+                match self.review_gate(&text, || hash, judged.decision) {
+                    Gate::Granted(grant) => {
+                        if judged.hash.is_some()
+                            && let Some(portal) = self.portal_decisions.get_mut(&*portal)
+                        {
+                            portal.released = true;
+                        }
+                        Some(grant)
+                    }
+                    Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
+                    Gate::Denied(decision) => {
+                        return refused(self, super::denial::denial_error(&decision));
+                    }
+                    Gate::Refuse(error) => return refused(self, error),
                 }
             }
-        }
+        };
         self.count_statement();
         let tables = self.portal_tables.get(&*portal).cloned();
         let mut pending = self.shared.pending();
-        if self.context.masker.is_some() {
+        let masking = self.context.masker.is_some();
+        if masking {
             // Learn this result's columns and formats first.
             pending.push_back(Pending::WardenDescribe);
-            pending.push_back(Pending::Execute {
-                text,
-                started: Instant::now(),
-                tables,
-            });
-            let mut out = BytesMut::new();
-            Describe {
-                target: Target::Portal,
-                name: execute.portal,
-            }
-            .encode(&mut out);
-            execute.encode(&mut out);
-            return Verdict::Replace(out);
         }
         pending.push_back(Pending::Execute {
             text,
             started: Instant::now(),
             tables,
         });
-        Verdict::Forward
+        drop(pending);
+        let verdict = match grant {
+            Some(grant) => forward(grant),
+            None => Verdict::Forward,
+        };
+        if !masking {
+            return verdict;
+        }
+        let mut out = BytesMut::new();
+        Describe {
+            target: Target::Portal,
+            name: execute.portal,
+        }
+        .encode(&mut out);
+        execute.encode(&mut out);
+        Verdict::Replace(out)
+    }
+
+    /// The judgement an Execute of `portal` runs under: the one made at
+    /// Bind, or made again when the policy changed since (a reload).
+    fn current_judgement(
+        &mut self,
+        portal: &str,
+        judged: PortalJudgement,
+        text: &str,
+    ) -> Result<PortalJudgement, PgError> {
+        let generation = self.context.gateway.policy.generation();
+        if judged.generation == generation {
+            return Ok(judged);
+        }
+        let decision = self.decide(text);
+        if decision.action() == Action::Review && judged.hash.is_none() {
+            // The parameters an approval is bound to went by at Bind.
+            return Err(PgError::error(
+                crate::errors::sqlstate::INSUFFICIENT_PRIVILEGE,
+                "Warden's policy changed since this portal was bound and it now needs a review; bind it again",
+            ));
+        }
+        let judged = PortalJudgement {
+            decision,
+            generation,
+            ..judged
+        };
+        self.portal_decisions
+            .insert(portal.to_string(), judged.clone());
+        Ok(judged)
     }
 
     /// A statement's Close: SQL `EXECUTE` can no longer run it.
     fn close_statement(&mut self, name: &str) {
         self.bind_decisions.clear();
-        self.reviewed_statements.remove(name);
+        self.statement_decisions.remove(name);
         if !name.is_empty() {
             self.context
                 .gateway
@@ -290,23 +378,22 @@ impl<'r> ClientPolicy<'r> {
         }
     }
 
-    /// Statements whose decision is `review` run only once a review released
-    /// them. `hash` (of text and parameters) is computed only for those.
+    /// A statement's grant: policy's allow, or a review's approval of this
+    /// exact text and parameters. `hash` is computed only for reviewed ones.
     pub(super) fn review_gate(
         &mut self,
         text: &Arc<str>,
         hash: impl FnOnce() -> String,
         decision: Decision,
     ) -> Gate {
-        if decision.action != Action::Review {
-            return Gate::Proceed(decision);
-        }
+        let decision = match judge(decision) {
+            Judgement::Allowed(grant) => return Gate::Granted(grant),
+            Judgement::Denied(decision) => return Gate::Denied(decision),
+            Judgement::Review(decision) => decision,
+        };
         let hash = hash();
         match self.release.take() {
-            Some(Release::Approved(approved)) if approved == hash => Gate::Proceed(Decision {
-                action: Action::Allow,
-                ..decision
-            }),
+            Some(Release::Approved(grant, approved)) if approved == hash => Gate::Granted(grant),
             Some(Release::Refused(error)) => Gate::Refuse(error),
             _ => Gate::Hold(HoldRequest {
                 text: text.clone(),
@@ -328,8 +415,8 @@ impl<'r> ClientPolicy<'r> {
             text,
         );
         gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target_name = %context.target, statement = %text, action = %decision.action, operation = %decision.operation, "statement decided");
-        if decision.operation == Operation::Ddl && context.catalog.is_some() {
+        tracing::debug!(target_name = %context.target, statement = %text, action = %decision.action(), operation = %decision.operation(), "statement decided");
+        if decision.operation() == Operation::Ddl && context.catalog.is_some() {
             catalog::invalidate(&context.target);
         }
         if !decision.is_allowed() {
@@ -347,11 +434,11 @@ impl<'r> ClientPolicy<'r> {
         );
         context.recording.record(EventKind::Decision {
             text: recorded,
-            operation: decision.operation,
-            action: decision.action,
-            rule: decision.rule.clone(),
-            tables: decision.tables.clone(),
-            reason: decision.reason.clone(),
+            operation: decision.operation(),
+            action: decision.action(),
+            rule: decision.rule().map(str::to_string),
+            tables: decision.tables().to_vec(),
+            reason: decision.reason().to_string(),
         });
         decision
     }

@@ -53,12 +53,13 @@ pub(super) fn refused_statement_name() -> String {
     format!("warden_refused_{}", new_nonce())
 }
 
-fn denial_error(decision: &Decision) -> PgError {
-    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, decision.reason.clone())
+/// The error a statement policy denied gets.
+pub(super) fn denial_error(decision: &Decision) -> PgError {
+    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, decision.reason())
         .with_detail(format!(
             "Warden policy rule: {}; operation: {}",
             decision.rule_name(),
-            decision.operation
+            decision.operation()
         ))
         .with_hint("Ask an administrator to change the Warden policy if this access is needed.")
 }

@@ -1,7 +1,7 @@
 //! Fast-path function calls (`FunctionCall`), judged as the SELECT that
 //! calls the same function (see [`crate::fastpath`]).
 
-use super::client_policy::{ClientPolicy, ClientStop, ClientVerdict, Gate};
+use super::client_policy::{ClientPolicy, ClientStop, ClientVerdict, Gate, forward};
 use super::denial::{deny, deny_with};
 use super::pending::Pending;
 use super::scan::Verdict;
@@ -33,10 +33,10 @@ impl ClientPolicy<'_> {
                     Gate::Refuse(error) => {
                         Verdict::Replace(deny_with(self.shared, error, text, started, None))
                     }
-                    Gate::Proceed(decision) if !decision.is_allowed() => {
+                    Gate::Denied(decision) => {
                         Verdict::Replace(deny(self.shared, &decision, text, started, None))
                     }
-                    Gate::Proceed(_) => {
+                    Gate::Granted(grant) => {
                         self.shared.pending().push_back(Pending::Simple {
                             text,
                             started,
@@ -44,7 +44,7 @@ impl ClientPolicy<'_> {
                             error: None,
                             tables: None,
                         });
-                        Verdict::Forward
+                        forward(grant)
                     }
                 };
             }
