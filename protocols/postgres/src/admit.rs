@@ -1,10 +1,9 @@
 //! The Postgres side of admission: logging in upstream for core's
-//! [`warden_core::admission::admit`], and rendering its refusals as
-//! Postgres errors.
+//! [`warden_core::admission::admit`] (its refusals render in
+//! [`crate::client_error`]).
 
-use crate::errors::{PgError, sqlstate};
 use crate::upstream::{self, Login, Upstream, UpstreamError};
-use warden_core::admission::{ConnectGrant, DialCause, DialFailure, Dialer, Refusal};
+use warden_core::admission::{ConnectGrant, DialCause, DialFailure, Dialer};
 use warden_core::engines::UpstreamCredential;
 
 /// Logs in upstream with the client's startup parameters.
@@ -70,54 +69,5 @@ fn dial_failure(target: &str, error: &UpstreamError) -> DialFailure {
         cause,
         detail: format!("target \"{target}\": {error}"),
         upstream_code: error.upstream_code().map(str::to_string),
-    }
-}
-
-/// The FATAL error a refused client gets.
-pub fn refusal_error(refusal: &Refusal) -> PgError {
-    match refusal {
-        Refusal::UnknownOrForbiddenTarget { target } => PgError::target_refused(target),
-        Refusal::NeedsAccessApproval { target } => PgError::fatal(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
-            refusal.to_string(),
-        )
-        .with_hint(format!(
-            "Run: warden access request --target {target} --for 1h --reason \"…\", and connect again once it is approved."
-        )),
-        Refusal::LimitReached { .. } => {
-            PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, refusal.to_string())
-                .with_hint("Try again when one of the target's sessions has ended.")
-        }
-        Refusal::CredentialFailure { .. } => PgError::fatal(
-            sqlstate::CANNOT_CONNECT,
-            refusal.to_string(),
-        )
-        .with_hint("This is a Warden configuration problem; the Warden log names the secret reference."),
-        Refusal::Unavailable { target, failure } => unavailable_error(target, failure),
-        Refusal::StoreFailure | Refusal::RecordingUnavailable => {
-            PgError::fatal(sqlstate::SYSTEM_ERROR, refusal.to_string())
-        }
-    }
-}
-
-fn unavailable_error(target: &str, failure: &DialFailure) -> PgError {
-    let cause = match failure.cause {
-        DialCause::Unreachable => "the database is unreachable",
-        DialCause::Timeout => "the database did not answer in time",
-        DialCause::Tls => "TLS to the database failed",
-        DialCause::LoginRefused => "the database refused Warden's login",
-        DialCause::UnsupportedSession => {
-            // The detail already says why, in full.
-            return PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, failure.detail.clone());
-        }
-        DialCause::Failed => "the connection to the database failed",
-    };
-    let error = PgError::fatal(
-        sqlstate::CANNOT_CONNECT,
-        format!("target \"{target}\" is unavailable: {cause}"),
-    );
-    match &failure.upstream_code {
-        Some(code) => error.with_detail(format!("upstream SQLSTATE {code}")),
-        None => error,
     }
 }

@@ -1,4 +1,5 @@
-//! Errors and notices Warden itself sends to Postgres clients, with their SQLSTATEs.
+//! The ErrorResponse and NoticeResponse wire forms, and the SQLSTATEs Warden
+//! uses; which errors Warden sends is [`crate::client_error::PgClientError`].
 
 use bytes::BytesMut;
 use pgwire::messages::Message;
@@ -71,12 +72,6 @@ impl PgError {
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
-    }
-
-    /// The one message every authentication failure gets: no hint about why.
-    pub fn auth_failed() -> Self {
-        PgError::fatal(sqlstate::INVALID_PASSWORD, "authentication failed")
-            .with_hint("Present an OIDC token or a Warden access key (wdn_…) as the password.")
     }
 
     /// Unknown and forbidden targets look the same to the client.

@@ -1,7 +1,7 @@
 //! The broker's entry point for Postgres listeners.
 
 use crate::cancel::CancelRegistry;
-use crate::errors::{PgError, sqlstate};
+use crate::client_error::PgClientError;
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,13 +42,8 @@ impl ConnectionHandler for PostgresHandler {
     async fn refuse(&self, mut stream: TcpStream, _peer: SocketAddr, refusal: Refusal) {
         // libpq reads an ErrorResponse even in place of its SSLRequest answer.
         let error = match refusal {
-            Refusal::TooManyConnections => PgError::fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                "sorry, too many clients already",
-            ),
-            Refusal::ShuttingDown => {
-                PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, "Warden is shutting down")
-            }
+            Refusal::TooManyConnections => PgClientError::TooManyConnections,
+            Refusal::ShuttingDown => PgClientError::ShuttingDown,
         };
         let _ = stream.write_all(&error.encode()).await;
         let _ = stream.shutdown().await;

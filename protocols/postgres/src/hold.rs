@@ -6,8 +6,9 @@
 //! an approval lets exactly that statement (same text, same parameters,
 //! same session) through once; anything else turns it into an error.
 
+use crate::client_error::PgClientError;
 use crate::client_stream::ReadHalfAny;
-use crate::errors::{PgError, notice, sqlstate};
+use crate::errors::notice;
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ pub enum Release {
     /// Let the statement with this hash through once, with this grant.
     Approved(StatementGrant, String),
     /// Answer it with this error instead.
-    Refused(PgError),
+    Refused(PgClientError),
 }
 
 /// Why the hold ended the session.
@@ -106,36 +107,20 @@ fn release(verdict: Verdict, hash: String) -> Result<Release, HoldStop> {
             review_id,
             reviewer,
             comment,
-        } => Release::Refused(
-            PgError::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "review {review_id} denied this statement{}",
-                    comment.map(|c| format!(": {c}")).unwrap_or_default()
-                ),
-            )
-            .with_detail(format!("reviewer: {reviewer}")),
-        ),
-        Verdict::TimedOut { review_id, waited } => Release::Refused(PgError::error(
-            sqlstate::QUERY_CANCELED,
-            format!(
-                "review {review_id} was not decided within {}; the statement did not run",
-                short_duration(waited)
-            ),
-        )),
+        } => Release::Refused(PgClientError::ReviewDenied {
+            review_id,
+            reviewer,
+            comment,
+        }),
+        Verdict::TimedOut { review_id, waited } => {
+            Release::Refused(PgClientError::ReviewTimedOut { review_id, waited })
+        }
         Verdict::Withdrawn {
             client_gone: true, ..
         } => return Err(HoldStop::ClientClosed),
-        Verdict::Withdrawn { reason, .. } => Release::Refused(PgError::error(
-            sqlstate::QUERY_CANCELED,
-            format!("canceling statement held for review: {reason}"),
-        )),
-        Verdict::Unavailable => Release::Refused(
-            PgError::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                "this statement needs a human review, and Warden cannot open one right now",
-            )
-            .with_hint("Try again later, or ask an administrator."),
-        ),
+        Verdict::Withdrawn { reason, .. } => {
+            Release::Refused(PgClientError::ReviewWithdrawn(reason))
+        }
+        Verdict::Unavailable => Release::Refused(PgClientError::ReviewUnavailable),
     })
 }

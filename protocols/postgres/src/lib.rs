@@ -10,6 +10,7 @@ mod admit;
 mod cancel;
 mod capture;
 mod catalog;
+mod client_error;
 mod client_stream;
 mod errors;
 pub mod fastpath;

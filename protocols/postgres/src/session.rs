@@ -4,8 +4,8 @@
 
 use crate::admit::PgDialer;
 use crate::cancel::{CancelRegistry, UpstreamKey};
+use crate::client_error::PgClientError;
 use crate::client_stream::MaybeTls;
-use crate::errors::{PgError, sqlstate};
 use crate::frame::{self, peek_header};
 use crate::relay::{RelayContext, relay};
 use crate::startup::{self, NEWEST_MINOR, StartupError, StartupMessage, StartupPacket};
@@ -64,7 +64,7 @@ pub async fn serve(
 }
 
 /// Answers `error` and closes.
-async fn refuse(stream: &mut MaybeTls, error: PgError) {
+async fn refuse(stream: &mut MaybeTls, error: PgClientError) {
     let _ = stream.write_all(&error.encode()).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
@@ -87,11 +87,13 @@ async fn handshake(
             Err(StartupError::Closed) => return None,
             Err(error) => {
                 tracing::info!(%peer, %error, "bad startup packet");
-                let code = match error {
-                    StartupError::UnsupportedVersion { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
-                    _ => sqlstate::PROTOCOL_VIOLATION,
+                let error = match error {
+                    StartupError::UnsupportedVersion { .. } => {
+                        PgClientError::UnsupportedVersion(error.to_string())
+                    }
+                    _ => PgClientError::StartupViolation(error.to_string()),
                 };
-                refuse(&mut stream, PgError::fatal(code, error.to_string())).await;
+                refuse(&mut stream, error).await;
                 return None;
             }
         };
@@ -100,7 +102,7 @@ async fn handshake(
                 if stream.is_tls() {
                     refuse(
                         &mut stream,
-                        PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "SSLRequest inside TLS"),
+                        PgClientError::StartupViolation("SSLRequest inside TLS".into()),
                     )
                     .await;
                     return None;
@@ -120,9 +122,8 @@ async fn handshake(
                     let mut plain = MaybeTls::Plain(tcp);
                     refuse(
                         &mut plain,
-                        PgError::fatal(
-                            sqlstate::PROTOCOL_VIOLATION,
-                            "received unencrypted data after SSL request",
+                        PgClientError::StartupViolation(
+                            "received unencrypted data after SSL request".into(),
                         ),
                     )
                     .await;
@@ -159,22 +160,14 @@ async fn handshake(
     let Some(startup) = startup else {
         refuse(
             &mut stream,
-            PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "expected a startup message"),
+            PgClientError::StartupViolation("expected a startup message".into()),
         )
         .await;
         return None;
     };
 
     if !stream.is_tls() && !peer.ip().is_loopback() && !listener.allow_plaintext {
-        refuse(
-            &mut stream,
-            PgError::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "TLS is required for connections from outside this host",
-            )
-            .with_hint("Connect with sslmode=require (or verify-full)."),
-        )
-        .await;
+        refuse(&mut stream, PgClientError::TlsRequired).await;
         return None;
     }
 
@@ -182,16 +175,9 @@ async fn handshake(
         Ok(parameters) => parameters,
         Err(name) => {
             let error = if name == "replication" {
-                PgError::fatal(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "replication connections are not allowed through Warden",
-                )
+                PgClientError::Replication
             } else {
-                PgError::fatal(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("startup parameter {name} is not allowed through Warden"),
-                )
-                .with_hint("Session identity and read-only settings are set by Warden's policy.")
+                PgClientError::StartupParameter(name.to_string())
             };
             refuse(&mut stream, error).await;
             return None;
@@ -263,7 +249,7 @@ async fn handshake(
             if let Err(error) = gateway.sessions.audit(&event).await {
                 tracing::error!(%error, "cannot write audit event");
             }
-            refuse(&mut stream, PgError::auth_failed()).await;
+            refuse(&mut stream, PgClientError::AuthFailed).await;
             return None;
         }
     };
@@ -278,13 +264,12 @@ async fn handshake(
 
 /// Reads the PasswordMessage. `Ok(None)` when the client hung up (psql does
 /// this to prompt for a password, then reconnects).
-async fn read_password(stream: &mut MaybeTls) -> Result<Option<SecretString>, PgError> {
+async fn read_password(stream: &mut MaybeTls) -> Result<Option<SecretString>, PgClientError> {
     let mut header = [0u8; frame::HEADER_LEN];
     if stream.read_exact(&mut header).await.is_err() {
         return Ok(None);
     }
-    let protocol_error =
-        |message: &str| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, message.to_string());
+    let protocol_error = |message: &str| PgClientError::StartupViolation(message.to_string());
     let (tag, len) = peek_header(&header)
         .map_err(|e| protocol_error(&e.to_string()))?
         .ok_or_else(|| protocol_error("short message"))?;
@@ -307,7 +292,7 @@ async fn read_password(stream: &mut MaybeTls) -> Result<Option<SecretString>, Pg
         Some((0, text)) => text,
         _ => return Err(protocol_error("password message is not NUL-terminated")),
     };
-    let text = String::from_utf8(text.to_vec()).map_err(|_| PgError::auth_failed())?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| PgClientError::AuthFailed)?;
     Ok(Some(SecretString::from(text)))
 }
 
@@ -352,7 +337,7 @@ async fn run_session(
     let (admitted, upstream) = match admit(&gateway, request, dialer).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            refuse(&mut stream, crate::admit::refusal_error(&refusal)).await;
+            refuse(&mut stream, PgClientError::NotAdmitted(refusal)).await;
             return;
         }
     };

@@ -7,7 +7,7 @@
 use super::client_policy::{ClientPolicy, ClientVerdict, PortalJudgement, column_rule_tables};
 use super::denial::{deny, deny_with, refused_statement_name};
 use super::scan::Verdict;
-use crate::errors::{PgError, sqlstate};
+use crate::client_error::PgClientError;
 use crate::frame::{Bind, FrameError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,11 +32,7 @@ impl ClientPolicy<'_> {
                 // refuses this Bind itself, and Warden binds no portal.
                 return Verdict::Forward;
             }
-            let error = PgError::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("prepared statement \"{statement}\" is not known to Warden"),
-            );
-            return self.refuse_bind(error, text);
+            return self.refuse_bind(PgClientError::UnknownStatement(statement), text);
         };
         if decision.action() == Action::Deny {
             self.count_statement();
@@ -64,11 +60,7 @@ impl ClientPolicy<'_> {
             match owned_parameters(&bind) {
                 Ok(parameters) => Some(warden_core::reviews::statement_hash(&text, &parameters)),
                 Err(error) => {
-                    let error = PgError::error(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        format!("malformed Bind message: {error}"),
-                    );
-                    return self.refuse_bind(error, text);
+                    return self.refuse_bind(PgClientError::MalformedBind(error.to_string()), text);
                 }
             }
         } else {
@@ -88,7 +80,7 @@ impl ClientPolicy<'_> {
     }
 
     /// Answers a Bind with `error` (a marker Parse stands in for it).
-    fn refuse_bind(&mut self, error: PgError, text: Arc<str>) -> ClientVerdict {
+    fn refuse_bind(&mut self, error: PgClientError, text: Arc<str>) -> ClientVerdict {
         self.count_statement();
         let marker = refused_statement_name();
         Verdict::Replace(deny_with(

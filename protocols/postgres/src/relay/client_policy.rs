@@ -7,7 +7,7 @@ use super::denial::{deny, deny_with, refused_statement_name};
 use super::pending::{Pending, Shared};
 use super::scan::{HeaderError, Inspector, Verdict};
 use crate::catalog;
-use crate::errors::PgError;
+use crate::client_error::PgClientError;
 use crate::frame::{Close, Describe, Execute, Frame, FrameError, Parse, Query, Target, frontend};
 use crate::hold::{HoldRequest, Release};
 use bytes::BytesMut;
@@ -99,7 +99,7 @@ pub(super) enum Gate {
     Granted(StatementGrant),
     Denied(Decision),
     Hold(HoldRequest),
-    Refuse(PgError),
+    Refuse(PgClientError),
 }
 
 /// Forwards the statement frame the grant allows (the scanner copies its
@@ -263,7 +263,7 @@ impl<'r> ClientPolicy<'r> {
             .get(&*portal)
             .cloned()
             .unwrap_or_else(|| Arc::from("(unknown portal)"));
-        let refused = |policy: &mut Self, error: PgError| {
+        let refused = |policy: &mut Self, error: PgClientError| {
             policy.count_statement();
             // A Parse that fails in the server's parser stands in for the Execute.
             let name = refused_statement_name();
@@ -299,7 +299,7 @@ impl<'r> ClientPolicy<'r> {
                     }
                     Gate::Hold(request) => return Verdict::StopBefore(ClientStop::Hold(request)),
                     Gate::Denied(decision) => {
-                        return refused(self, super::denial::denial_error(&decision));
+                        return refused(self, PgClientError::StatementDenied(decision));
                     }
                     Gate::Refuse(error) => return refused(self, error),
                 }
@@ -343,7 +343,7 @@ impl<'r> ClientPolicy<'r> {
         portal: &str,
         judged: PortalJudgement,
         text: &str,
-    ) -> Result<PortalJudgement, PgError> {
+    ) -> Result<PortalJudgement, PgClientError> {
         let generation = self.context.gateway.policy.generation();
         if judged.generation == generation {
             return Ok(judged);
@@ -351,10 +351,7 @@ impl<'r> ClientPolicy<'r> {
         let decision = self.decide(text);
         if decision.action() == Action::Review && judged.hash.is_none() {
             // The parameters an approval is bound to went by at Bind.
-            return Err(PgError::error(
-                crate::errors::sqlstate::INSUFFICIENT_PRIVILEGE,
-                "Warden's policy changed since this portal was bound and it now needs a review; bind it again",
-            ));
+            return Err(PgClientError::PolicyChangedNeedsReview);
         }
         let judged = PortalJudgement {
             decision,

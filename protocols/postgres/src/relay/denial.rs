@@ -4,7 +4,7 @@
 //! (see [`super::pending`]).
 
 use super::pending::{Pending, Shared};
-use crate::errors::{PgError, sqlstate};
+use crate::client_error::PgClientError;
 use crate::frame::{Frame, Parse, Query};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -20,13 +20,14 @@ pub(super) fn deny(
     started: Instant,
     parse_name: Option<&str>,
 ) -> BytesMut {
-    deny_with(shared, denial_error(decision), text, started, parse_name)
+    let error = PgClientError::StatementDenied(decision.clone());
+    deny_with(shared, error, text, started, parse_name)
 }
 
 /// Like [`deny`], answering with `error`.
 pub(super) fn deny_with(
     shared: &Shared,
-    error: PgError,
+    error: PgClientError,
     text: Arc<str>,
     started: Instant,
     parse_name: Option<&str>,
@@ -39,7 +40,7 @@ pub(super) fn deny_with(
     };
     shared.pending().push_back(Pending::Denied {
         nonce,
-        error,
+        error: error.to_wire(),
         text,
         started,
         standalone: parse_name.is_none(),
@@ -51,17 +52,6 @@ pub(super) fn deny_with(
 /// Execute: unique, so it redefines none of the client's statements.
 pub(super) fn refused_statement_name() -> String {
     format!("warden_refused_{}", new_nonce())
-}
-
-/// The error a statement policy denied gets.
-pub(super) fn denial_error(decision: &Decision) -> PgError {
-    PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, decision.reason())
-        .with_detail(format!(
-            "Warden policy rule: {}; operation: {}",
-            decision.rule_name(),
-            decision.operation()
-        ))
-        .with_hint("Ask an administrator to change the Warden policy if this access is needed.")
 }
 
 fn new_nonce() -> String {

@@ -5,7 +5,7 @@ use super::client_policy::{ClientPolicy, ClientStop, ClientVerdict, Gate, forwar
 use super::denial::{deny, deny_with};
 use super::pending::Pending;
 use super::scan::Verdict;
-use crate::errors::{PgError, sqlstate};
+use crate::client_error::PgClientError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -55,8 +55,7 @@ impl ClientPolicy<'_> {
             .metrics
             .statements_denied
             .fetch_add(1, Ordering::Relaxed);
-        let error = PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, refusal)
-            .with_hint("Call the function with a SELECT statement instead.");
+        let error = PgClientError::FastPathRefused(refusal);
         let text: Arc<str> = Arc::from("(fast-path function call)");
         Verdict::Replace(deny_with(self.shared, error, text, started, None))
     }

@@ -6,7 +6,7 @@ use super::RelayContext;
 use super::pending::{Pending, Shared};
 use super::scan::Verdict;
 use crate::catalog;
-use crate::errors::{PgError, sqlstate};
+use crate::client_error::PgClientError;
 use crate::frame::backend;
 use crate::masking::{self as wire_masking, MaskCounts, RowPlan};
 use bytes::BytesMut;
@@ -147,14 +147,7 @@ pub(super) fn mask_upstream_frame(
             if state.withholding == Withholding::Nothing {
                 state.withholding = Withholding::CopyOut;
             }
-            Some(Verdict::Replace(
-                PgError::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    "COPY TO is not available while masking rules apply to you on this target",
-                )
-                .with_hint("Use SELECT: its results are masked.")
-                .encode(),
-            ))
+            Some(Verdict::Replace(PgClientError::CopyOutMasked.encode()))
         }
         backend::COPY_DATA | backend::COPY_DONE if state.withholding != Withholding::Nothing => {
             Some(Verdict::Replace(BytesMut::new()))
@@ -200,13 +193,7 @@ fn plan_result(
         }
     };
     let Some(fields) = wire_masking::parse_row_description(body) else {
-        return Verdict::Replace(
-            PgError::error(
-                sqlstate::PROTOCOL_VIOLATION,
-                "Warden could not read the result's column descriptions",
-            )
-            .encode(),
-        );
+        return Verdict::Replace(PgClientError::UnreadableRowDescription.encode());
     };
     if let Some(catalog) = &context.catalog {
         let oids: Vec<u32> = fields.iter().map(|f| f.table_oid).collect();
@@ -287,12 +274,7 @@ fn plan_result(
 }
 
 fn unmaskable_error(column: &str) -> BytesMut {
-    PgError::error(
-        sqlstate::INSUFFICIENT_PRIVILEGE,
-        format!("column \"{column}\" is masked and cannot be sent in binary format"),
-    )
-    .with_hint("Request the column in text format, or cast it to text.")
-    .encode()
+    PgClientError::BinaryMaskedColumn(column.to_string()).encode()
 }
 
 /// True when the session has column rules and the statement reads a table

@@ -33,8 +33,8 @@ mod tests;
 mod upstream_inspect;
 
 use crate::catalog::Catalog;
+use crate::client_error::PgClientError;
 use crate::client_stream::{ReadHalfAny, WriteHalfAny};
-use crate::errors::{PgError, sqlstate};
 use bytes::BytesMut;
 use pending::Shared;
 use std::sync::Arc;
@@ -152,7 +152,7 @@ pub async fn relay(
         Stop::Fatal(error) => {
             let message = error.to_string();
             let _ = client_write
-                .write_all(&PgError::fatal(sqlstate::PROTOCOL_VIOLATION, &message).encode())
+                .write_all(&PgClientError::RelayViolation(message.clone()).encode())
                 .await;
             format!("protocol error: {message}")
         }

@@ -7,8 +7,8 @@ use super::pending::Shared;
 use super::scan::FrameScanner;
 use super::upstream_inspect::UpstreamInspector;
 use super::{IoFailure, ProtocolError, RelayContext, Stop};
+use crate::client_error::PgClientError;
 use crate::client_stream::{ReadHalfAny, WriteHalfAny};
-use crate::errors::{PgError, sqlstate};
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,10 +126,7 @@ pub(super) async fn upstream_to_client(
             _ = terminate.cancelled() => {
                 // Close at a message boundary with a clear error.
                 if !scanner.mid_frame() {
-                    let error = PgError::fatal(
-                        sqlstate::ADMIN_SHUTDOWN,
-                        "terminating connection because Warden is shutting down",
-                    );
+                    let error = PgClientError::Terminating;
                     let _ = client.write_all(&error.encode()).await;
                 }
                 return Stop::Shutdown;
@@ -137,7 +134,7 @@ pub(super) async fn upstream_to_client(
             _ = context.session_end.ended() => {
                 let reason = context.session_end.reason();
                 if !scanner.mid_frame() {
-                    let error = PgError::fatal(sqlstate::ADMIN_SHUTDOWN, reason.clone());
+                    let error = PgClientError::SessionEnded(reason.clone());
                     let _ = client.write_all(&error.encode()).await;
                 }
                 return Stop::Ended(reason);
