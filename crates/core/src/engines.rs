@@ -5,6 +5,7 @@
 use crate::admission::ConnectGrant;
 use crate::config::Protocol;
 use crate::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use crate::request::{Dialect, Request};
 use crate::{Decision, Identity};
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -45,13 +46,6 @@ pub trait Authenticator: Send + Sync {
     ) -> Result<Identity, AuthError>;
 }
 
-/// The SQL dialect a statement is written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    Postgres,
-    Mysql,
-}
-
 /// Decides connects and statements. Implementations must be cheap to call on
 /// every statement (cache classifications) and must fail closed.
 pub trait PolicyEngine: Send + Sync {
@@ -64,14 +58,9 @@ pub trait PolicyEngine: Send + Sync {
         0
     }
 
-    /// May this identity run this statement text on this target?
-    fn check_statement(
-        &self,
-        identity: &Identity,
-        target: &str,
-        dialect: Dialect,
-        sql: &str,
-    ) -> Decision;
+    /// May this identity do what `request` asks on this target?
+    fn check_statement(&self, identity: &Identity, target: &str, request: &Request<'_>)
+    -> Decision;
 
     /// Per-session classification state (SQL-level `PREPARE` texts, so a later
     /// `EXECUTE` is judged by what it runs). Engines without such state return `()`.
@@ -85,10 +74,9 @@ pub trait PolicyEngine: Send + Sync {
         _state: &mut (dyn std::any::Any + Send),
         identity: &Identity,
         target: &str,
-        dialect: Dialect,
-        sql: &str,
+        request: &Request<'_>,
     ) -> Decision {
-        self.check_statement(identity, target, dialect, sql)
+        self.check_statement(identity, target, request)
     }
 
     /// Tells the session state which server it talks to (the handshake's

@@ -2,6 +2,7 @@
 //! the recorder and the store (which keep them).
 
 use crate::config::Protocol;
+use crate::request::StatementProtocol;
 use crate::{Action, Identity, Operation};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -50,18 +51,6 @@ pub struct SessionSummary {
     pub statements: u64,
     /// `client closed`, `upstream closed`, `shutdown`, an error text …
     pub reason: String,
-}
-
-/// Which sub-protocol carried a statement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatementProtocol {
-    /// Postgres Query message / MySQL COM_QUERY.
-    Simple,
-    /// Postgres Parse/Bind/Execute / MySQL prepared statements.
-    Extended,
-    /// Postgres FunctionCall.
-    FunctionCall,
 }
 
 /// One recorded event of a session. The recorder adds sequence and time.

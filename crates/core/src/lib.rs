@@ -19,6 +19,7 @@ pub mod lexing;
 pub mod masking;
 pub mod metrics;
 pub mod operation;
+pub mod request;
 pub mod review_store;
 pub mod reviews;
 pub mod secret;

@@ -6,7 +6,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use warden_core::config::Config;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 use warden_policy::{Classifier, PolicySet, identity_from_claims};
 
 const PG: &str = "SELECT o.id, o.created_at, c.email, sum(l.amount) AS total FROM public.orders o JOIN customers c ON c.id = o.customer_id JOIN order_lines l ON l.order_id = o.id WHERE o.created_at > now() - interval '7 days' GROUP BY 1, 2, 3 LIMIT 50";

@@ -5,7 +5,7 @@ use crate::classify::{Classification, StatementClass};
 use crate::rules::PolicySet;
 use serde::Serialize;
 use std::fmt;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 use warden_core::{Action, Identity, IdentityKind, Operation};
 
 /// The answer to "what would happen if this identity ran this SQL here?".

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use warden_core::config::{Config, ConfigError};
-use warden_core::engines::{Dialect, PolicyEngine};
+use warden_core::engines::PolicyEngine;
+use warden_core::request::{Dialect, Request};
 use warden_core::{Decision, Identity};
 
 /// One version of the rules.
@@ -112,13 +113,15 @@ impl PolicyEngine for ReloadablePolicy {
         &self,
         identity: &Identity,
         target: &str,
-        dialect: Dialect,
-        sql: &str,
+        request: &Request<'_>,
     ) -> Decision {
-        self.current
-            .load()
-            .set
-            .check_statement(identity, target, dialect, sql)
+        match *request {
+            Request::Sql { dialect, text } => self
+                .current
+                .load()
+                .set
+                .check_statement(identity, target, dialect, text),
+        }
     }
 
     fn new_session_state(&self, dialect: Dialect) -> Box<dyn std::any::Any + Send> {
@@ -130,15 +133,16 @@ impl PolicyEngine for ReloadablePolicy {
         state: &mut (dyn std::any::Any + Send),
         identity: &Identity,
         target: &str,
-        dialect: Dialect,
-        sql: &str,
+        request: &Request<'_>,
     ) -> Decision {
-        match state.downcast_mut::<SessionClassifier>() {
-            Some(session) if session.dialect() == dialect => {
-                ReloadablePolicy::check_session_statement(self, session, identity, target, sql)
-            }
-            // State from another engine or dialect: judge the text on its own.
-            _ => self.check_statement(identity, target, dialect, sql),
+        match *request {
+            Request::Sql { dialect, text } => match state.downcast_mut::<SessionClassifier>() {
+                Some(session) if session.dialect() == dialect => {
+                    ReloadablePolicy::check_session_statement(self, session, identity, target, text)
+                }
+                // State from another engine or dialect: judge the text on its own.
+                _ => self.check_statement(identity, target, request),
+            },
         }
     }
 

@@ -6,8 +6,8 @@
 use crate::classify::{Classification, Classifier, StatementClass, TableRef};
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use warden_core::config::{ClassifierConfig, Config, PolicyConfig};
-use warden_core::engines::Dialect;
 use warden_core::masking::MaskRules;
+use warden_core::request::Dialect;
 use warden_core::{Action, Decision, Identity, IdentityKind, Operation};
 
 /// A rule set could not be compiled.

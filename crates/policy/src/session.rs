@@ -5,7 +5,7 @@ use crate::classify::{Classification, ServerVersion, StatementClass, mysql_user_
 use crate::rules::PolicySet;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 
 /// Most prepared statements remembered per session; beyond this a new
 /// `PREPARE` is not remembered and its `EXECUTE` is `unknown` (fails closed).

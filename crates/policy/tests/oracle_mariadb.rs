@@ -7,7 +7,7 @@ mod common;
 
 use mysql_async::prelude::Queryable;
 use warden_core::Operation;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 use warden_policy::classify;
 use warden_test_support::mariadb::MariaDb;
 

@@ -8,7 +8,7 @@ mod common;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use warden_core::Operation;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 use warden_policy::classify;
 use warden_test_support::postgres::Postgres;
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_core::Action;
 use warden_core::config::Config;
-use warden_core::engines::{Dialect, PolicyEngine};
+use warden_core::engines::PolicyEngine;
+use warden_core::request::{Dialect, Request};
 use warden_policy::{ReloadablePolicy, identity_from_claims, spawn_reloader};
 
 fn config_text(allow: &str) -> String {
@@ -48,8 +49,12 @@ fn reload_from_refuses_invalid_file_and_keeps_rules() {
     assert_eq!(policy.version(), 1);
     let agent = identity_from_claims(json!({"sub": "a", "groups": ["agents"]}));
     let check = |p: &ReloadablePolicy| {
-        p.check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM t")
-            .action()
+        p.check_statement(
+            &agent,
+            "orders",
+            &Request::sql(Dialect::Postgres, "DELETE FROM t"),
+        )
+        .action()
     };
     assert_eq!(check(&policy), Action::Deny);
 
@@ -89,7 +94,11 @@ async fn reloader_follows_file_changes_and_sighup() {
     assert!(wait_for(&policy, 2).await, "file change not picked up");
     assert!(
         policy
-            .check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM t")
+            .check_statement(
+                &agent,
+                "orders",
+                &Request::sql(Dialect::Postgres, "DELETE FROM t")
+            )
             .is_allowed()
     );
 
@@ -99,7 +108,11 @@ async fn reloader_follows_file_changes_and_sighup() {
     assert_eq!(policy.version(), 2);
     assert!(
         policy
-            .check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM t")
+            .check_statement(
+                &agent,
+                "orders",
+                &Request::sql(Dialect::Postgres, "DELETE FROM t")
+            )
             .is_allowed()
     );
 
@@ -107,7 +120,11 @@ async fn reloader_follows_file_changes_and_sighup() {
     assert!(wait_for(&policy, 3).await, "fixed file not picked up");
     assert!(
         !policy
-            .check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM t")
+            .check_statement(
+                &agent,
+                "orders",
+                &Request::sql(Dialect::Postgres, "DELETE FROM t")
+            )
             .is_allowed()
     );
 

@@ -3,7 +3,8 @@
 use serde_json::json;
 use std::sync::Arc;
 use warden_core::config::Config;
-use warden_core::engines::{Dialect, PolicyEngine};
+use warden_core::engines::PolicyEngine;
+use warden_core::request::{Dialect, Request};
 use warden_core::{Action, Operation};
 use warden_policy::{
     PolicySet, ReloadablePolicy, SessionClassifier, explain, identity_from_claims,
@@ -94,7 +95,7 @@ fn read_allowed_write_reviewed_ddl_denied() {
     let agent = who(json!({"sub": "a1", "groups": ["agents"]}));
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "SELECT * FROM orders");
     assert_eq!(d.action(), Action::Allow);
-    assert_eq!(d.rule().as_deref(), Some("agents read orders"));
+    assert_eq!(d.rule(), Some("agents read orders"));
     assert_eq!(d.tables(), vec!["orders"]);
 
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "DELETE FROM orders");
@@ -148,12 +149,12 @@ fn table_matchers_restrict_rules() {
         "SELECT * FROM orders; SELECT * FROM billing.secrets",
     );
     assert_eq!(d.action(), Action::Deny);
-    assert_eq!(d.rule().as_deref(), Some("no secrets"));
+    assert_eq!(d.rule(), Some("no secrets"));
 
     // An unqualified name could be in any schema (search_path), so a deny on
     // *.secrets catches it.
     let d = p.check_statement(&agent, "orders", Dialect::Postgres, "SELECT * FROM secrets");
-    assert_eq!(d.rule().as_deref(), Some("no secrets"));
+    assert_eq!(d.rule(), Some("no secrets"));
 
     // Allow rules with schemas: unqualified names count as public.
     let writer = who(json!({"sub": "w", "groups": ["writers"]}));
@@ -164,7 +165,7 @@ fn table_matchers_restrict_rules() {
         "UPDATE orders SET total = 0",
     );
     assert_eq!(d.action(), Action::Allow, "{}", d.reason());
-    assert_eq!(d.rule().as_deref(), Some("agents write public"));
+    assert_eq!(d.rule(), Some("agents write public"));
     let d = p.check_statement(
         &writer,
         "orders",
@@ -206,7 +207,7 @@ fn subjects_key_claim_email_sub() {
         Dialect::Postgres,
         "CREATE TABLE x (a int)",
     );
-    assert_eq!(d.rule().as_deref(), Some("ops key"));
+    assert_eq!(d.rule(), Some("ops key"));
     assert_eq!(d.action(), Action::Allow);
     // `sub:key:ops-bot` is not the key subject form, and an OIDC token cannot pose as a key.
     let oidc = who(json!({"sub": "ops-bot"}));
@@ -249,17 +250,17 @@ fn connect_semantics() {
     let d = p.check_connect(&agent, "orders");
     assert_eq!(d.action(), Action::Allow);
     assert_eq!(d.operation(), Operation::Connect);
-    assert_eq!(d.rule().as_deref(), Some("agents read orders"));
+    assert_eq!(d.rule(), Some("agents read orders"));
 
     let mallory = who(json!({"sub": "mallory", "groups": ["agents"]}));
     let d = p.check_connect(&mallory, "orders");
     assert_eq!(d.action(), Action::Deny);
-    assert_eq!(d.rule().as_deref(), Some("banned"));
+    assert_eq!(d.rule(), Some("banned"));
 
     let contractor = who(json!({"sub": "c", "groups": ["contractors"]}));
     let d = p.check_connect(&contractor, "orders");
     assert_eq!(d.action(), Action::Review);
-    assert_eq!(d.rule().as_deref(), Some("approved connect"));
+    assert_eq!(d.rule(), Some("approved connect"));
     assert!(d.reason().contains("requires a human review"));
 }
 
@@ -292,7 +293,11 @@ fn session_resolves_execute_of_earlier_prepare() {
     let d = policy.check_session_statement(&mut session, &agent, "orders", "EXECUTE w");
     assert_eq!(d.operation(), Operation::Unknown);
     // Without session state EXECUTE is unknown: fail closed.
-    let d = policy.check_statement(&agent, "orders", Dialect::Postgres, "EXECUTE q");
+    let d = policy.check_statement(
+        &agent,
+        "orders",
+        &Request::sql(Dialect::Postgres, "EXECUTE q"),
+    );
     assert_eq!(d.operation(), Operation::Unknown);
     assert_eq!(d.action(), Action::Deny);
 
@@ -335,7 +340,7 @@ fn safe_functions_from_config() {
     // table-limited deny on *.secrets must assume it may touch them.
     let d = plain.check_statement(&agent, "orders", Dialect::Postgres, "SELECT report()");
     assert_eq!(d.action(), Action::Deny);
-    assert_eq!(d.rule().as_deref(), Some("no secrets"));
+    assert_eq!(d.rule(), Some("no secrets"));
 }
 
 #[test]
@@ -368,7 +373,7 @@ fn engine_trait_object_works() {
     assert!(engine.check_connect(&agent, "orders").is_allowed());
     assert!(
         engine
-            .check_statement(&agent, "orders", Dialect::Mysql, "SELECT 1")
+            .check_statement(&agent, "orders", &Request::sql(Dialect::Mysql, "SELECT 1"))
             .is_allowed()
     );
 }

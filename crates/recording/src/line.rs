@@ -221,7 +221,7 @@ fn take_u64(fields: &mut Map<String, Value>, name: &str) -> Result<u64, LineErro
 mod tests {
     use super::*;
     use time::macros::datetime;
-    use warden_core::events::StatementProtocol;
+    use warden_core::request::StatementProtocol;
 
     fn statement() -> EventKind {
         EventKind::Statement {

@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 use warden_core::IdentityKind;
-use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::events::EventKind;
 
+use warden_core::request::StatementProtocol;
 /// Writes one line per event, then a note when the `end` event is missing.
 pub fn render_timeline(events: &[RecordedEvent], out: &mut impl Write) -> io::Result<()> {
     for event in events {

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use warden_core::config::Protocol;
 use warden_core::engines::Recorder;
-use warden_core::events::{EventKind, SessionInfo, SessionSummary, StatementProtocol};
+use warden_core::events::{EventKind, SessionInfo, SessionSummary};
+use warden_core::request::StatementProtocol;
 use warden_core::{Action, Identity, IdentityKind, Operation};
 use warden_recording::{
     DROPPED_REASON, LocalRecorder, Note, Recorded, RecordingError, read_recording, recording_path,

@@ -391,8 +391,7 @@ impl PolicyEngine for ByTargetName {
         &self,
         _identity: &Identity,
         _target: &str,
-        _dialect: warden_core::engines::Dialect,
-        _sql: &str,
+        _request: &warden_core::request::Request<'_>,
     ) -> Decision {
         Decision::new(
             Action::Allow,

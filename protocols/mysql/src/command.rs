@@ -14,9 +14,10 @@ use mysql_common::constants::CapabilityFlags as Caps;
 use warden_core::Gateway;
 use warden_core::admission::AdmittedSession;
 use warden_core::config::TargetConfig;
-use warden_core::engines::{Dialect, SessionRecording};
+use warden_core::engines::SessionRecording;
 use warden_core::events::{EventKind, SessionInfo};
 use warden_core::metrics::Metrics;
+use warden_core::request::Dialect;
 
 mod change_user;
 mod judge;

@@ -8,7 +8,8 @@ mod common;
 use common::*;
 use mysql_async::prelude::*;
 use std::time::Duration;
-use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::events::EventKind;
+use warden_core::request::StatementProtocol;
 use warden_core::{Action, Operation};
 use warden_test_support::mariadb::MariaDb;
 

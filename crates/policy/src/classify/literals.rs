@@ -168,7 +168,7 @@ mod soundness {
     use super::postgres_key;
     use crate::classify::Classifier;
     use warden_core::config::ClassifierConfig;
-    use warden_core::engines::Dialect;
+    use warden_core::request::Dialect;
 
     /// Every Postgres corpus statement whose key folds numbers classifies the
     /// same as its folded form (checked with fresh, separate caches).

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use warden_core::Operation;
 use warden_core::config::ClassifierConfig;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 
 pub use functions::FunctionList;
 pub use mysql_lex::ServerVersion;

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use warden_core::Operation;
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 
 #[derive(Debug, Deserialize)]
 struct Corpus {

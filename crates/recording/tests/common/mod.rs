@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_core::config::Protocol;
-use warden_core::events::{EventKind, SessionInfo, SessionSummary, StatementProtocol};
+use warden_core::events::{EventKind, SessionInfo, SessionSummary};
+use warden_core::request::StatementProtocol;
 use warden_core::{Identity, IdentityKind};
 use warden_recording::S3SinkConfig;
 

@@ -4,7 +4,7 @@ use crate::ConfigArgs;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use warden_core::config::{Config, Protocol};
-use warden_core::engines::Dialect;
+use warden_core::request::Dialect;
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {

@@ -151,7 +151,7 @@ impl CommandLoop<'_> {
             self.policy_state = self
                 .gateway
                 .policy
-                .new_session_state(warden_core::engines::Dialect::Mysql);
+                .new_session_state(warden_core::request::Dialect::Mysql);
             self.gateway
                 .policy
                 .set_session_server(self.policy_state.as_mut(), &self.upstream.server_version);

@@ -4,11 +4,12 @@
 
 use super::{CommandLoop, Flow};
 use crate::errors::ClientError;
-use warden_core::engines::Dialect;
-use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::events::EventKind;
 use warden_core::grant::{Judgement, StatementGrant, judge};
 use warden_core::hold::{HoldRequest, Verdict, hold};
 use warden_core::metrics::Metrics;
+use warden_core::request::StatementProtocol;
+use warden_core::request::{Dialect, Request};
 use warden_core::{Action, Decision, Operation};
 
 impl CommandLoop<'_> {
@@ -18,8 +19,7 @@ impl CommandLoop<'_> {
             self.policy_state.as_mut(),
             &self.session.identity,
             &self.target.name,
-            Dialect::Mysql,
-            sql,
+            &Request::sql(Dialect::Mysql, sql),
         );
         if decision.action() != Action::Deny && self.reads_diagnostics(sql) {
             decision = decision.tightened(

@@ -10,8 +10,9 @@ use crate::threads::Kill;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
-use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::events::EventKind;
 use warden_core::metrics::Metrics;
+use warden_core::request::StatementProtocol;
 use warden_core::{Action, Operation};
 
 impl CommandLoop<'_> {

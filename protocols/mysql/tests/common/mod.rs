@@ -16,12 +16,13 @@ use tokio::net::TcpStream;
 use warden_core::broker::{Broker, ConnectionHandler};
 use warden_core::config::{Config, Protocol, TlsConfig};
 use warden_core::engines::{
-    AuthContext, AuthError, Authenticator, CredentialError, CredentialSource, Dialect,
-    PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
+    AuthContext, AuthError, Authenticator, CredentialError, CredentialSource, PolicyEngine,
+    Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
 };
 use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
 use warden_core::gateway::Shutdown;
 use warden_core::metrics::Metrics;
+use warden_core::request::{Dialect, Request};
 use warden_core::{Action, Decision, Gateway, Identity, IdentityKind, Operation};
 use warden_mysql::{MysqlHandler, NativePasswordVerifier};
 
@@ -96,9 +97,9 @@ impl PolicyEngine for KeywordPolicy {
         &self,
         _identity: &Identity,
         _target: &str,
-        dialect: Dialect,
-        sql: &str,
+        request: &Request<'_>,
     ) -> Decision {
+        let Request::Sql { dialect, text: sql } = *request;
         assert_eq!(dialect, Dialect::Mysql);
         let upper = sql.to_uppercase();
         if upper.contains("DELETE") {

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use warden_core::engines::Dialect;
 use warden_core::events::EventKind;
 use warden_core::grant::{Judgement, PrepareGrant, StatementGrant, judge, judge_prepare};
+use warden_core::request::{Dialect, Request};
 use warden_core::{Action, Decision, Operation};
 
 /// Why the client direction stops scanning.
@@ -408,8 +408,7 @@ impl<'r> ClientPolicy<'r> {
             self.policy_state.as_mut(),
             &context.identity,
             &context.target,
-            Dialect::Postgres,
-            text,
+            &Request::sql(Dialect::Postgres, text),
         );
         gateway.metrics.statements.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target_name = %context.target, statement = %text, action = %decision.action(), operation = %decision.operation(), "statement decided");

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-use warden_core::events::StatementProtocol;
+use warden_core::request::StatementProtocol;
 
 /// A request the upstream has yet to answer, in the order it was sent.
 pub(super) enum Pending {

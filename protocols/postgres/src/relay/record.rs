@@ -4,8 +4,9 @@ use super::RelayContext;
 use crate::frame;
 use crate::masking as wire_masking;
 use std::time::Instant;
-use warden_core::events::{EventKind, StatementProtocol};
+use warden_core::events::EventKind;
 
+use warden_core::request::StatementProtocol;
 /// Records one statement's outcome; its text and error message are masked
 /// the way the client's copy is.
 pub(super) fn record_statement(
