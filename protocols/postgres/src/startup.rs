@@ -196,7 +196,23 @@ pub enum RefusedParameter {
 /// in lowercase matches, as when this was a plain string.
 impl PartialEq<&str> for RefusedParameter {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        let is_pair = |text: &str, name: &str, value: &str| {
+            text.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                == Some(value)
+        };
+        let options = other
+            .strip_prefix("options (")
+            .and_then(|rest| rest.strip_suffix(')'));
+        match self {
+            RefusedParameter::Replication { key } => key == other,
+            RefusedParameter::Setting { key, value } => is_pair(other, key, value),
+            RefusedParameter::OptionsSwitch { word: name }
+            | RefusedParameter::OptionsName { name } => options == Some(name.as_str()),
+            RefusedParameter::OptionsValue { name, value } => {
+                options.is_some_and(|inner| is_pair(inner, name, value))
+            }
+        }
     }
 }
 
@@ -413,6 +429,21 @@ mod tests {
         let refused = forwardable_parameters(&shouting).unwrap_err();
         assert!(matches!(refused, RefusedParameter::Replication { .. }));
         assert_ne!(refused, "replication");
+        for refused in [
+            RefusedParameter::Setting {
+                key: "role".into(),
+                value: "x".into(),
+            },
+            RefusedParameter::OptionsSwitch { word: "-e".into() },
+            RefusedParameter::OptionsValue {
+                name: "client_encoding".into(),
+                value: "SJIS".into(),
+            },
+        ] {
+            let text = refused.to_string();
+            assert_eq!(refused, text.as_str());
+            assert_ne!(refused, "replication");
+        }
     }
 
     fn options_message(options: &str) -> StartupMessage {
