@@ -20,19 +20,133 @@ pub struct AuthContext {
     pub target: String,
 }
 
+/// A boxed error from an engine crate core does not depend on (sqlx, the
+/// secret providers, the recorder), kept as the `source` of core's errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why authentication failed. Goes to the log and the audit trail only: the
-/// client always gets one generic message.
+/// client always gets one generic message. Displays as its [`AuthReason`].
 #[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
+#[error(transparent)]
 pub struct AuthError {
-    pub reason: String,
+    #[from]
+    pub reason: AuthReason,
 }
 
-impl AuthError {
-    pub fn new(reason: impl Into<String>) -> Self {
-        AuthError {
-            reason: reason.into(),
+/// What failed in authentication: one variant per refusal so the audit trail
+/// and tests can tell them apart; the texts are the ones operators search
+/// their logs for. Never holds the credential or a signature, and the ids,
+/// kids and issuers in it come pre-sanitised (`printable`) from the identity
+/// crate.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuthReason {
+    // The presented text itself.
+    #[error("empty credential")]
+    EmptyCredential,
+    #[error("credential too long ({len} bytes, limit {limit})")]
+    CredentialTooLong { len: usize, limit: usize },
+    #[error("credential is neither a Warden access key (wdn_…) nor a JWT")]
+    UnrecognisedCredential,
+
+    // Access keys.
+    #[error("access keys are disabled")]
+    AccessKeysDisabled,
+    #[error("malformed access key")]
+    MalformedAccessKey,
+    #[error("no such access key {id}")]
+    UnknownAccessKey { id: String },
+    #[error("access key {id}: secret mismatch")]
+    AccessKeyMismatch { id: String },
+    #[error("access key {id}: mysql_native_password response mismatch")]
+    NativePasswordMismatch { id: String },
+    #[error("access key {id} ({name}) revoked")]
+    AccessKeyRevoked { id: String, name: String },
+    #[error("access key {id} ({name}) expired")]
+    AccessKeyExpired { id: String, name: String },
+    /// The key store failed, so the key could be neither accepted nor refused.
+    #[error("access key store unavailable: {0}")]
+    KeyStoreUnavailable(#[source] std::sync::Arc<StoreError>),
+
+    // JWTs before verification.
+    /// `detail` says which part, e.g. "header has no alg"; `None` when the
+    /// verifier only knows the token did not parse.
+    #[error("malformed token{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    MalformedToken { detail: Option<String> },
+    #[error("the ID token is not a JWT")]
+    IdTokenNotJwt,
+    #[error("unknown issuer {issuer}")]
+    UnknownIssuer { issuer: String },
+    #[error("alg {alg} not allowed")]
+    AlgorithmNotAllowed { alg: String },
+    /// The issuer's key set could not be fetched and none is cached.
+    #[error("JWKS of {issuer} unavailable: {reason}")]
+    JwksUnavailable { issuer: String, reason: String },
+
+    // Finding the key.
+    #[error("unknown kid {kid} after JWKS refresh")]
+    UnknownKid { kid: String },
+    /// The kid is unknown and the JWKS was re-fetched too recently to try again.
+    #[error("unknown kid {kid} (JWKS re-fetched less than {min_refetch:?} ago)")]
+    UnknownKidRateLimited {
+        kid: String,
+        min_refetch: std::time::Duration,
+    },
+    /// `kind` is e.g. "an EC key", `algorithm` the algorithm's name.
+    #[error("key {kid} is {kind}, cannot verify {algorithm}")]
+    KeyCannotVerify {
+        kid: String,
+        kind: &'static str,
+        algorithm: String,
+    },
+    #[error("token has no kid and the JWKS has no key for {algorithm}")]
+    NoKeyForAlgorithm { algorithm: String },
+    #[error("JWKS key cannot be loaded")]
+    UnusableJwk,
+
+    // Verification.
+    #[error("signature invalid")]
+    BadSignature,
+    #[error("algorithm does not match the key")]
+    AlgorithmMismatch,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid (nbf)")]
+    NotYetValid,
+    #[error("issuer mismatch")]
+    IssuerMismatch,
+    /// `expected` is the audience when the verifier names it.
+    #[error("audience mismatch{}", expected.as_ref().map(|a| format!(" (expected {a})")).unwrap_or_default())]
+    AudienceMismatch { expected: Option<String> },
+    #[error("token has no {claim} claim")]
+    MissingClaim { claim: String },
+    #[error("malformed {claim} claim")]
+    MalformedClaim { claim: String },
+    /// Another verifier failure; `what` is a short fixed phrase.
+    #[error("token rejected: {what}")]
+    Rejected { what: &'static str },
+
+    // Claims Warden maps to an identity.
+    #[error("token's sub starts with \"key:\", which Warden reserves for access keys")]
+    ReservedSubject,
+    #[error("groups claim {claim} holds a non-string entry")]
+    GroupsNotStrings { claim: String },
+    #[error("groups claim {claim} is neither a list nor a string")]
+    GroupsWrongType { claim: String },
+}
+
+impl AuthReason {
+    /// A malformed token, saying which part.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        AuthReason::MalformedToken {
+            detail: Some(detail.into()),
         }
+    }
+}
+
+/// The reason's text, for audit events built from `error.reason`.
+impl From<AuthReason> for String {
+    fn from(reason: AuthReason) -> String {
+        reason.to_string()
     }
 }
 
@@ -273,11 +387,29 @@ impl std::fmt::Debug for UpstreamCredential {
     }
 }
 
-/// A credential could not be produced. Names the reference, never a value.
+/// A credential could not be produced. Names the target and the reference,
+/// never a value; the source (the resolver's or the ephemeral engine's
+/// error) says what went wrong, and its text is shown after the target as
+/// it always was.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CredentialError {
-    pub message: String,
+pub enum CredentialError {
+    /// The password's secret reference could not be resolved.
+    #[error("target \"{target}\": {source}")]
+    Secret {
+        target: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The session's ephemeral role could not be created or recorded.
+    #[error("target \"{target}\": {source}")]
+    Ephemeral {
+        target: String,
+        #[source]
+        source: BoxError,
+    },
+    /// An ephemeral target reached the static-only credential source.
+    #[error("target \"{target}\": ephemeral credentials need TargetCredentials")]
+    NeedsTargetCredentials { target: String },
 }
 
 /// Produces the upstream credential for a session on a target. It takes the
@@ -291,19 +423,74 @@ pub trait CredentialSource: Send + Sync {
     ) -> Result<UpstreamCredential, CredentialError>;
 }
 
-/// A store or recording operation failed.
+/// A store or recording operation failed. Core does not depend on sqlx, so
+/// the database's error is kept boxed as the `source`; the texts are the
+/// ones the CLI and the log have always shown.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StoreError {
-    pub message: String,
+pub enum StoreError {
+    /// The database failed; `doing` says at what ("cannot read a session row").
+    #[error("{doing}: {source}")]
+    Database {
+        doing: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A value could not be encoded for a column; `what` is e.g. "the identity".
+    #[error("cannot encode {what}{}", colon(source))]
+    Encode {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A time outside what the store can hold (years 0000..=9999).
+    #[error("cannot store time {at}: {source}")]
+    Time {
+        at: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A stored value cannot be decoded; `what` names row and column, e.g.
+    /// "session 1f… has a bad identity".
+    #[error("{what} in the store{}", colon(source))]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("cannot end session {session_id}: it is not in the sessions index")]
+    SessionNotIndexed { session_id: String },
+    #[error("session id prefix {prefix:?} matches several sessions; give more characters")]
+    AmbiguousSessionPrefix { prefix: String },
+    /// The store was closed before `doing` (e.g. "cannot LISTEN for review changes").
+    #[error("{doing}: the store is closed")]
+    Closed { doing: &'static str },
+    /// A caller tried to move a review to a non-final state.
+    #[error("a review can only be moved to a final state")]
+    ReviewNotFinal,
+    /// This node has no review engine.
+    #[error("reviews are not available on this node")]
+    ReviewsUnavailable,
+    /// A session's recording could not be opened; the recorder's own error says why.
+    #[error("{0}")]
+    Recording(#[source] BoxError),
 }
 
 impl StoreError {
-    pub fn new(message: impl Into<String>) -> Self {
-        StoreError {
-            message: message.into(),
+    /// The database failed while `doing` something.
+    pub fn database(doing: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Database {
+            doing: doing.into(),
+            source: source.into(),
         }
     }
+}
+
+/// ": {source}" when there is a source, for texts that end with it.
+fn colon(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default()
 }
 
 /// The sessions index and the audit trail.
@@ -359,4 +546,49 @@ pub trait AccessKeyStore: Send + Sync {
     async fn list_keys(&self) -> Result<Vec<AccessKeyRecord>, StoreError>;
     /// Marks a key revoked; false when no such key.
     async fn revoke_key(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_with_optional_parts() {
+        let encode = StoreError::Encode {
+            what: "the review kind".into(),
+            source: None,
+        };
+        assert_eq!(encode.to_string(), "cannot encode the review kind");
+        let corrupt = StoreError::Corrupt {
+            what: "lease l1 has a bad protocol".into(),
+            source: Some("unknown variant `db2`".into()),
+        };
+        assert_eq!(
+            corrupt.to_string(),
+            "lease l1 has a bad protocol in the store: unknown variant `db2`"
+        );
+        assert_eq!(
+            StoreError::database("cannot read a session row", "database is locked").to_string(),
+            "cannot read a session row: database is locked"
+        );
+        assert_eq!(
+            AuthError::from(AuthReason::malformed("header has no alg")).to_string(),
+            "malformed token: header has no alg"
+        );
+        assert_eq!(
+            AuthReason::MalformedToken { detail: None }.to_string(),
+            "malformed token"
+        );
+        assert_eq!(
+            AuthReason::AudienceMismatch {
+                expected: Some("warden".into())
+            }
+            .to_string(),
+            "audience mismatch (expected warden)"
+        );
+        assert_eq!(
+            AuthReason::AudienceMismatch { expected: None }.to_string(),
+            "audience mismatch"
+        );
+    }
 }

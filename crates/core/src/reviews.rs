@@ -131,7 +131,7 @@ pub struct NoReviews;
 #[async_trait]
 impl ReviewEngine for NoReviews {
     async fn submit(&self, _request: ReviewRequest) -> Result<ReviewTicket, StoreError> {
-        Err(StoreError::new("reviews are not available on this node"))
+        Err(StoreError::ReviewsUnavailable)
     }
     async fn wait(&self, _id: &str, _timeout: Duration) -> ReviewOutcome {
         ReviewOutcome::Cancelled {

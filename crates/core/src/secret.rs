@@ -45,28 +45,42 @@ impl PartialEq for SecretRef {
     }
 }
 
+/// Why a secret reference is malformed: a known scheme without the parts it
+/// needs. Never carries the text itself, which may be a literal secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretRefError {
+    #[error("`env:` needs a variable name, e.g. env:ORDERS_PASSWORD")]
+    EnvWithoutName,
+    #[error("`file:` needs a path, e.g. file:/run/secrets/orders")]
+    FileWithoutPath,
+    #[error("`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password")]
+    VaultWithoutField,
+    #[error("`aws-sm:` needs NAME#FIELD, e.g. aws-sm:prod/orders#password")]
+    AwsWithoutName,
+}
+
 impl SecretRef {
-    pub fn parse(text: &str) -> Result<SecretRef, String> {
+    /// Reads `env:`, `file:`, `vault:` and `aws-sm:` references; anything
+    /// else is a literal secret.
+    pub fn parse(text: &str) -> Result<SecretRef, SecretRefError> {
         if let Some(name) = text.strip_prefix("env:") {
             if name.is_empty() {
-                return Err("`env:` needs a variable name, e.g. env:ORDERS_PASSWORD".into());
+                return Err(SecretRefError::EnvWithoutName);
             }
             return Ok(SecretRef::Env(name.to_string()));
         }
         if let Some(path) = text.strip_prefix("file:") {
             if path.is_empty() {
-                return Err("`file:` needs a path, e.g. file:/run/secrets/orders".into());
+                return Err(SecretRefError::FileWithoutPath);
             }
             return Ok(SecretRef::File(PathBuf::from(path)));
         }
         if let Some(rest) = text.strip_prefix("vault:") {
             let (path, field) = rest
                 .split_once('#')
-                .ok_or("`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password")?;
+                .ok_or(SecretRefError::VaultWithoutField)?;
             if path.is_empty() || field.is_empty() {
-                return Err(
-                    "`vault:` needs PATH#FIELD, e.g. vault:secret/data/orders#password".into(),
-                );
+                return Err(SecretRefError::VaultWithoutField);
             }
             return Ok(SecretRef::Vault {
                 path: path.to_string(),
@@ -79,7 +93,7 @@ impl SecretRef {
                 None => (rest, None),
             };
             if name.is_empty() {
-                return Err("`aws-sm:` needs NAME#FIELD, e.g. aws-sm:prod/orders#password".into());
+                return Err(SecretRefError::AwsWithoutName);
             }
             return Ok(SecretRef::AwsSecretsManager {
                 name: name.to_string(),
@@ -150,8 +164,14 @@ mod tests {
             SecretRef::parse("vault:secret/data/x#password").unwrap(),
             SecretRef::Vault { .. }
         ));
-        assert!(SecretRef::parse("vault:nofield").is_err());
-        assert!(SecretRef::parse("env:").is_err());
+        assert_eq!(
+            SecretRef::parse("vault:nofield"),
+            Err(SecretRefError::VaultWithoutField)
+        );
+        assert_eq!(
+            SecretRef::parse("env:").unwrap_err().to_string(),
+            "`env:` needs a variable name, e.g. env:ORDERS_PASSWORD"
+        );
         let literal = SecretRef::parse("hunter2").unwrap();
         assert!(literal.is_literal());
         assert!(!format!("{literal:?} {literal}").contains("hunter2"));

@@ -45,20 +45,16 @@ impl CredentialSource for StaticCredentials {
         let target = grant.target();
         match &target.credentials {
             CredentialsConfig::Static { user, password } => {
-                let password =
-                    self.secrets
-                        .resolve(password)
-                        .await
-                        .map_err(|error| CredentialError {
-                            message: format!("target \"{}\": {error}", target.name),
-                        })?;
+                let password = self.secrets.resolve(password).await.map_err(|error| {
+                    CredentialError::Secret {
+                        target: target.name.clone(),
+                        source: Box::new(error),
+                    }
+                })?;
                 Ok(UpstreamCredential::fixed(user.clone(), password))
             }
-            CredentialsConfig::Ephemeral(_) => Err(CredentialError {
-                message: format!(
-                    "target \"{}\": ephemeral credentials need TargetCredentials",
-                    target.name
-                ),
+            CredentialsConfig::Ephemeral(_) => Err(CredentialError::NeedsTargetCredentials {
+                target: target.name.clone(),
             }),
         }
     }

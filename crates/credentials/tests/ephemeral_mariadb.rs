@@ -144,7 +144,7 @@ async fn a_hostile_grant_is_refused_before_anything_is_created() {
         .acquire(&grant(&target), &session("shop", Protocol::Mysql))
         .await
         .unwrap_err();
-    assert!(error.message.contains("grant"), "{error}");
+    assert!(error.to_string().contains("grant"), "{error}");
     assert_eq!(db.sql("SHOW DATABASES LIKE 'shop'").unwrap().trim(), "shop");
     assert!(fx.store.list_leases(true).await.unwrap().is_empty());
 }

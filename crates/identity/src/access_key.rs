@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use warden_core::engines::{AccessKeyRecord, AccessKeyStore, AuthError};
+use warden_core::engines::{AccessKeyRecord, AccessKeyStore, AuthError, AuthReason};
 use warden_core::{Identity, IdentityKind};
 
 /// Every access key starts with this.
@@ -72,7 +72,7 @@ pub fn mysql_native_hash_hex(key_text: &str) -> String {
 
 /// The id of a well-formed access key, or why it is not one. Never echoes the key.
 pub fn parse_access_key(text: &str) -> Result<&str, AuthError> {
-    let malformed = || AuthError::new("malformed access key");
+    let malformed = || AuthError::from(AuthReason::MalformedAccessKey);
     let rest = text.strip_prefix(ACCESS_KEY_PREFIX).ok_or_else(malformed)?;
     let (id, secret) = rest.split_once('_').ok_or_else(malformed)?;
     if id.len() != KEY_ID_LEN || !is_lower_hex(id) {
@@ -99,7 +99,7 @@ pub async fn verify_access_key(
     let record = find_record(store, id).await?;
     let presented = key_sha256_hex(key_text);
     if !bool::from(presented.as_bytes().ct_eq(record.key_sha256.as_bytes())) {
-        return Err(AuthError::new(format!("access key {id}: secret mismatch")));
+        return Err(AuthReason::AccessKeyMismatch { id: id.to_string() }.into());
     }
     check_usable(&record, OffsetDateTime::now_utc())?;
     Ok(record)
@@ -112,26 +112,26 @@ pub(crate) async fn find_record(
 ) -> Result<AccessKeyRecord, AuthError> {
     match store.find_key(id).await {
         Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(AuthError::new(format!("no such access key {id}"))),
-        Err(error) => Err(AuthError::new(format!(
-            "access key store unavailable: {error}"
-        ))),
+        Ok(None) => Err(AuthReason::UnknownAccessKey { id: id.to_string() }.into()),
+        Err(error) => Err(AuthReason::KeyStoreUnavailable(std::sync::Arc::new(error)).into()),
     }
 }
 
 /// A key whose secret checked out may still be revoked or expired.
 pub(crate) fn check_usable(record: &AccessKeyRecord, now: OffsetDateTime) -> Result<(), AuthError> {
     if record.revoked_at.is_some() {
-        return Err(AuthError::new(format!(
-            "access key {} ({}) revoked",
-            record.id, record.name
-        )));
+        return Err(AuthReason::AccessKeyRevoked {
+            id: record.id.clone(),
+            name: record.name.clone(),
+        }
+        .into());
     }
     if record.expires_at <= now {
-        return Err(AuthError::new(format!(
-            "access key {} ({}) expired",
-            record.id, record.name
-        )));
+        return Err(AuthReason::AccessKeyExpired {
+            id: record.id.clone(),
+            name: record.name.clone(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -199,7 +199,11 @@ mod tests {
             format!("xdn_0123456789abcdef_{}", "a".repeat(64)),
         ] {
             let error = parse_access_key(&bad).unwrap_err();
-            assert_eq!(error.reason, "malformed access key", "{bad}");
+            assert!(
+                matches!(error.reason, AuthReason::MalformedAccessKey),
+                "{bad}"
+            );
+            assert_eq!(error.to_string(), "malformed access key", "{bad}");
         }
     }
 
@@ -221,14 +225,14 @@ mod tests {
         assert!(
             check_usable(&record, later)
                 .unwrap_err()
-                .reason
+                .to_string()
                 .contains("expired")
         );
         record.revoked_at = Some(now);
         assert!(
             check_usable(&record, now)
                 .unwrap_err()
-                .reason
+                .to_string()
                 .contains("revoked")
         );
     }

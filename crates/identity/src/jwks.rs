@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
-use warden_core::engines::AuthError;
+use warden_core::engines::{AuthError, AuthReason};
 
 /// Largest discovery document or JWKS accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -127,10 +127,11 @@ impl JwksSource {
             // Do not hammer (or wait on) an IdP that just failed.
             return match &state.keys {
                 Some(keys) => Ok(keys.clone()),
-                None => Err(AuthError::new(format!(
-                    "JWKS of {} unavailable: {reason}",
-                    self.issuer
-                ))),
+                None => Err(AuthReason::JwksUnavailable {
+                    issuer: self.issuer.clone(),
+                    reason: reason.clone(),
+                }
+                .into()),
             };
         }
         self.fetch_locked(&mut state).await
@@ -185,10 +186,11 @@ impl JwksSource {
                     }
                     None => {
                         tracing::warn!(issuer = %self.issuer, %reason, "JWKS fetch failed");
-                        Err(AuthError::new(format!(
-                            "JWKS of {} unavailable: {reason}",
-                            self.issuer
-                        )))
+                        Err(AuthReason::JwksUnavailable {
+                            issuer: self.issuer.clone(),
+                            reason,
+                        }
+                        .into())
                     }
                 }
             }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use std::str::FromStr;
-use warden_core::engines::AuthError;
+use warden_core::engines::{AuthError, AuthReason};
 
 /// True for `header.payload.signature` made of base64url characters (the
 /// signature may be empty, as in `alg: none` tokens, which are refused later
@@ -43,13 +43,13 @@ pub fn peek_header(token: &str) -> Result<UnverifiedHeader, AuthError> {
     let header = decode_segment(token, 0, "header")?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.clone(),
-        Some(_) => return Err(AuthError::new("malformed token: alg is not a string")),
-        None => return Err(AuthError::new("malformed token: header has no alg")),
+        Some(_) => return Err(AuthReason::malformed("alg is not a string").into()),
+        None => return Err(AuthReason::malformed("header has no alg").into()),
     };
     let kid = match header.get("kid") {
         None | Some(Value::Null) => None,
         Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(AuthError::new("malformed token: kid is not a string")),
+        Some(_) => return Err(AuthReason::malformed("kid is not a string").into()),
     };
     Ok(UnverifiedHeader { alg, kid })
 }
@@ -59,8 +59,11 @@ pub fn peek_issuer(token: &str) -> Result<String, AuthError> {
     let claims = decode_segment(token, 1, "payload")?;
     match claims.get("iss") {
         Some(Value::String(iss)) => Ok(iss.clone()),
-        Some(_) => Err(AuthError::new("malformed token: iss is not a string")),
-        None => Err(AuthError::new("token has no iss claim")),
+        Some(_) => Err(AuthReason::malformed("iss is not a string").into()),
+        None => Err(AuthReason::MissingClaim {
+            claim: "iss".into(),
+        }
+        .into()),
     }
 }
 
@@ -68,12 +71,12 @@ fn decode_segment(token: &str, index: usize, what: &str) -> Result<Map<String, V
     let segment = token
         .split('.')
         .nth(index)
-        .ok_or_else(|| AuthError::new(format!("malformed token: no {what}")))?;
+        .ok_or_else(|| AuthReason::malformed(format!("no {what}")))?;
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| AuthError::new(format!("malformed token: {what} is not base64url")))?;
+        .map_err(|_| AuthReason::malformed(format!("{what} is not base64url")))?;
     serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::new(format!("malformed token: {what} is not a JSON object")))
+        .map_err(|_| AuthReason::malformed(format!("{what} is not a JSON object")).into())
 }
 
 /// A configured algorithm name that cannot be used.
@@ -151,24 +154,29 @@ mod tests {
     #[test]
     fn precise_reasons_for_malformed_parts() {
         let no_alg = format!("{}.{}.", b64(r#"{"kid":"k"}"#), b64("{}"));
-        assert!(peek_header(&no_alg).unwrap_err().reason.contains("no alg"));
+        assert!(
+            peek_header(&no_alg)
+                .unwrap_err()
+                .to_string()
+                .contains("no alg")
+        );
         let bad_json = format!("{}.{}.", b64("[1]"), b64("{}"));
         assert!(
             peek_header(&bad_json)
                 .unwrap_err()
-                .reason
+                .to_string()
                 .contains("JSON object")
         );
         let no_iss = format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64(r#"{"sub":"a"}"#));
         assert_eq!(
-            peek_issuer(&no_iss).unwrap_err().reason,
+            peek_issuer(&no_iss).unwrap_err().to_string(),
             "token has no iss claim"
         );
         let numeric_kid = format!("{}.{}.", b64(r#"{"alg":"RS256","kid":3}"#), b64("{}"));
         assert!(
             peek_header(&numeric_kid)
                 .unwrap_err()
-                .reason
+                .to_string()
                 .contains("kid")
         );
     }

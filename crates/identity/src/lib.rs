@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_core::Identity;
 use warden_core::config::IdentityConfig;
-use warden_core::engines::{AccessKeyStore, AuthContext, AuthError, Authenticator};
+use warden_core::engines::{AccessKeyStore, AuthContext, AuthError, AuthReason, Authenticator};
 
 /// Longest credential looked at; anything longer is refused unread.
 pub const MAX_CREDENTIAL_LEN: usize = 16 * 1024;
@@ -158,14 +158,11 @@ impl IdentityService {
         client_response: &[u8],
     ) -> Result<Identity, AuthError> {
         if !self.access_keys_enabled {
-            return Err(AuthError::new("access keys are disabled"));
+            return Err(AuthReason::AccessKeysDisabled.into());
         }
         let record = access_key::find_record(self.keys.as_ref(), key_id).await?;
         if !verify_mysql_native_password(&record, scramble, client_response) {
-            return Err(AuthError::new(format!(
-                "access key {}: mysql_native_password response mismatch",
-                record.id
-            )));
+            return Err(AuthReason::NativePasswordMismatch { id: record.id }.into());
         }
         access_key::check_usable(&record, time::OffsetDateTime::now_utc())?;
         Ok(access_key_identity(&record))
@@ -178,7 +175,9 @@ impl IdentityService {
             .issuers
             .iter()
             .find(|verifier| verifier.issuer() == issuer)
-            .ok_or_else(|| AuthError::new(format!("unknown issuer {}", jwt::printable(&issuer))))?;
+            .ok_or_else(|| AuthReason::UnknownIssuer {
+                issuer: jwt::printable(&issuer),
+            })?;
         verifier.verify(token, &header).await
     }
 
@@ -192,14 +191,16 @@ impl IdentityService {
         client_id: &str,
     ) -> Result<Identity, AuthError> {
         if token.len() > MAX_CREDENTIAL_LEN || !jwt::looks_like_jwt(token) {
-            return Err(AuthError::new("the ID token is not a JWT"));
+            return Err(AuthReason::IdTokenNotJwt.into());
         }
         let header = jwt::peek_header(token)?;
         let verifier = self
             .issuers
             .iter()
             .find(|verifier| verifier.issuer() == issuer)
-            .ok_or_else(|| AuthError::new(format!("unknown issuer {}", jwt::printable(issuer))))?;
+            .ok_or_else(|| AuthReason::UnknownIssuer {
+                issuer: jwt::printable(issuer),
+            })?;
         verifier
             .verify_for_audience(token, &header, client_id)
             .await
@@ -207,7 +208,7 @@ impl IdentityService {
 
     async fn authenticate_key(&self, key: &str) -> Result<Identity, AuthError> {
         if !self.access_keys_enabled {
-            return Err(AuthError::new("access keys are disabled"));
+            return Err(AuthReason::AccessKeysDisabled.into());
         }
         let record = verify_access_key(self.keys.as_ref(), key).await?;
         Ok(access_key_identity(&record))
@@ -240,20 +241,19 @@ impl Authenticator for IdentityService {
     ) -> Result<Identity, AuthError> {
         let text = credential.expose_secret();
         let result = if text.is_empty() {
-            Err(AuthError::new("empty credential"))
+            Err(AuthReason::EmptyCredential.into())
         } else if text.len() > MAX_CREDENTIAL_LEN {
-            Err(AuthError::new(format!(
-                "credential too long ({} bytes, limit {MAX_CREDENTIAL_LEN})",
-                text.len()
-            )))
+            Err(AuthReason::CredentialTooLong {
+                len: text.len(),
+                limit: MAX_CREDENTIAL_LEN,
+            }
+            .into())
         } else if text.starts_with(ACCESS_KEY_PREFIX) {
             self.authenticate_key(text).await
         } else if jwt::looks_like_jwt(text) {
             self.authenticate_token(text).await
         } else {
-            Err(AuthError::new(
-                "credential is neither a Warden access key (wdn_…) nor a JWT",
-            ))
+            Err(AuthReason::UnrecognisedCredential.into())
         };
         if let Err(error) = &result {
             tracing::debug!(client = %context.client_addr, target = %context.target, reason = %error, "authentication failed");

@@ -8,7 +8,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use warden_core::config::OidcConfig;
-use warden_core::engines::AuthError;
+use warden_core::engines::{AuthError, AuthReason};
 use warden_core::{Identity, IdentityKind};
 
 /// One `[[identity.oidc]]` issuer, ready to verify its tokens.
@@ -69,7 +69,11 @@ impl IssuerVerifier {
     /// The token's `alg`, if the configuration allows it. Runs before any
     /// key is looked at, so HS*/none never reach a verifier.
     fn allowed_algorithm(&self, alg: &str) -> Result<Algorithm, AuthError> {
-        let refuse = || AuthError::new(format!("alg {} not allowed", printable(alg)));
+        let refuse = || {
+            AuthError::from(AuthReason::AlgorithmNotAllowed {
+                alg: printable(alg),
+            })
+        };
         if alg.eq_ignore_ascii_case("none") || alg.to_ascii_uppercase().starts_with("HS") {
             return Err(refuse());
         }
@@ -95,17 +99,17 @@ impl IssuerVerifier {
             match self.jwks.refresh_for_unknown_kid(kid, &keys).await? {
                 KidLookup::Refreshed(fresh) if has_kid(&fresh, kid) => fresh,
                 KidLookup::Refreshed(_) => {
-                    return Err(AuthError::new(format!(
-                        "unknown kid {} after JWKS refresh",
-                        printable(kid)
-                    )));
+                    return Err(AuthReason::UnknownKid {
+                        kid: printable(kid),
+                    }
+                    .into());
                 }
                 KidLookup::RateLimited => {
-                    return Err(AuthError::new(format!(
-                        "unknown kid {} (JWKS re-fetched less than {:?} ago)",
-                        printable(kid),
-                        self.config.jwks_min_refetch
-                    )));
+                    return Err(AuthReason::UnknownKidRateLimited {
+                        kid: printable(kid),
+                        min_refetch: self.config.jwks_min_refetch,
+                    }
+                    .into());
                 }
             }
         };
@@ -120,10 +124,12 @@ impl IssuerVerifier {
             .collect();
         if usable.is_empty() {
             let kind = named.first().map_or("unusable", |key| key_kind(key));
-            return Err(AuthError::new(format!(
-                "key {} is {kind}, cannot verify {algorithm:?}",
-                printable(kid)
-            )));
+            return Err(AuthReason::KeyCannotVerify {
+                kid: printable(kid),
+                kind,
+                algorithm: format!("{algorithm:?}"),
+            }
+            .into());
         }
         self.try_keys(token, algorithm, &usable, audience)
     }
@@ -137,9 +143,10 @@ impl IssuerVerifier {
     ) -> Result<Map<String, Value>, AuthError> {
         let usable: Vec<&Jwk> = keys.iter().filter(|key| key_fits(key, algorithm)).collect();
         if usable.is_empty() {
-            return Err(AuthError::new(format!(
-                "token has no kid and the JWKS has no key for {algorithm:?}"
-            )));
+            return Err(AuthReason::NoKeyForAlgorithm {
+                algorithm: format!("{algorithm:?}"),
+            }
+            .into());
         }
         self.try_keys(token, algorithm, &usable, audience)
     }
@@ -154,24 +161,24 @@ impl IssuerVerifier {
         audience: &str,
     ) -> Result<Map<String, Value>, AuthError> {
         let validation = self.validation(algorithm, audience);
-        let mut last = AuthError::new("signature invalid");
+        let mut last = AuthReason::BadSignature;
         for key in candidates {
             let decoding = match DecodingKey::from_jwk(key) {
                 Ok(decoding) => decoding,
                 Err(_) => {
-                    last = AuthError::new("JWKS key cannot be loaded");
+                    last = AuthReason::UnusableJwk;
                     continue;
                 }
             };
             match jsonwebtoken::decode::<Map<String, Value>>(token, &decoding, &validation) {
                 Ok(data) => return Ok(data.claims),
                 Err(error) if signature_problem(error.kind()) => {
-                    last = AuthError::new("signature invalid");
+                    last = AuthReason::BadSignature;
                 }
                 Err(error) => return Err(explain(error.kind(), audience)),
             }
         }
-        Err(last)
+        Err(last.into())
     }
 
     fn validation(&self, algorithm: Algorithm, audience: &str) -> Validation {
@@ -192,20 +199,23 @@ impl IssuerVerifier {
         audience: &str,
     ) -> Result<Identity, AuthError> {
         if claims.get("iss").and_then(Value::as_str) != Some(self.config.issuer.as_str()) {
-            return Err(AuthError::new("issuer mismatch"));
+            return Err(AuthReason::IssuerMismatch.into());
         }
         if !audience_contains(claims.get("aud"), audience) {
-            return Err(AuthError::new("audience mismatch"));
+            return Err(AuthReason::AudienceMismatch { expected: None }.into());
         }
         let subject = match claims.get("sub") {
             // `key:` names access keys in audit trails and approver lists.
             Some(Value::String(sub)) if sub.starts_with("key:") => {
-                return Err(AuthError::new(
-                    "token's sub starts with \"key:\", which Warden reserves for access keys",
-                ));
+                return Err(AuthReason::ReservedSubject.into());
             }
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
-            _ => return Err(AuthError::new("token has no sub claim")),
+            _ => {
+                return Err(AuthReason::MissingClaim {
+                    claim: "sub".into(),
+                }
+                .into());
+            }
         };
         let groups = groups_from(&claims, &self.config.groups_claim)?;
         let email = claims
@@ -311,21 +321,27 @@ fn signature_problem(kind: &ErrorKind) -> bool {
 /// A reason for a failure after the signature checked out (or a malformed
 /// token). Never includes claim values or the token.
 fn explain(kind: &ErrorKind, audience: &str) -> AuthError {
-    AuthError::new(match kind {
-        ErrorKind::ExpiredSignature => "token expired".to_string(),
-        ErrorKind::ImmatureSignature => "token not yet valid (nbf)".to_string(),
-        ErrorKind::InvalidAudience => format!("audience mismatch (expected {audience})"),
-        ErrorKind::InvalidIssuer => "issuer mismatch".to_string(),
-        ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim} claim"),
-        ErrorKind::InvalidClaimFormat(claim) => format!("malformed {claim} claim"),
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-            "algorithm does not match the key".to_string()
-        }
+    AuthError::from(match kind {
+        ErrorKind::ExpiredSignature => AuthReason::Expired,
+        ErrorKind::ImmatureSignature => AuthReason::NotYetValid,
+        ErrorKind::InvalidAudience => AuthReason::AudienceMismatch {
+            expected: Some(audience.to_string()),
+        },
+        ErrorKind::InvalidIssuer => AuthReason::IssuerMismatch,
+        ErrorKind::MissingRequiredClaim(claim) => AuthReason::MissingClaim {
+            claim: claim.clone(),
+        },
+        ErrorKind::InvalidClaimFormat(claim) => AuthReason::MalformedClaim {
+            claim: claim.clone(),
+        },
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthReason::AlgorithmMismatch,
         ErrorKind::InvalidToken
         | ErrorKind::Base64(_)
         | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => "malformed token".to_string(),
-        other => format!("token rejected: {}", short_kind(other)),
+        | ErrorKind::Utf8(_) => AuthReason::MalformedToken { detail: None },
+        other => AuthReason::Rejected {
+            what: short_kind(other),
+        },
     })
 }
 
@@ -364,13 +380,16 @@ pub fn groups_from(claims: &Map<String, Value>, claim: &str) -> Result<Vec<Strin
             .iter()
             .map(|item| {
                 item.as_str().map(str::to_string).ok_or_else(|| {
-                    AuthError::new(format!("groups claim {claim} holds a non-string entry"))
+                    AuthError::from(AuthReason::GroupsNotStrings {
+                        claim: claim.to_string(),
+                    })
                 })
             })
             .collect(),
-        Some(_) => Err(AuthError::new(format!(
-            "groups claim {claim} is neither a list nor a string"
-        ))),
+        Some(_) => Err(AuthReason::GroupsWrongType {
+            claim: claim.to_string(),
+        }
+        .into()),
     }
 }
 

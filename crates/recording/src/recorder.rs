@@ -380,7 +380,7 @@ impl Recorder for SpoolRecorder {
     fn open(&self, session: &SessionInfo) -> Result<Box<dyn SessionRecording>, StoreError> {
         self.open_session(session)
             .map(|r| Box::new(r) as Box<dyn SessionRecording>)
-            .map_err(|e| StoreError::new(e.to_string()))
+            .map_err(|e| StoreError::Recording(Box::new(e)))
     }
 }
 

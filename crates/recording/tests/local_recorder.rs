@@ -479,7 +479,10 @@ async fn a_session_id_is_recorded_once() {
     let s = session();
     let _first = recorder.open(&s).unwrap();
     let err = recorder.open(&s).err().unwrap();
-    assert!(err.message.contains("cannot create the recording"), "{err}");
+    assert!(
+        err.to_string().contains("cannot create the recording"),
+        "{err}"
+    );
 
     let mut bad = session();
     bad.id = "../escape".into();
@@ -530,7 +533,7 @@ async fn a_full_or_unwritable_spool_refuses_sessions() {
     options.min_free_bytes = u64::MAX;
     let full = SpoolRecorder::start(options, sink.clone()).unwrap();
     let err = full.open(&session()).err().unwrap();
-    assert!(err.message.contains("bytes free"), "{err}");
+    assert!(err.to_string().contains("bytes free"), "{err}");
     assert!(matches!(
         full.check_spool(),
         Err(RecordingError::SpoolFull { .. })

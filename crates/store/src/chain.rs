@@ -45,8 +45,10 @@ impl ChainFields {
 
     /// Lowercase hex SHA-256 of `prev_hash ‖ canonical JSON`.
     pub(crate) fn hash(&self, prev_hash: &str) -> Result<String, StoreError> {
-        let json = serde_json::to_vec(self)
-            .map_err(|e| StoreError::new(format!("cannot encode an audit event: {e}")))?;
+        let json = serde_json::to_vec(self).map_err(|e| StoreError::Encode {
+            what: "an audit event".into(),
+            source: Some(Box::new(e)),
+        })?;
         let mut digest = Sha256::new();
         digest.update(prev_hash.as_bytes());
         digest.update(&json);

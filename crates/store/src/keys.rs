@@ -32,8 +32,9 @@ impl AccessKeyStore for SqliteStore {
 pub(crate) fn key_row(row: &impl Cols) -> Result<AccessKeyRecord, StoreError> {
     let r = Reader::new(row, "an access key row");
     let id = r.text("id")?;
-    let groups = serde_json::from_str(&r.text("groups")?).map_err(|e| {
-        StoreError::new(format!("access key {id} has bad groups in the store: {e}"))
+    let groups = serde_json::from_str(&r.text("groups")?).map_err(|e| StoreError::Corrupt {
+        what: format!("access key {id} has bad groups"),
+        source: Some(Box::new(e)),
     })?;
     Ok(AccessKeyRecord {
         name: r.text("name")?,

@@ -118,7 +118,10 @@ pub(crate) fn lease_row(row: &impl Cols) -> Result<LeaseRecord, StoreError> {
     let r = Reader::new(row, "a lease row");
     let id = r.text("id")?;
     let protocol: Protocol = serde_json::from_value(serde_json::Value::String(r.text("protocol")?))
-        .map_err(|e| StoreError::new(format!("lease {id} has a bad protocol in the store: {e}")))?;
+        .map_err(|e| StoreError::Corrupt {
+            what: format!("lease {id} has a bad protocol"),
+            source: Some(Box::new(e)),
+        })?;
     Ok(LeaseRecord {
         session_id: r.text("session_id")?,
         target: r.text("target")?,

@@ -111,7 +111,7 @@ pub trait Store: SessionLog + AccessKeyStore + LeaseStore + ReviewStore + Send +
 
 /// Wraps a database error with what Warden was doing.
 pub(crate) fn db_err(doing: &str, error: sqlx::Error) -> StoreError {
-    StoreError::new(format!("{doing}: {error}"))
+    StoreError::database(doing, error)
 }
 
 /// Counters are u64 in Warden and BIGINT in the database.

@@ -25,7 +25,10 @@ macro_rules! portable_queries {
             session: &SessionInfo,
         ) -> Result<(), StoreError> {
             let identity = serde_json::to_string(&session.identity)
-                .map_err(|e| StoreError::new(format!("cannot encode the identity: {e}")))?;
+                .map_err(|e| StoreError::Encode {
+                    what: "the identity".into(),
+                    source: Some(Box::new(e)),
+                })?;
             sqlx::query(sql::INSERT_SESSION)
                 .bind(&session.id)
                 .bind(&session.identity.subject)
@@ -60,9 +63,9 @@ macro_rules! portable_queries {
                 .await
                 .map_err(|e| db_err(&format!("cannot end session {session_id}"), e))?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::new(format!(
-                    "cannot end session {session_id}: it is not in the sessions index"
-                )));
+                return Err(StoreError::SessionNotIndexed {
+                    session_id: session_id.to_string(),
+                });
             }
             Ok(())
         }
@@ -168,9 +171,9 @@ macro_rules! portable_queries {
             match rows.as_slice() {
                 [] => Ok(None),
                 [row] => session_row(row).map(Some),
-                _ => Err(StoreError::new(format!(
-                    "session id prefix {id_or_prefix:?} matches several sessions; give more characters"
-                ))),
+                _ => Err(StoreError::AmbiguousSessionPrefix {
+                    prefix: id_or_prefix.to_string(),
+                }),
             }
         }
 
@@ -179,7 +182,10 @@ macro_rules! portable_queries {
             key: &AccessKeyRecord,
         ) -> Result<(), StoreError> {
             let groups = serde_json::to_string(&key.groups)
-                .map_err(|e| StoreError::new(format!("cannot encode key groups: {e}")))?;
+                .map_err(|e| StoreError::Encode {
+                    what: "key groups".into(),
+                    source: Some(Box::new(e)),
+                })?;
             sqlx::query(sql::INSERT_KEY)
                 .bind(&key.id)
                 .bind(&key.name)

@@ -51,7 +51,10 @@ macro_rules! review_queries {
 
         fn json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
             serde_json::to_string(value)
-                .map_err(|e| StoreError::new(format!("cannot encode {what}: {e}")))
+                .map_err(|e| StoreError::Encode {
+                    what: what.to_string(),
+                    source: Some(Box::new(e)),
+                })
         }
 
         fn unjson<T: serde::de::DeserializeOwned>(
@@ -60,7 +63,10 @@ macro_rules! review_queries {
             what: &str,
         ) -> Result<T, StoreError> {
             serde_json::from_str(text)
-                .map_err(|e| StoreError::new(format!("review {id} has a bad {what} in the store: {e}")))
+                .map_err(|e| StoreError::Corrupt {
+                    what: format!("review {id} has a bad {what}"),
+                    source: Some(Box::new(e)),
+                })
         }
 
         fn review_row(row: &$row) -> Result<ReviewRecord, StoreError> {
@@ -76,7 +82,10 @@ macro_rules! review_queries {
             let duration: Option<i64> = row.try_get("duration_secs").map_err(get)?;
             let min_approvals: i64 = row.try_get("min_approvals").map_err(get)?;
             let bad = |what: &str, text: &str| {
-                StoreError::new(format!("review {id} has a bad {what} {text:?} in the store"))
+                StoreError::Corrupt {
+                    what: format!("review {id} has a bad {what} {text:?}"),
+                    source: None,
+                }
             };
             Ok(ReviewRecord {
                 kind: serde_json::from_value(serde_json::Value::String(kind.clone()))
@@ -138,7 +147,12 @@ macro_rules! review_queries {
         ) -> Result<(), StoreError> {
             let kind = match serde_json::to_value(review.kind) {
                 Ok(serde_json::Value::String(kind)) => kind,
-                _ => return Err(StoreError::new("cannot encode the review kind")),
+                _ => {
+                    return Err(StoreError::Encode {
+                        what: "the review kind".into(),
+                        source: None,
+                    });
+                }
             };
             sqlx::query(
                 "INSERT INTO reviews (id, kind, state, session_id, target, requester, \
@@ -270,7 +284,7 @@ macro_rules! review_queries {
             comment: Option<&str>,
         ) -> Result<bool, StoreError> {
             if !state.is_final() {
-                return Err(StoreError::new("a review can only be moved to a final state"));
+                return Err(StoreError::ReviewNotFinal);
             }
             let done = sqlx::query(
                 "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, \

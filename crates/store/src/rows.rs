@@ -65,12 +65,13 @@ impl Default for SessionFilter {
 pub(crate) fn session_row(row: &impl Cols) -> Result<SessionRow, StoreError> {
     let r = Reader::new(row, "a session row");
     let id = r.text("id")?;
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::new(format!("session {id} has a bad {what} in the store: {e}"))
+    let bad = |what: &str, e: serde_json::Error| StoreError::Corrupt {
+        what: format!("session {id} has a bad {what}"),
+        source: Some(Box::new(e)),
     };
-    let identity = serde_json::from_str(&r.text("identity")?).map_err(|e| bad("identity", &e))?;
+    let identity = serde_json::from_str(&r.text("identity")?).map_err(|e| bad("identity", e))?;
     let protocol: Protocol = serde_json::from_value(serde_json::Value::String(r.text("protocol")?))
-        .map_err(|e| bad("protocol", &e))?;
+        .map_err(|e| bad("protocol", e))?;
     Ok(SessionRow {
         subject: r.text("subject")?,
         identity,

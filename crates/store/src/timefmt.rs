@@ -14,13 +14,18 @@ const STORED: &[BorrowedFormatItem<'static>] =
 pub(crate) fn to_db(at: OffsetDateTime) -> Result<String, StoreError> {
     at.to_offset(UtcOffset::UTC)
         .format(STORED)
-        .map_err(|e| StoreError::new(format!("cannot store time {at}: {e}")))
+        .map_err(|e| StoreError::Time {
+            at: at.to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// Parses a column written by [`to_db`] (any RFC 3339 text is accepted).
 pub(crate) fn from_db(text: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| StoreError::new(format!("bad time {text:?} in the store: {e}")))
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| StoreError::Corrupt {
+        what: format!("bad time {text:?}"),
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Like [`from_db`] for a nullable column.

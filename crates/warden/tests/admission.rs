@@ -17,8 +17,8 @@ use warden_core::admission::ConnectGrant;
 use warden_core::broker::{Broker, ConnectionHandler};
 use warden_core::config::{Config, Protocol};
 use warden_core::engines::{
-    AuthContext, AuthError, Authenticator, CredentialError, CredentialSource, PolicyEngine,
-    Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
+    AuthContext, AuthError, AuthReason, Authenticator, CredentialError, CredentialSource,
+    PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
 };
 use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
 use warden_core::gateway::Shutdown;
@@ -351,7 +351,7 @@ impl Authenticator for OneToken {
         _context: &AuthContext,
     ) -> Result<Identity, AuthError> {
         if credential.expose_secret() != TOKEN {
-            return Err(AuthError::new("unknown token"));
+            return Err(AuthReason::UnrecognisedCredential.into());
         }
         Ok(Identity {
             subject: "agent".into(),
@@ -414,8 +414,9 @@ impl CredentialSource for ByTargetCredential {
         _session: &SessionInfo,
     ) -> Result<UpstreamCredential, CredentialError> {
         if grant.target().name.ends_with("-nocred") {
-            return Err(CredentialError {
-                message: "env:WARDEN_ADMISSION_TEST_UNUSED is not set".into(),
+            return Err(CredentialError::Secret {
+                target: grant.target().name.clone(),
+                source: "env:WARDEN_ADMISSION_TEST_UNUSED is not set".into(),
             });
         }
         Ok(UpstreamCredential::fixed(
@@ -481,7 +482,10 @@ impl MemoryLog {
 impl SessionLog for MemoryLog {
     async fn session_started(&self, session: &SessionInfo) -> Result<(), StoreError> {
         if session.target.ends_with("-storedown") {
-            return Err(StoreError::new("the store is down"));
+            return Err(StoreError::database(
+                "cannot index the session",
+                "the store is down",
+            ));
         }
         self.started.lock().unwrap().push(session.clone());
         Ok(())

@@ -58,9 +58,10 @@ impl Dialer for MyDialer {
 fn login_failure(target: &TargetConfig, error: &UpstreamError) -> DialFailure {
     let (cause, upstream_code) = match error {
         UpstreamError::Connect { .. } => (DialCause::Unreachable, None),
-        UpstreamError::Tls(_) | UpstreamError::NoTls | UpstreamError::ClearWithoutTls => {
-            (DialCause::Tls, None)
-        }
+        UpstreamError::Tls(_)
+        | UpstreamError::TlsConfig(_)
+        | UpstreamError::NoTls
+        | UpstreamError::ClearWithoutTls => (DialCause::Tls, None),
         UpstreamError::Refused { code, .. } => (DialCause::LoginRefused, Some(code.to_string())),
         UpstreamError::Plugin(_) | UpstreamError::Protocol(_) | UpstreamError::Codec(_) => {
             (DialCause::Failed, None)

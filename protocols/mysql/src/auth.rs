@@ -32,10 +32,30 @@ pub trait NativePasswordVerifier: Send + Sync {
     ) -> Result<Option<Identity>, AuthError>;
 }
 
+/// Why a client was refused at login. The client only ever gets the generic
+/// 1045; this goes to the audit trail and the log.
+#[derive(Debug, thiserror::Error)]
+pub enum Denial {
+    #[error("a cleartext credential was sent without TLS from a non-loopback address")]
+    CleartextWithoutTls,
+    /// Only a cleartext credential would do, and the connection cannot carry one.
+    #[error("the credential must be sent in clear, which Warden allows only over TLS or loopback")]
+    CleartextNotAllowed,
+    #[error("native password check timed out")]
+    NativeTimeout,
+    #[error("no credential was presented")]
+    NoCredential,
+    #[error("authentication timed out")]
+    Timeout,
+    /// The authenticator (or the native-password verifier) refused the credential.
+    #[error("{0}")]
+    Refused(#[from] AuthError),
+}
+
 /// Why authentication did not produce an identity.
 pub enum AuthFailure {
     /// The credential was wrong or missing: generic 1045, audited with this reason.
-    Denied(String),
+    Denied(Denial),
     /// The connection phase broke (timeout, bad packet): the client was told.
     Handshake(HandshakeError),
 }
@@ -55,10 +75,7 @@ pub async fn authenticate(
     let token = match credential {
         ClientCredential::Cleartext(token) => {
             if !cleartext_ok {
-                return Err(AuthFailure::Denied(
-                    "a cleartext credential was sent without TLS from a non-loopback address"
-                        .into(),
-                ));
+                return Err(AuthFailure::Denied(Denial::CleartextWithoutTls));
             }
             token
         }
@@ -69,8 +86,8 @@ pub async fn authenticate(
                         verifier.verify(hello.login_user(), &hello.scramble, &response, context);
                     tokio::time::timeout_at(deadline, verify)
                         .await
-                        .map_err(|_| AuthFailure::Denied("native password check timed out".into()))?
-                        .map_err(|error| AuthFailure::Denied(error.reason))?
+                        .map_err(|_| AuthFailure::Denied(Denial::NativeTimeout))?
+                        .map_err(|error| AuthFailure::Denied(Denial::Refused(error)))?
                 }
                 None => None,
             };
@@ -82,13 +99,13 @@ pub async fn authenticate(
         ClientCredential::Other => ask_cleartext(client, hello, cleartext_ok, deadline).await?,
     };
     if token.expose_secret().is_empty() {
-        return Err(AuthFailure::Denied("no credential was presented".into()));
+        return Err(AuthFailure::Denied(Denial::NoCredential));
     }
     let check = gateway.authenticator.authenticate(&token, context);
     tokio::time::timeout_at(deadline, check)
         .await
-        .map_err(|_| AuthFailure::Denied("authentication timed out".into()))?
-        .map_err(|error| AuthFailure::Denied(error.reason))
+        .map_err(|_| AuthFailure::Denied(Denial::Timeout))?
+        .map_err(|error| AuthFailure::Denied(Denial::Refused(error)))
 }
 
 /// Switches the client to `mysql_clear_password` and reads its answer.
@@ -99,10 +116,7 @@ async fn ask_cleartext(
     deadline: Instant,
 ) -> Result<SecretString, AuthFailure> {
     if !cleartext_ok {
-        return Err(AuthFailure::Denied(
-            "the credential must be sent in clear, which Warden allows only over TLS or loopback"
-                .into(),
-        ));
+        return Err(AuthFailure::Denied(Denial::CleartextNotAllowed));
     }
     match handshake::within(deadline, handshake::request_cleartext(client, hello)).await {
         Ok(token) => Ok(token),

@@ -10,12 +10,23 @@ use warden_core::engines::UpstreamCredential;
 /// utf8mb4_general_ci: a collation Warden lexes under.
 const COLLATION: u8 = 45;
 
+/// Why the grants of a static login could not be read: logging in failed or
+/// `SHOW GRANTS` did. Shows the upstream error's text as `warden check`
+/// always printed it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    Login(#[source] upstream::UpstreamError),
+    #[error("{0}")]
+    ShowGrants(#[source] upstream::UpstreamError),
+}
+
 /// The login's `SHOW GRANTS` lines, or why they could not be read.
 pub async fn static_login_grants(
     target: &TargetConfig,
     user: &str,
     password: SecretString,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ProbeError> {
     let credential = UpstreamCredential {
         user: user.to_string(),
         password,
@@ -24,11 +35,11 @@ pub async fn static_login_grants(
     let caps = Caps::CLIENT_PROTOCOL_41 | Caps::CLIENT_DEPRECATE_EOF;
     let mut upstream = upstream::connect_target(target, &credential, caps, COLLATION)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(ProbeError::Login)?;
     let rows = upstream
         .text_rows("SHOW GRANTS", 1)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(ProbeError::ShowGrants)?;
     upstream.stream.close().await;
     Ok(rows.into_iter().filter_map(|mut row| row.pop()).collect())
 }

@@ -72,7 +72,7 @@ pub async fn run(
                 &target_name,
                 peer,
                 None,
-                &reason,
+                &reason.to_string(),
             )
             .await;
             tracing::info!(%peer, target = %target_name, %reason, "mysql authentication failed");

@@ -51,8 +51,12 @@ pub enum UpstreamError {
         address: String,
         source: std::io::Error,
     },
+    /// The TLS handshake with the server failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The target's TLS settings cannot be used (same text as a handshake failure).
+    #[error("TLS: {0}")]
+    TlsConfig(#[source] warden_core::upstream_tls::UpstreamTlsError),
     #[error("the server does not offer TLS, but upstream_tls requires it")]
     NoTls,
     #[error("the server refused the login: error {code}: {message}")]
@@ -218,8 +222,8 @@ pub(crate) async fn connect_target(
         let mut request = Vec::new();
         SslRequest::new(caps, MAX_PACKET, collation).serialize(&mut request);
         seq = plain.send_packet(seq, &request).await?;
-        let config = tls::client_config(target, mode).map_err(UpstreamError::Tls)?;
-        let name = tls::server_name(target).map_err(UpstreamError::Tls)?;
+        let config = tls::client_config(target, mode).map_err(UpstreamError::TlsConfig)?;
+        let name = tls::server_name(target).map_err(UpstreamError::TlsConfig)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tls_stream = connector
             .connect(name, plain.into_inner())

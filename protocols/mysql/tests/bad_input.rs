@@ -189,7 +189,14 @@ async fn wrong_token_gets_one_generic_error() {
             "connect.denied"
         ]
     );
-    assert!(audit[0].detail.contains("unknown test token"));
+    // The test authenticator's refusal reaches the audit trail.
+    assert!(
+        audit[0]
+            .detail
+            .contains(&warden_core::engines::AuthReason::UnrecognisedCredential.to_string()),
+        "{}",
+        audit[0].detail
+    );
     assert!(h.log.started.lock().unwrap().is_empty());
 }
 

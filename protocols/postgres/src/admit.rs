@@ -58,7 +58,7 @@ fn dial_failure(target: &str, error: &UpstreamError) -> DialFailure {
     let cause = match error {
         UpstreamError::Connect { .. } => DialCause::Unreachable,
         UpstreamError::Timeout(_) => DialCause::Timeout,
-        UpstreamError::Tls(_) => DialCause::Tls,
+        UpstreamError::Tls(_) | UpstreamError::TlsConfig(_) => DialCause::Tls,
         UpstreamError::Refused { .. } => DialCause::LoginRefused,
         UpstreamError::UnsupportedAuth(_)
         | UpstreamError::Auth(_)

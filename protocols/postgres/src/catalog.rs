@@ -15,6 +15,33 @@ use tokio::io::AsyncWriteExt;
 use warden_core::config::TargetConfig;
 use warden_core::masking::{ColumnSource, SessionMasker};
 
+/// Why a catalog lookup failed. The relay logs it and masks the affected
+/// columns whole, so each variant names the step that went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The side connection could not be opened.
+    #[error("catalog connection: {0}")]
+    Connect(#[source] upstream::UpstreamError),
+    /// No side connection even though one was just opened.
+    #[error("catalog connection unavailable")]
+    Unavailable,
+    /// Sending the query failed.
+    #[error("catalog query: {0}")]
+    Send(#[source] std::io::Error),
+    /// Reading the answer failed.
+    #[error("catalog query: {0}")]
+    Receive(#[source] upstream::UpstreamError),
+    /// A DataRow that does not parse.
+    #[error("malformed catalog row")]
+    MalformedRow,
+    /// A row with another number of columns than the query selects.
+    #[error("unexpected catalog row")]
+    UnexpectedRow,
+    /// The server answered with an ErrorResponse.
+    #[error("catalog query failed: {message}")]
+    Failed { message: String },
+}
+
 /// One target's looked-up tables and their columns.
 #[derive(Default)]
 struct Names {
@@ -125,7 +152,7 @@ impl Catalog {
 
     /// Looks up the views named `names` (in any schema, as the session's
     /// search path may pick any) and caches their base columns.
-    pub async fn load_relations(&self, names: &[String]) -> Result<(), String> {
+    pub async fn load_relations(&self, names: &[String]) -> Result<(), CatalogError> {
         if names.is_empty() {
             return Ok(());
         }
@@ -174,7 +201,7 @@ impl Catalog {
 
     /// Looks the tables up and caches their columns. A table that no longer
     /// exists is cached as having no columns, so it is not asked for again.
-    pub async fn load(&self, oids: &[u32]) -> Result<(), String> {
+    pub async fn load(&self, oids: &[u32]) -> Result<(), CatalogError> {
         if oids.is_empty() {
             return Ok(());
         }
@@ -198,7 +225,7 @@ impl Catalog {
                 Some(table),
                 Some(attnum),
                 Some(column),
-            ] = <[Option<String>; 5]>::try_from(row).map_err(|_| "unexpected catalog row")?
+            ] = <[Option<String>; 5]>::try_from(row).map_err(|_| CatalogError::UnexpectedRow)?
             else {
                 continue;
             };
@@ -223,7 +250,7 @@ impl Catalog {
         &self,
         oids: &[String],
         columns: &mut HashMap<(u32, i16), ColumnSource>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CatalogError> {
         let mut bases: HashMap<u32, Vec<ColumnSource>> = HashMap::new();
         for (oid, base) in self.view_bases_by_oid(&oids.join(",")).await? {
             bases.entry(oid).or_default().push(base);
@@ -238,7 +265,7 @@ impl Catalog {
 
     /// Base columns of the views named by the query `views` (one column of
     /// view OIDs), with each view's name.
-    async fn view_bases(&self, views: &str) -> Result<Vec<(String, ColumnSource)>, String> {
+    async fn view_bases(&self, views: &str) -> Result<Vec<(String, ColumnSource)>, CatalogError> {
         let mut out = Vec::new();
         let names = self
             .query(&format!(
@@ -267,7 +294,10 @@ impl Catalog {
     /// Every base-table column the views `oids` (a comma-separated list of
     /// numbers) read, through views of views (`pg_depend` of each view's
     /// rewrite rule).
-    async fn view_bases_by_oid(&self, oids: &str) -> Result<Vec<(u32, ColumnSource)>, String> {
+    async fn view_bases_by_oid(
+        &self,
+        oids: &str,
+    ) -> Result<Vec<(u32, ColumnSource)>, CatalogError> {
         let sql = format!(
             "WITH RECURSIVE deps(view_oid, rel, att) AS ( \
                SELECT r.ev_class, d.refobjid, d.refobjsubid \
@@ -292,7 +322,7 @@ impl Catalog {
         let mut out = Vec::new();
         for row in self.query(&sql).await? {
             let [Some(view), Some(schema), Some(table), Some(column)] =
-                <[Option<String>; 4]>::try_from(row).map_err(|_| "unexpected catalog row")?
+                <[Option<String>; 4]>::try_from(row).map_err(|_| CatalogError::UnexpectedRow)?
             else {
                 continue;
             };
@@ -305,7 +335,7 @@ impl Catalog {
     }
 
     /// Runs one simple query on the side connection; rows as text.
-    async fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    async fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
         let mut guard = self.connection.lock().await;
         if guard.is_none() {
             let login = Login {
@@ -316,11 +346,11 @@ impl Catalog {
             };
             let connection = upstream::connect_target(&self.target, login)
                 .await
-                .map_err(|e| format!("catalog connection: {e}"))?;
+                .map_err(CatalogError::Connect)?;
             *guard = Some(connection);
         }
         let Some(connection) = guard.as_mut() else {
-            return Err("catalog connection unavailable".into());
+            return Err(CatalogError::Unavailable);
         };
         let result = run_query(connection, sql).await;
         if result.is_err() {
@@ -333,7 +363,7 @@ impl Catalog {
 async fn run_query(
     connection: &mut Upstream,
     sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, String> {
+) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
     let mut body = sql.as_bytes().to_vec();
     body.push(0);
     let mut message = BytesMut::new();
@@ -342,16 +372,18 @@ async fn run_query(
         .stream
         .write_all(&message)
         .await
-        .map_err(|e| format!("catalog query: {e}"))?;
+        .map_err(CatalogError::Send)?;
     let mut buf = BytesMut::with_capacity(8192);
     let mut rows = Vec::new();
     let mut error = None;
     loop {
         let (tag, body) = upstream::read_message(&mut connection.stream, &mut buf)
             .await
-            .map_err(|e| format!("catalog query: {e}"))?;
+            .map_err(CatalogError::Receive)?;
         match tag {
-            backend::DATA_ROW => rows.push(parse_text_row(&body).ok_or("malformed catalog row")?),
+            backend::DATA_ROW => {
+                rows.push(parse_text_row(&body).ok_or(CatalogError::MalformedRow)?)
+            }
             backend::ERROR_RESPONSE => {
                 error = Some(frame::parse_error_fields(&body).message);
             }
@@ -360,7 +392,7 @@ async fn run_query(
         }
     }
     match error {
-        Some(message) => Err(format!("catalog query failed: {message}")),
+        Some(message) => Err(CatalogError::Failed { message }),
         None => Ok(rows),
     }
 }

@@ -29,19 +29,29 @@ pub const BUILTIN_FUNCTIONS: &[(u32, &str)] = &[
     (3460, "lo_put"),
 ];
 
+/// Why a fast-path call names no function Warden can judge. Displays as the
+/// refusal the client gets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FastPathError {
+    /// The body is shorter than the function OID.
+    #[error("malformed FunctionCall message")]
+    Malformed,
+    /// An OID outside [`BUILTIN_FUNCTIONS`].
+    #[error("fast-path call of function OID {oid}, which is not a large-object function")]
+    UnknownFunction { oid: u32 },
+}
+
 /// The function a `FunctionCall` body names, when it is one Warden knows.
-pub fn called_function(body: &[u8]) -> Result<&'static str, String> {
+pub fn function_named(body: &[u8]) -> Result<&'static str, FastPathError> {
     let oid = body
         .first_chunk::<4>()
         .map(|b| u32::from_be_bytes(*b))
-        .ok_or("malformed FunctionCall message")?;
+        .ok_or(FastPathError::Malformed)?;
     BUILTIN_FUNCTIONS
         .iter()
         .find(|(known, _)| *known == oid)
         .map(|(_, name)| *name)
-        .ok_or_else(|| {
-            format!("fast-path call of function OID {oid}, which is not a large-object function")
-        })
+        .ok_or(FastPathError::UnknownFunction { oid })
 }
 
 #[cfg(test)]
@@ -50,10 +60,16 @@ mod tests {
 
     #[test]
     fn names_large_object_functions_and_refuses_the_rest() {
-        assert_eq!(called_function(&[0, 0, 3, 184, 0, 0]), Ok("lo_open"));
-        assert_eq!(called_function(&955u32.to_be_bytes()), Ok("lowrite"));
-        assert!(called_function(&16_384u32.to_be_bytes()).is_err());
-        assert!(called_function(&[0, 1]).is_err());
-        assert!(called_function(&[]).is_err());
+        assert_eq!(function_named(&[0, 0, 3, 184, 0, 0]), Ok("lo_open"));
+        assert_eq!(function_named(&955u32.to_be_bytes()), Ok("lowrite"));
+        assert_eq!(
+            function_named(&16_384u32.to_be_bytes()),
+            Err(FastPathError::UnknownFunction { oid: 16_384 })
+        );
+        assert_eq!(function_named(&[0, 1]), Err(FastPathError::Malformed));
+        assert_eq!(
+            function_named(&[]).map_err(|e| e.to_string()),
+            Err("malformed FunctionCall message".to_string())
+        );
     }
 }

@@ -242,8 +242,8 @@ async fn handshake(
                 .metrics
                 .auth_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, target = %target_name, reason = %error.reason, "authentication failed");
-            let mut event = AuditEvent::new("auth.failure", "-", error.reason.clone());
+            tracing::warn!(%peer, target = %target_name, reason = %error, "authentication failed");
+            let mut event = AuditEvent::new("auth.failure", "-", error.to_string());
             event.target = Some(target_name.clone());
             event.client_addr = Some(peer.to_string());
             if let Err(error) = gateway.sessions.audit(&event).await {

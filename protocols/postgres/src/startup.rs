@@ -168,15 +168,65 @@ const REFUSED_PARAMETERS: &[&str] = &[
     "session_preload_libraries",
 ];
 
+/// A startup parameter Warden will not forward. Displays as the client's
+/// FATAL names it (`replication`, `role=postgres`, `options (-e)`), so the
+/// refusal text stays what clients have always seen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedParameter {
+    /// `replication`, as the client spelled the key.
+    #[error("{key}")]
+    Replication { key: String },
+    /// A parameter that would change who the session acts as, weaken the
+    /// read-only wall or change how statements lex.
+    #[error("{key}={value}")]
+    Setting { key: String, value: String },
+    /// A switch in `options` other than `-c`/`--name=value`.
+    #[error("options ({word})")]
+    OptionsSwitch { word: String },
+    /// A `-c`/`--` setting in `options` that is malformed or refused by name.
+    #[error("options ({name})")]
+    OptionsName { name: String },
+    /// A `-c`/`--` setting in `options` refused for its value.
+    #[error("options ({name}={value})")]
+    OptionsValue { name: String, value: String },
+}
+
+/// Compares the displayed name, which is what the session's refusal checks
+/// (`name == "replication"`): only [`RefusedParameter::Replication`] spelled
+/// in lowercase matches, as when this was a plain string.
+impl PartialEq<&str> for RefusedParameter {
+    fn eq(&self, other: &&str) -> bool {
+        let is_pair = |text: &str, name: &str, value: &str| {
+            text.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                == Some(value)
+        };
+        let options = other
+            .strip_prefix("options (")
+            .and_then(|rest| rest.strip_suffix(')'));
+        match self {
+            RefusedParameter::Replication { key } => key == other,
+            RefusedParameter::Setting { key, value } => is_pair(other, key, value),
+            RefusedParameter::OptionsSwitch { word: name }
+            | RefusedParameter::OptionsName { name } => options == Some(name.as_str()),
+            RefusedParameter::OptionsValue { name, value } => {
+                options.is_some_and(|inner| is_pair(inner, name, value))
+            }
+        }
+    }
+}
+
 /// Checks the client's startup parameters. Returns those to forward upstream
-/// (everything but `user`, `database` and protocol options), or the name of a refused one.
-pub fn forwardable_parameters(message: &StartupMessage) -> Result<Vec<(String, String)>, String> {
+/// (everything but `user`, `database` and protocol options), or the refused one.
+pub fn forwardable_parameters(
+    message: &StartupMessage,
+) -> Result<Vec<(String, String)>, RefusedParameter> {
     let mut forwarded = Vec::new();
     for (key, value) in &message.parameters {
         let lower = key.to_ascii_lowercase();
         match lower.as_str() {
             "user" | "database" => continue,
-            "replication" => return Err(key.clone()),
+            "replication" => return Err(RefusedParameter::Replication { key: key.clone() }),
             "options" => {
                 check_options(value)?;
                 forwarded.push((key.clone(), value.clone()));
@@ -190,7 +240,10 @@ pub fn forwardable_parameters(message: &StartupMessage) -> Result<Vec<(String, S
         if REFUSED_PARAMETERS.contains(&lower.as_str())
             || warden_core::lexing::pg_setting_refusal(&lower, value).is_some()
         {
-            return Err(format!("{key}={value}"));
+            return Err(RefusedParameter::Setting {
+                key: key.clone(),
+                value: value.clone(),
+            });
         }
         forwarded.push((key.clone(), value.clone()));
     }
@@ -201,7 +254,7 @@ pub fn forwardable_parameters(message: &StartupMessage) -> Result<Vec<(String, S
 /// read exactly as the server does (`pg_split_opts`, then getopt and
 /// `ParseLongOption`), then apply the same refusals as to startup
 /// parameters. Every other switch is refused.
-fn check_options(options: &str) -> Result<(), String> {
+fn check_options(options: &str) -> Result<(), RefusedParameter> {
     let words = split_options(options);
     let mut words = words.iter();
     while let Some(word) = words.next() {
@@ -212,7 +265,7 @@ fn check_options(options: &str) -> Result<(), String> {
         } else if let Some(setting) = word.strip_prefix("-c") {
             setting
         } else {
-            return Err(format!("options ({word})"));
+            return Err(RefusedParameter::OptionsSwitch { word: word.clone() });
         };
         let (name, value) = setting.split_once('=').unwrap_or((setting, ""));
         let name = name.to_ascii_lowercase().replace('-', "_");
@@ -220,10 +273,13 @@ fn check_options(options: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if name.is_empty() || !plain || REFUSED_PARAMETERS.contains(&name.as_str()) {
-            return Err(format!("options ({name})"));
+            return Err(RefusedParameter::OptionsName { name });
         }
         if warden_core::lexing::pg_setting_refusal(&name, value).is_some() {
-            return Err(format!("options ({name}={value})"));
+            return Err(RefusedParameter::OptionsValue {
+                name,
+                value: value.to_string(),
+            });
         }
     }
     Ok(())
@@ -343,7 +399,10 @@ mod tests {
             minor: 0,
             parameters: vec![("options".into(), "-c role=postgres".into())],
         };
-        assert!(forwardable_parameters(&hostile).is_err());
+        assert_eq!(
+            forwardable_parameters(&hostile).unwrap_err().to_string(),
+            "options (role)"
+        );
         let hostile = StartupMessage {
             major: 3,
             minor: 0,
@@ -362,6 +421,29 @@ mod tests {
             forwardable_parameters(&replication).unwrap_err(),
             "replication"
         );
+        let shouting = StartupMessage {
+            major: 3,
+            minor: 0,
+            parameters: vec![("REPLICATION".into(), "true".into())],
+        };
+        let refused = forwardable_parameters(&shouting).unwrap_err();
+        assert!(matches!(refused, RefusedParameter::Replication { .. }));
+        assert_ne!(refused, "replication");
+        for refused in [
+            RefusedParameter::Setting {
+                key: "role".into(),
+                value: "x".into(),
+            },
+            RefusedParameter::OptionsSwitch { word: "-e".into() },
+            RefusedParameter::OptionsValue {
+                name: "client_encoding".into(),
+                value: "SJIS".into(),
+            },
+        ] {
+            let text = refused.to_string();
+            assert_eq!(refused, text.as_str());
+            assert_ne!(refused, "replication");
+        }
     }
 
     fn options_message(options: &str) -> StartupMessage {

@@ -37,6 +37,9 @@ pub enum UpstreamError {
     Timeout(String),
     #[error("TLS to the upstream failed: {0}")]
     Tls(String),
+    /// The target's TLS settings cannot be used (same text as a handshake failure).
+    #[error("TLS to the upstream failed: {0}")]
+    TlsConfig(#[source] warden_core::upstream_tls::UpstreamTlsError),
     #[error("the upstream refused the connection: {code} {message}")]
     Refused { code: String, message: String },
     #[error("the upstream asked for an authentication method Warden does not speak ({0})")]
@@ -175,8 +178,9 @@ pub async fn open_transport(target: &TargetConfig) -> Result<MaybeTls, UpstreamE
         )));
     }
     let config =
-        warden_core::upstream_tls::client_config(target, mode).map_err(UpstreamError::Tls)?;
-    let server_name = warden_core::upstream_tls::server_name(target).map_err(UpstreamError::Tls)?;
+        warden_core::upstream_tls::client_config(target, mode).map_err(UpstreamError::TlsConfig)?;
+    let server_name =
+        warden_core::upstream_tls::server_name(target).map_err(UpstreamError::TlsConfig)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tls = connector
         .connect(server_name, tcp)

@@ -36,7 +36,7 @@ pub enum RoleError {
     },
     /// The target's upstream TLS settings are unusable (core's text).
     #[error("{0}")]
-    Tls(String),
+    Tls(#[source] warden_core::upstream_tls::UpstreamTlsError),
     /// Logging in with the admin secret failed (why, in `source`).
     #[error("admin login as {user:?}: {source}")]
     AdminLogin {

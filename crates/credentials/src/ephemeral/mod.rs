@@ -263,8 +263,9 @@ impl CredentialSource for EphemeralCredentials {
         let target = grant.target();
         self.issue(target, session)
             .await
-            .map_err(|error| CredentialError {
-                message: format!("target \"{}\": {error}", target.name),
+            .map_err(|error| CredentialError::Ephemeral {
+                target: target.name.clone(),
+                source: Box::new(error),
             })
     }
 }

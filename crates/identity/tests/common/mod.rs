@@ -22,7 +22,10 @@ pub struct MemoryKeys {
 impl MemoryKeys {
     fn check(&self) -> Result<(), StoreError> {
         if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::new("database is locked"));
+            return Err(StoreError::database(
+                "cannot read the keys",
+                "database is locked",
+            ));
         }
         Ok(())
     }
@@ -104,7 +107,7 @@ pub async fn refused(service: &IdentityService, credential: &str) -> String {
     match auth(service, credential).await {
         Ok(identity) => panic!("credential accepted as {identity:?}"),
         Err(error) => {
-            let reason = error.reason;
+            let reason = error.to_string();
             assert!(
                 credential.len() < 6 || !reason.contains(credential),
                 "the reason leaks the credential: {reason}"

@@ -89,9 +89,9 @@ impl PostgresStore {
     /// task that ends when the feed is dropped or the store is closed.
     pub(crate) async fn open_review_feed(&self) -> Result<Option<ReviewFeed>, StoreError> {
         if self.inner.pool.is_closed() {
-            return Err(StoreError::new(
-                "cannot LISTEN for review changes: the store is closed",
-            ));
+            return Err(StoreError::Closed {
+                doing: "cannot LISTEN for review changes",
+            });
         }
         let target = self.inner.listen.clone();
         let listener = target

@@ -183,7 +183,14 @@ async fn unknown_and_duplicate_sessions_are_errors(fixture: &dyn Fixture) {
         .session_ended("no-such-session", &summary(0, "x"))
         .await
         .unwrap_err();
-    assert!(err.message.contains("not in the sessions index"), "{err}");
+    assert!(
+        matches!(err, warden_store::StoreError::SessionNotIndexed { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("not in the sessions index"),
+        "{err}"
+    );
     let s = session("a", "t");
     store.session_started(&s).await.unwrap();
     assert!(store.session_started(&s).await.is_err());
@@ -208,7 +215,11 @@ async fn prefix_lookup(fixture: &dyn Fixture) {
         b.id
     );
     let err = store.get_session("0192aaa").await.unwrap_err();
-    assert!(err.message.contains("several sessions"), "{err}");
+    assert!(
+        matches!(err, warden_store::StoreError::AmbiguousSessionPrefix { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("several sessions"), "{err}");
     assert!(store.get_session("0193").await.unwrap().is_none());
     assert!(store.get_session("").await.unwrap().is_none());
     assert!(store.get_session("%").await.unwrap().is_none());

@@ -53,7 +53,7 @@ impl FromRequestParts<ApiState> for Caller {
         {
             Ok(identity) => Ok(Caller(identity)),
             Err(error) => {
-                let mut event = AuditEvent::new("auth.failure", "-", error.reason.clone());
+                let mut event = AuditEvent::new("auth.failure", "-", error.to_string());
                 event.client_addr = Some(client_addr.to_string());
                 event.target = Some(API_TARGET.to_string());
                 if let Err(error) = state.store.audit(&event).await {

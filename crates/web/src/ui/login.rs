@@ -97,7 +97,7 @@ pub async fn login_with_key(
     {
         Ok(identity) => sign_in(&state, identity, LoginMethod::AccessKey, &next, peer).await,
         Err(error) => {
-            audit_failure(&state, peer, &error.reason).await;
+            audit_failure(&state, peer, &error.to_string()).await;
             back_to_login(&next, "That access key is not valid.")
         }
     }

@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use warden_core::broker::{Broker, ConnectionHandler};
 use warden_core::config::{Config, Protocol, TlsConfig};
 use warden_core::engines::{
-    AuthContext, AuthError, Authenticator, CredentialError, CredentialSource, PolicyEngine,
-    Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
+    AuthContext, AuthError, AuthReason, Authenticator, CredentialError, CredentialSource,
+    PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
 };
 use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
 use warden_core::gateway::Shutdown;
@@ -56,7 +56,7 @@ impl Authenticator for TestAuthenticator {
         match credential.expose_secret() {
             TOKEN => Ok(identity("alice")),
             TOKEN_MALLORY => Ok(identity("mallory")),
-            _ => Err(AuthError::new("unknown test token")),
+            _ => Err(AuthReason::UnrecognisedCredential.into()),
         }
     }
 }
@@ -233,12 +233,18 @@ impl NativePasswordVerifier for TestNativeVerifier {
         let Some(password) = self.keys.get(user) else {
             return Ok(None);
         };
-        let expected =
-            mysql_common_scramble(scramble, password.as_bytes()).ok_or(AuthError::new("bad"))?;
+        let expected = mysql_common_scramble(scramble, password.as_bytes()).ok_or(
+            AuthReason::NativePasswordMismatch {
+                id: user.to_string(),
+            },
+        )?;
         if expected.as_slice() == response {
             Ok(Some(identity(user)))
         } else {
-            Err(AuthError::new("wrong access key"))
+            Err(AuthReason::NativePasswordMismatch {
+                id: user.to_string(),
+            }
+            .into())
         }
     }
 }

@@ -15,11 +15,11 @@ impl ClientPolicy<'_> {
     /// With masking rules it is refused: its result is no column a rule covers.
     pub(super) fn function_call(&mut self, body: &[u8]) -> ClientVerdict {
         let started = Instant::now();
-        let refusal = match crate::fastpath::called_function(body) {
+        let refusal = match crate::fastpath::function_named(body) {
             Ok(_) if self.context.masker.is_some() => {
                 "fast-path function calls are not available while masking rules apply to you".into()
             }
-            Err(reason) => reason,
+            Err(error) => error.to_string(),
             Ok(name) => {
                 let text: Arc<str> = Arc::from(format!("SELECT pg_catalog.{name}()"));
                 let hash = || warden_core::reviews::statement_hash(&text, &[Some(body.to_vec())]);
