@@ -518,8 +518,8 @@ pub trait SessionRecording: Send + Sync {
 }
 
 /// A stored Warden access key. The key itself is never stored: only the
-/// SHA-256 of the whole key text (to authenticate it) and, for MySQL's
-/// `mysql_native_password`, SHA1(SHA1(key)) which is what that scramble check needs.
+/// SHA-256 of the whole key text (to authenticate it) and what a wire
+/// protocol's own password exchange needs to check a scramble of it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AccessKeyRecord {
     /// The public id embedded in the key (`wdn_{id}_{secret}`).
@@ -528,14 +528,24 @@ pub struct AccessKeyRecord {
     pub groups: Vec<String>,
     /// Lowercase hex SHA-256 of the whole key text.
     pub key_sha256: String,
-    /// Lowercase hex SHA1(SHA1(whole key text)), for `mysql_native_password`.
-    pub mysql_native_hash: String,
+    /// Verifiers for wire protocols' own password exchanges, by mechanism
+    /// name, each computed from the whole key text when it was made (for
+    /// `mysql_native_password`: lowercase hex SHA1(SHA1(key))). Core reads
+    /// none of them; the protocol's verifier reads its own.
+    pub exchange_verifiers: std::collections::BTreeMap<String, String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: time::OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+impl AccessKeyRecord {
+    /// The verifier stored for `mechanism`, if the key has one.
+    pub fn exchange_verifier(&self, mechanism: &str) -> Option<&str> {
+        self.exchange_verifiers.get(mechanism).map(String::as_str)
+    }
 }
 
 /// Where access keys are kept.

@@ -44,7 +44,11 @@ pub fn generate_access_key(
         name: name.to_string(),
         groups: groups.to_vec(),
         key_sha256: key_sha256_hex(&text),
-        mysql_native_hash: mysql_native_hash_hex(&text),
+        exchange_verifiers: [(
+            crate::mysql_native::MECHANISM.to_string(),
+            mysql_native_hash_hex(&text),
+        )]
+        .into(),
         created_at,
         expires_at: expiry(created_at, ttl),
         revoked_at: None,
@@ -165,7 +169,12 @@ mod tests {
         assert_eq!(parse_access_key(text).unwrap(), record.id);
         assert_eq!(record.key_sha256, key_sha256_hex(text));
         assert_eq!(record.key_sha256.len(), 64);
-        assert_eq!(record.mysql_native_hash.len(), 40);
+        assert_eq!(
+            record
+                .exchange_verifier(crate::mysql_native::MECHANISM)
+                .map(str::len),
+            Some(40)
+        );
         assert_eq!(
             record.expires_at - record.created_at,
             time::Duration::seconds(60)

@@ -1,12 +1,15 @@
 //! The server side of MySQL's `mysql_native_password` check, for access keys.
 //!
 //! The client sends `SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw)))`. Knowing
-//! only `SHA1(SHA1(pw))` (the stored `mysql_native_hash`), the server recovers
+//! only `SHA1(SHA1(pw))` (the key's `mysql_native_password` exchange verifier), the server recovers
 //! the candidate `SHA1(pw)` by XOR and checks that its SHA1 is the stored hash.
 
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use warden_core::engines::AccessKeyRecord;
+
+/// The key of this exchange's verifier in [`AccessKeyRecord::exchange_verifiers`].
+pub const MECHANISM: &str = "mysql_native_password";
 
 /// Length of a SHA1 digest, of the scramble, and of the client's response.
 pub const NATIVE_SCRAMBLE_LEN: usize = 20;
@@ -19,7 +22,8 @@ pub fn verify_mysql_native_password(
     scramble: &[u8],
     client_response: &[u8],
 ) -> bool {
-    verify_against_stage2_hex(&record.mysql_native_hash, scramble, client_response)
+    let stage2 = record.exchange_verifier(MECHANISM).unwrap_or_default();
+    verify_against_stage2_hex(stage2, scramble, client_response)
 }
 
 fn verify_against_stage2_hex(stage2_hex: &str, scramble: &[u8], client_response: &[u8]) -> bool {
@@ -68,7 +72,7 @@ mod tests {
             name: "t".into(),
             groups: vec![],
             key_sha256: String::new(),
-            mysql_native_hash: mysql_native_hash_hex(password),
+            exchange_verifiers: [(MECHANISM.to_string(), mysql_native_hash_hex(password))].into(),
             created_at: now,
             expires_at: now,
             revoked_at: None,
@@ -90,8 +94,8 @@ mod tests {
         let key = format!("wdn_0123456789abcdef_{}", "a".repeat(64));
         let record = record_for(&key);
         assert_eq!(
-            record.mysql_native_hash,
-            "ac8ac6a54a5596719c1828b3627e44eb14e0ee9d"
+            record.exchange_verifier(MECHANISM),
+            Some("ac8ac6a54a5596719c1828b3627e44eb14e0ee9d")
         );
         let scramble: Vec<u8> = (1..=20).collect();
         let response = hex::decode("bf68617beb5465ce1a8392bea3884682061d90c3").unwrap();
@@ -139,11 +143,13 @@ mod tests {
         with_nul.push(0);
         assert!(!verify_mysql_native_password(&record, &with_nul, &RESPONSE));
         let mut corrupt = record.clone();
-        corrupt.mysql_native_hash = "zz".into();
+        corrupt
+            .exchange_verifiers
+            .insert(MECHANISM.into(), "zz".into());
         assert!(!verify_mysql_native_password(
             &corrupt, &SCRAMBLE, &RESPONSE
         ));
-        corrupt.mysql_native_hash = String::new();
+        corrupt.exchange_verifiers.clear();
         assert!(!verify_mysql_native_password(
             &corrupt, &SCRAMBLE, &RESPONSE
         ));

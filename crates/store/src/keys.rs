@@ -40,10 +40,22 @@ pub(crate) fn key_row(row: &impl Cols) -> Result<AccessKeyRecord, StoreError> {
         name: r.text("name")?,
         groups,
         key_sha256: r.text("key_sha256")?,
-        mysql_native_hash: r.text("mysql_native_hash")?,
+        exchange_verifiers: exchange_verifiers(r.text("mysql_native_hash")?),
         created_at: from_db(&r.text("created_at")?)?,
         expires_at: from_db(&r.text("expires_at")?)?,
         revoked_at: from_db_opt(r.opt_text("revoked_at")?)?,
         id,
     })
+}
+
+/// The mechanism whose verifier the `mysql_native_hash` column keeps.
+pub(crate) const MYSQL_NATIVE: &str = "mysql_native_password";
+
+/// A key's exchange verifiers from its row (an empty column: none).
+fn exchange_verifiers(mysql_native: String) -> std::collections::BTreeMap<String, String> {
+    let mut verifiers = std::collections::BTreeMap::new();
+    if !mysql_native.is_empty() {
+        verifiers.insert(MYSQL_NATIVE.to_string(), mysql_native);
+    }
+    verifiers
 }

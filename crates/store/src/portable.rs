@@ -191,7 +191,10 @@ macro_rules! portable_queries {
                 .bind(&key.name)
                 .bind(groups)
                 .bind(&key.key_sha256)
-                .bind(&key.mysql_native_hash)
+                .bind(
+                    key.exchange_verifier(crate::keys::MYSQL_NATIVE)
+                        .unwrap_or_default(),
+                )
                 .bind(to_db(key.created_at)?)
                 .bind(to_db(key.expires_at)?)
                 .bind(key.revoked_at.map(to_db).transpose()?)

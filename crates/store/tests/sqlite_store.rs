@@ -106,7 +106,7 @@ fn key(id: &str, name: &str) -> AccessKeyRecord {
         name: name.into(),
         groups: vec!["agents".into(), "readers".into()],
         key_sha256: "ab".repeat(32),
-        mysql_native_hash: "cd".repeat(20),
+        exchange_verifiers: [("mysql_native_password".to_string(), "cd".repeat(20))].into(),
         created_at: now,
         expires_at: now + Duration::hours(24),
         revoked_at: None,

@@ -233,7 +233,7 @@ fn key(id: &str, name: &str) -> AccessKeyRecord {
         name: name.into(),
         groups: vec!["agents".into(), "readers".into()],
         key_sha256: "ab".repeat(32),
-        mysql_native_hash: "cd".repeat(20),
+        exchange_verifiers: [("mysql_native_password".to_string(), "cd".repeat(20))].into(),
         created_at: now,
         expires_at: now + Duration::hours(24),
         revoked_at: None,
@@ -253,7 +253,7 @@ async fn access_keys_insert_find_revoke_list(fixture: &dyn Fixture) {
     assert_eq!(found.name, "ci-bot");
     assert_eq!(found.groups, ["agents", "readers"]);
     assert_eq!(found.key_sha256, k1.key_sha256);
-    assert_eq!(found.mysql_native_hash, k1.mysql_native_hash);
+    assert_eq!(found.exchange_verifiers, k1.exchange_verifiers);
     assert_eq!(
         found.expires_at.unix_timestamp_nanos() / 1000,
         k1.expires_at.unix_timestamp_nanos() / 1000
