@@ -6,6 +6,7 @@
 //! the `warden` binary wires them together into a [`Gateway`].
 
 pub mod admission;
+pub mod auth_error;
 pub mod broker;
 pub mod config;
 pub mod engines;

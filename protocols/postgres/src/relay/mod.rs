@@ -21,6 +21,7 @@
 mod bind;
 mod client_policy;
 mod denial;
+mod execute;
 mod function_call;
 mod lexing;
 mod mask_rows;
