@@ -124,6 +124,20 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The `decision` event for `decision` on the statement recorded as `text`.
+    pub fn decision(text: String, decision: &crate::Decision) -> EventKind {
+        EventKind::Decision {
+            text,
+            operation: decision.operation(),
+            action: decision.action(),
+            rule: decision.rule().map(str::to_string),
+            tables: decision.tables().to_vec(),
+            reason: decision.reason().to_string(),
+        }
+    }
+}
+
 /// An audit trail entry (kept in the store, not only in a recording).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditEvent {

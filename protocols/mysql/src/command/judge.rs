@@ -43,14 +43,8 @@ impl CommandLoop<'_> {
             &decision,
             &recorded,
         );
-        self.recording.record(EventKind::Decision {
-            text: recorded,
-            operation: decision.operation(),
-            action: decision.action(),
-            rule: decision.rule().map(str::to_string),
-            tables: decision.tables().to_vec(),
-            reason: decision.reason().to_string(),
-        });
+        self.recording
+            .record(EventKind::decision(recorded, &decision));
         decision
     }
 

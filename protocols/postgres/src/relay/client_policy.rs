@@ -320,14 +320,9 @@ impl<'r> ClientPolicy<'r> {
             &decision,
             &recorded,
         );
-        context.recording.record(EventKind::Decision {
-            text: recorded,
-            operation: decision.operation(),
-            action: decision.action(),
-            rule: decision.rule().map(str::to_string),
-            tables: decision.tables().to_vec(),
-            reason: decision.reason().to_string(),
-        });
+        context
+            .recording
+            .record(EventKind::decision(recorded, &decision));
         decision
     }
 }
