@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod mariadb;
+pub mod memory;
 pub mod moto;
 pub mod oidc;
 pub mod postgres;

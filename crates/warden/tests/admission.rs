@@ -18,13 +18,14 @@ use warden_core::broker::{Broker, ConnectionHandler};
 use warden_core::config::{Config, Protocol};
 use warden_core::engines::{
     AuthContext, AuthError, AuthReason, Authenticator, CredentialError, CredentialSource,
-    PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
+    PolicyEngine, Recorder, SessionRecording, StoreError, UpstreamCredential,
 };
-use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use warden_core::events::{EventKind, SessionInfo, SessionSummary};
 use warden_core::gateway::Shutdown;
 use warden_core::metrics::Metrics;
 use warden_core::{Action, Decision, Gateway, Identity, IdentityKind, Operation};
 use warden_test_support::mariadb::MariaDb;
+use warden_test_support::memory::MemoryLog;
 use warden_test_support::postgres::Postgres;
 
 const TOKEN: &str = "admission-test-token";
@@ -212,7 +213,7 @@ impl World {
             }
         }
         let config = Arc::new(Config::parse(&text, "admission.toml").expect("config"));
-        let log = Arc::new(MemoryLog::default());
+        let log = Arc::new(MemoryLog::refusing_index_for("-storedown"));
         let recorder = Arc::new(MemoryRecorder::default());
         let gateway = Arc::new(Gateway {
             config,
@@ -423,85 +424,6 @@ impl CredentialSource for ByTargetCredential {
             "upstream",
             SecretString::from("upstream-pw".to_string()),
         ))
-    }
-}
-
-/// The index and audit trail in memory; refuses to index `*-storedown` sessions.
-#[derive(Default)]
-struct MemoryLog {
-    started: Mutex<Vec<SessionInfo>>,
-    ended: Mutex<Vec<(String, SessionSummary)>>,
-    audit: Mutex<Vec<AuditEvent>>,
-}
-
-impl MemoryLog {
-    fn audit_len(&self) -> usize {
-        self.audit.lock().unwrap().len()
-    }
-
-    fn events_since(&self, from: usize) -> Vec<AuditEvent> {
-        self.audit.lock().unwrap()[from..].to_vec()
-    }
-
-    fn kinds_since(&self, from: usize) -> Vec<String> {
-        self.events_since(from)
-            .into_iter()
-            .map(|event| event.kind)
-            .collect()
-    }
-
-    fn started_on(&self, target: &str) -> usize {
-        let started = self.started.lock().unwrap();
-        started.iter().filter(|s| s.target == target).count()
-    }
-
-    async fn wait_ended(&self, target: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ended = {
-                let started = self.started.lock().unwrap();
-                let ended = self.ended.lock().unwrap();
-                ended
-                    .iter()
-                    .filter(|(id, _)| started.iter().any(|s| &s.id == id && s.target == target))
-                    .count()
-            };
-            if ended >= n {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{target}: session did not end"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-#[async_trait]
-impl SessionLog for MemoryLog {
-    async fn session_started(&self, session: &SessionInfo) -> Result<(), StoreError> {
-        if session.target.ends_with("-storedown") {
-            return Err(StoreError::database(
-                "cannot index the session",
-                "the store is down",
-            ));
-        }
-        self.started.lock().unwrap().push(session.clone());
-        Ok(())
-    }
-
-    async fn session_ended(&self, id: &str, summary: &SessionSummary) -> Result<(), StoreError> {
-        self.ended
-            .lock()
-            .unwrap()
-            .push((id.to_string(), summary.clone()));
-        Ok(())
-    }
-
-    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.audit.lock().unwrap().push(event.clone());
-        Ok(())
     }
 }
 

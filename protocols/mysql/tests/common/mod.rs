@@ -17,9 +17,9 @@ use warden_core::broker::{Broker, ConnectionHandler};
 use warden_core::config::{Config, Protocol, TlsConfig};
 use warden_core::engines::{
     AuthContext, AuthError, AuthReason, Authenticator, CredentialError, CredentialSource,
-    PolicyEngine, Recorder, SessionLog, SessionRecording, StoreError, UpstreamCredential,
+    PolicyEngine, Recorder, SessionRecording, StoreError, UpstreamCredential,
 };
-use warden_core::events::{AuditEvent, EventKind, SessionInfo, SessionSummary};
+use warden_core::events::{EventKind, SessionInfo, SessionSummary};
 use warden_core::gateway::Shutdown;
 use warden_core::metrics::Metrics;
 use warden_core::request::{Dialect, Request};
@@ -153,31 +153,7 @@ impl CredentialSource for StaticCredential {
     }
 }
 
-#[derive(Default)]
-pub struct MemoryLog {
-    pub started: Mutex<Vec<SessionInfo>>,
-    pub ended: Mutex<Vec<(String, SessionSummary)>>,
-    pub audit: Mutex<Vec<AuditEvent>>,
-}
-
-#[async_trait]
-impl SessionLog for MemoryLog {
-    async fn session_started(&self, session: &SessionInfo) -> Result<(), StoreError> {
-        self.started.lock().unwrap().push(session.clone());
-        Ok(())
-    }
-    async fn session_ended(&self, id: &str, summary: &SessionSummary) -> Result<(), StoreError> {
-        self.ended
-            .lock()
-            .unwrap()
-            .push((id.to_string(), summary.clone()));
-        Ok(())
-    }
-    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.audit.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
+pub use warden_test_support::memory::MemoryLog;
 
 /// Keeps every event of every session in memory.
 #[derive(Default)]
