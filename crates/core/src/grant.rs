@@ -16,8 +16,8 @@ use crate::{Action, Decision, Operation};
 #[must_use = "a grant is spent by forwarding the statement it allows"]
 pub struct StatementGrant {
     operation: Operation,
-    rule: Option<String>,
-    /// The review that released the statement, when one did.
+    /// The review that released the statement, when one did. (Nothing is
+    /// allocated for an ordinary allow: one is made per statement.)
     review_id: Option<String>,
 }
 
@@ -25,18 +25,12 @@ impl StatementGrant {
     pub(crate) fn approved(decision: &Decision, review_id: Option<String>) -> StatementGrant {
         StatementGrant {
             operation: decision.operation(),
-            rule: decision.rule().map(str::to_string),
             review_id,
         }
     }
 
     pub fn operation(&self) -> Operation {
         self.operation
-    }
-
-    /// The `[[policy]]` that allowed the statement.
-    pub fn rule(&self) -> Option<&str> {
-        self.rule.as_deref()
     }
 
     /// The review that released it, if a reviewer did.
@@ -102,7 +96,7 @@ mod tests {
     fn only_allow_grants() {
         assert!(matches!(
             judge(decision(Action::Allow)),
-            Judgement::Allowed(grant) if grant.rule() == Some("r") && grant.review_id().is_none()
+            Judgement::Allowed(grant) if grant.operation() == Operation::Write && grant.review_id().is_none()
         ));
         assert!(matches!(
             judge(decision(Action::Review)),

@@ -6,5 +6,5 @@ fn forward(grant: StatementGrant, _statement: &str) {
 }
 
 fn main() {
-    forward(StatementGrant { operation: warden_core::Operation::Write, rule: None, review_id: None }, "delete from orders");
+    forward(StatementGrant { operation: warden_core::Operation::Write, review_id: None }, "delete from orders");
 }
