@@ -41,15 +41,26 @@ pub(super) struct UpstreamInspector<'r> {
     mask: MaskState,
     /// Result rows for the recording (`capture_results`).
     capture: Option<Capture>,
+    /// Which tags this session inspects, fixed at its start: one lookup
+    /// per frame on the hot path (every DataRow of a large result).
+    wanted: [bool; 256],
 }
 
 impl<'r> UpstreamInspector<'r> {
     pub fn new(context: &'r RelayContext, shared: &'r Shared) -> Self {
+        let capture = context.capture_results.then(Capture::default);
+        let masking = context.masker.is_some();
+        let wanted = std::array::from_fn(|tag| {
+            let tag = tag as u8;
+            (capture.is_some() && matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW))
+                || inspected(tag, masking)
+        });
         UpstreamInspector {
             context,
             shared,
             mask: MaskState::default(),
-            capture: context.capture_results.then(Capture::default),
+            capture,
+            wanted,
         }
     }
 
@@ -121,30 +132,7 @@ impl Inspector for UpstreamInspector<'_> {
     type Error = UpstreamFrameError;
 
     fn wants(&self, tag: u8) -> bool {
-        if self.capture.is_some() && matches!(tag, backend::ROW_DESCRIPTION | backend::DATA_ROW) {
-            return true;
-        }
-        matches!(
-            tag,
-            backend::COMMAND_COMPLETE
-                | backend::PARAMETER_STATUS
-                | backend::ERROR_RESPONSE
-                | backend::READY_FOR_QUERY
-                | backend::EMPTY_QUERY
-                | backend::PORTAL_SUSPENDED
-        ) || (self.context.masker.is_some()
-            && matches!(
-                tag,
-                backend::ROW_DESCRIPTION
-                    | backend::NO_DATA
-                    | backend::DATA_ROW
-                    | backend::NOTICE_RESPONSE
-                    | backend::NOTIFICATION_RESPONSE
-                    | backend::COPY_OUT_RESPONSE
-                    | backend::COPY_BOTH_RESPONSE
-                    | backend::COPY_DATA
-                    | backend::COPY_DONE
-            ))
+        self.wanted[usize::from(tag)]
     }
 
     fn inspect(&mut self, tag: u8, body: &[u8]) -> Result<Observed, UpstreamFrameError> {
@@ -183,4 +171,30 @@ impl Inspector for UpstreamInspector<'_> {
         }
         Ok(observed)
     }
+}
+
+/// The upstream frames Warden looks inside: those that end a statement or
+/// change how the server lexes, and with masking whatever may carry a value.
+fn inspected(tag: u8, masking: bool) -> bool {
+    matches!(
+        tag,
+        backend::COMMAND_COMPLETE
+            | backend::PARAMETER_STATUS
+            | backend::ERROR_RESPONSE
+            | backend::READY_FOR_QUERY
+            | backend::EMPTY_QUERY
+            | backend::PORTAL_SUSPENDED
+    ) || (masking
+        && matches!(
+            tag,
+            backend::ROW_DESCRIPTION
+                | backend::NO_DATA
+                | backend::DATA_ROW
+                | backend::NOTICE_RESPONSE
+                | backend::NOTIFICATION_RESPONSE
+                | backend::COPY_OUT_RESPONSE
+                | backend::COPY_BOTH_RESPONSE
+                | backend::COPY_DATA
+                | backend::COPY_DONE
+        ))
 }
