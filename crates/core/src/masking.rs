@@ -84,6 +84,16 @@ pub fn recorded_text(masker: Option<&dyn SessionMasker>, text: &str) -> String {
     }
 }
 
+/// A statement text as every protocol's recording keeps it: empty when
+/// `[recording] capture_statements` is off, else [`recorded_text`].
+pub fn recorded_statement(capture: bool, masker: Option<&dyn SessionMasker>, text: &str) -> String {
+    if capture {
+        recorded_text(masker, text)
+    } else {
+        String::new()
+    }
+}
+
 /// Gives each session its masker.
 pub trait MaskingEngine: Send + Sync {
     /// The masker for this identity on this target; `None` when no rule

@@ -29,11 +29,11 @@ impl CommandLoop<'_> {
     }
 
     pub(super) fn recorded_text(&self, sql: &str) -> String {
-        if self.gateway.config.recording.capture_statements {
-            warden_core::masking::recorded_text(self.masker.as_deref(), sql)
-        } else {
-            String::new()
-        }
+        warden_core::masking::recorded_statement(
+            self.gateway.config.recording.capture_statements,
+            self.masker.as_deref(),
+            sql,
+        )
     }
 
     pub(super) fn count_statement(&mut self) {

@@ -313,7 +313,11 @@ impl<'r> ClientPolicy<'r> {
                 .statements_denied
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let recorded = warden_core::masking::recorded_text(context.masker.as_deref(), text);
+        let recorded = warden_core::masking::recorded_statement(
+            context.gateway.config.recording.capture_statements,
+            context.masker.as_deref(),
+            text,
+        );
         warden_core::operation::log_statement_decision(
             &context.session_id,
             "postgres",

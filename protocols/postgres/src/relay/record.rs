@@ -34,7 +34,11 @@ pub(super) fn record_statement(
         None => (None, None),
     };
     context.recording.record(EventKind::Statement {
-        text: warden_core::masking::recorded_text(context.masker.as_deref(), text),
+        text: warden_core::masking::recorded_statement(
+            context.gateway.config.recording.capture_statements,
+            context.masker.as_deref(),
+            text,
+        ),
         protocol,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         tags,
