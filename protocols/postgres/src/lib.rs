@@ -7,6 +7,7 @@
 //! and recordings are reached through `warden_core`'s engine traits.
 
 mod admit;
+mod binary_text;
 mod cancel;
 mod capture;
 mod catalog;

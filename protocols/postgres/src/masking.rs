@@ -3,6 +3,7 @@
 //! format), and DataRows of a result whose plan is non-empty are rewritten.
 //! Results with an empty plan are never decoded.
 
+use crate::binary_text;
 use crate::frame::{self, read_cstr};
 use bytes::{BufMut, BytesMut};
 use std::collections::HashMap;
@@ -52,7 +53,14 @@ enum Encoding {
     Jsonb,
     /// Binary int2/int4/int8: decoded to decimal only to be scanned.
     Integer,
-    /// Binary of any other type: cannot be rewritten in place.
+    /// Text-format `bytea` (`\x…` hex or escape form): decoded to be
+    /// scanned; a masked value becomes NULL.
+    ByteaText,
+    /// Binary arrays, records, `numeric`, `inet`, `bytea` and unknown types:
+    /// their texts are decoded to be scanned ([`binary_text`]); a masked
+    /// value cannot be rewritten in place, so it is masked whole.
+    Structured,
+    /// Binary of a fixed-size type that holds no text (floats, dates, uuid …).
     Opaque,
 }
 
@@ -68,8 +76,17 @@ const TEXT_LIKE: [u32; 7] = [
 const JSONB: u32 = 3802;
 const INTEGERS: [u32; 3] = [20, 21, 23];
 
+const BYTEA: u32 = 17;
+
 fn encoding(field: &FieldDescription) -> Encoding {
-    if TEXT_LIKE.contains(&field.type_oid) || (field.format == 0 && field.type_oid == JSONB) {
+    if field.type_oid == BYTEA {
+        if field.format == 0 {
+            Encoding::ByteaText
+        } else {
+            Encoding::Structured
+        }
+    } else if TEXT_LIKE.contains(&field.type_oid) || (field.format == 0 && field.type_oid == JSONB)
+    {
         Encoding::Text
     } else if field.format == 0 {
         Encoding::TypedText
@@ -77,6 +94,8 @@ fn encoding(field: &FieldDescription) -> Encoding {
         Encoding::Jsonb
     } else if INTEGERS.contains(&field.type_oid) {
         Encoding::Integer
+    } else if binary_text::carries_text(field.type_oid) {
+        Encoding::Structured
     } else {
         Encoding::Opaque
     }
@@ -89,6 +108,7 @@ struct ColumnPlan {
     covered: bool,
     scan: bool,
     encoding: Encoding,
+    type_oid: u32,
 }
 
 /// The masking plan of one result.
@@ -122,7 +142,10 @@ impl RowPlan {
                 };
             let encoding = encoding(field);
             if covered
-                && matches!(encoding, Encoding::Integer | Encoding::Opaque)
+                && matches!(
+                    encoding,
+                    Encoding::Integer | Encoding::Structured | Encoding::Opaque
+                )
                 && !masker.unmaskable_as_null()
             {
                 return Err(Unmaskable {
@@ -136,6 +159,7 @@ impl RowPlan {
                 covered,
                 scan,
                 encoding,
+                type_oid: field.type_oid,
             });
         }
         Ok(any.then_some(RowPlan { columns }))
@@ -256,7 +280,32 @@ fn mask_value(
                 Masked::Replaced { .. } => Err(()),
             };
         }
-        Encoding::Opaque => {
+        Encoding::ByteaText => {
+            let text = match binary_text::bytea_text(raw) {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => String::from_utf8_lossy(raw).into_owned(),
+            };
+            return Ok(match masker.mask_text(&text, column.covered) {
+                Masked::Unchanged => None,
+                Masked::Replaced { detector, .. } => Some((None, detector)),
+            });
+        }
+        Encoding::Structured if !column.covered => {
+            let mut found = None;
+            binary_text::binary_leaves(column.type_oid, raw, &mut |text| {
+                if found.is_none()
+                    && let Masked::Replaced { detector, .. } = masker.mask_text(text, false)
+                {
+                    found = Some(detector);
+                }
+            });
+            return match found {
+                None => Ok(None),
+                Some(detector) if masker.unmaskable_as_null() => Ok(Some((None, detector))),
+                Some(_) => Err(()),
+            };
+        }
+        Encoding::Structured | Encoding::Opaque => {
             return if !column.covered {
                 Ok(None)
             } else if masker.unmaskable_as_null() {
@@ -406,160 +455,4 @@ fn warden_masking_null_text() -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct EmailOnly {
-        columns: bool,
-    }
-
-    impl SessionMasker for EmailOnly {
-        fn has_column_rules(&self) -> bool {
-            self.columns
-        }
-        fn column_covered(&self, column: &ColumnSource) -> bool {
-            column.column.as_deref() == Some("ssn")
-        }
-        fn scans_content(&self) -> bool {
-            true
-        }
-        fn mask_text(&self, value: &str, covered: bool) -> Masked {
-            if covered || value.contains('@') {
-                Masked::Replaced {
-                    value: Some("[REDACTED]".into()),
-                    detector: Arc::from(if covered { "column" } else { "email" }),
-                }
-            } else {
-                Masked::Unchanged
-            }
-        }
-        fn unmaskable_as_null(&self) -> bool {
-            true
-        }
-    }
-
-    fn row_description(fields: &[(&str, u32, i16, u32, i16)]) -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&(fields.len() as i16).to_be_bytes());
-        for (name, table, attnum, type_oid, format) in fields {
-            body.extend_from_slice(name.as_bytes());
-            body.push(0);
-            body.extend_from_slice(&table.to_be_bytes());
-            body.extend_from_slice(&attnum.to_be_bytes());
-            body.extend_from_slice(&type_oid.to_be_bytes());
-            body.extend_from_slice(&(-1i16).to_be_bytes());
-            body.extend_from_slice(&(-1i32).to_be_bytes());
-            body.extend_from_slice(&format.to_be_bytes());
-        }
-        body
-    }
-
-    fn data_row(values: &[Option<&[u8]>]) -> Vec<u8> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&(values.len() as i16).to_be_bytes());
-        for value in values {
-            match value {
-                Some(v) => {
-                    body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    body.extend_from_slice(v);
-                }
-                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
-        body
-    }
-
-    #[test]
-    fn rewrites_only_matching_values_and_keeps_framing() {
-        let masker = EmailOnly { columns: true };
-        let fields = parse_row_description(&row_description(&[
-            ("id", 1, 1, 23, 1),
-            ("email", 1, 2, 25, 0),
-            ("ssn", 1, 3, 25, 0),
-            ("note", 0, 0, 25, 0),
-        ]))
-        .unwrap();
-        let sources = |f: &FieldDescription| {
-            Some(ColumnSource {
-                column: Some(f.name.clone()),
-                label: f.name.clone(),
-                ..ColumnSource::default()
-            })
-        };
-        let plan = RowPlan::build(&masker, &fields, &sources).unwrap().unwrap();
-        let body = data_row(&[
-            Some(&7i32.to_be_bytes()),
-            Some(b"bob@example.com"),
-            Some(b"123-45-6789"),
-            None,
-        ]);
-        let mut counts = MaskCounts::new();
-        let frame = mask_data_row(&masker, &plan, &body, &mut counts)
-            .unwrap()
-            .unwrap();
-        let expected = data_row(&[
-            Some(&7i32.to_be_bytes()),
-            Some(b"[REDACTED]"),
-            Some(b"[REDACTED]"),
-            None,
-        ]);
-        assert_eq!(frame[0], b'D');
-        assert_eq!(
-            u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize,
-            frame.len() - 1
-        );
-        assert_eq!(&frame[5..], &expected[..]);
-        assert_eq!(counts.len(), 2);
-
-        let clean = data_row(&[Some(&1i32.to_be_bytes()), Some(b"none"), None, None]);
-        let plan = RowPlan::build(&EmailOnly { columns: false }, &fields, &sources)
-            .unwrap()
-            .unwrap();
-        assert!(
-            mask_data_row(&masker, &plan, &clean, &mut counts)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn malformed_frames_never_panic() {
-        let masker = EmailOnly { columns: false };
-        assert!(parse_row_description(b"\x00\x05abc").is_none());
-        let fields = vec![FieldDescription {
-            name: "e".into(),
-            table_oid: 0,
-            attnum: 0,
-            type_oid: 25,
-            format: 0,
-        }];
-        let plan = RowPlan::build(&masker, &fields, &|_| None)
-            .unwrap()
-            .unwrap();
-        let mut counts = MaskCounts::new();
-        for body in [
-            &b""[..],
-            b"\x00",
-            b"\x00\x01\x00\x00\x00\x09ab",
-            b"\x00\x01\xff\xff",
-        ] {
-            assert!(
-                mask_data_row(&masker, &plan, body, &mut counts)
-                    .unwrap()
-                    .is_none()
-            );
-        }
-    }
-
-    #[test]
-    fn error_details_are_masked() {
-        let masker = EmailOnly { columns: false };
-        let body =
-            b"SERROR\0C23505\0Mduplicate key\0DKey (email)=(bob@example.com) already exists.\0\0";
-        let out = mask_error_fields(&masker, b'E', body).unwrap();
-        let text = String::from_utf8_lossy(&out);
-        assert!(!text.contains("bob@example.com"));
-        assert!(text.contains("23505"));
-        assert!(mask_error_fields(&masker, b'E', b"SERROR\0Mfine\0\0").is_none());
-    }
-}
+mod tests;

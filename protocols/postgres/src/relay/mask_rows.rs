@@ -206,9 +206,6 @@ fn plan_result(
             return Verdict::StopBefore(catalog::Need::Tables(missing));
         }
     }
-    if warden_describe {
-        shared.pending().pop_front();
-    }
     let computed = fields.iter().any(|f| f.table_oid == 0);
     let names = match (&tables, &context.catalog) {
         (Some(tables), Some(catalog)) if computed && !state.relations_failed => {
@@ -221,6 +218,11 @@ fn plan_result(
         }
         _ => Vec::new(),
     };
+    // Only now, with every catalog lookup done (a lookup stops the frame and
+    // inspects it again after), is Warden's own Describe answered.
+    if warden_describe {
+        shared.pending().pop_front();
+    }
     // Computed columns of a statement that reads a table column rules
     // may cover, or a view that reads a covered column, or beside a
     // covered view column, may be functions of covered values.
