@@ -26,6 +26,11 @@ pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
         return vec![class];
     }
     let opened = open_executable_comments(sql);
+    if let Some(reason) = unicode_space_in_code(&opened) {
+        let mut class = StatementClass::unknown(reason.clone());
+        class.refusal = Some(reason);
+        return vec![class];
+    }
     let mut out = Vec::new();
     for text in split_statements(&opened) {
         out.extend(classify_text(classifier, text, 0));
@@ -38,6 +43,25 @@ pub fn classify(classifier: &Classifier, sql: &str) -> Vec<StatementClass> {
         }
     }
     out
+}
+
+/// sqlparser takes any Unicode space (U+00A0, U+2028, U+3000 …) for a token
+/// separator, and `--` followed by one for a comment; MariaDB and MySQL read
+/// those characters as part of a name. Outside quotes and comments they
+/// would make Warden and the server see different statements, so they are
+/// refused.
+fn unicode_space_in_code(sql: &str) -> Option<String> {
+    super::mysql_lex::pieces(sql)
+        .into_iter()
+        .filter(|(piece, _, _)| *piece == super::mysql_lex::Piece::Code)
+        .flat_map(|(_, start, end)| sql.get(start..end).unwrap_or_default().chars())
+        .find(|c| !c.is_ascii() && c.is_whitespace())
+        .map(|c| {
+            format!(
+                "the statement has a non-ASCII space (U+{:04X}) outside quotes, which the server reads as part of a name; use an ASCII space",
+                u32::from(c)
+            )
+        })
 }
 
 /// One statement's text (no top-level `;`).
@@ -66,15 +90,25 @@ pub(super) fn classify_text(
                     .push("LOAD DATA INFILE reads a file on the database server".into());
                 class
             };
-            if let Some(table) = name_after(text, "TABLE") {
-                class.tables.push(table_ref(&table));
+            match name_after(text, "TABLE") {
+                Some(table) => class.tables.push(table_ref(&table)),
+                None => {
+                    return vec![StatementClass::unknown(
+                        "LOAD DATA without a table name Warden can read",
+                    )];
+                }
             }
             return vec![class];
         }
         ["HANDLER", ..] => {
             let mut class = StatementClass::new(Read, "HANDLER");
-            if let Some(table) = name_after(text, "HANDLER") {
-                class.tables.push(table_ref(&table));
+            match name_after(text, "HANDLER") {
+                Some(table) => class.tables.push(table_ref(&table)),
+                None => {
+                    return vec![StatementClass::unknown(
+                        "HANDLER without a table name Warden can read",
+                    )];
+                }
             }
             return vec![class];
         }

@@ -163,6 +163,10 @@ pub enum VersionedCommentError {
     UnusualVersion { digits: usize },
     #[error("a versioned executable comment, and the server's version is not known")]
     UnknownServer,
+    #[error(
+        "a comment inside a skipped versioned comment, which MariaDB and MySQL end in different places"
+    )]
+    NestedComment,
 }
 
 /// The text as `server` reads it: versioned executable comments it skips
@@ -223,6 +227,11 @@ fn resolve_first(
         } else {
             // Skipped: an ordinary comment to the first `*/`, quotes and all.
             let end = find(bytes, to, b"*/").map_or(bytes.len(), |p| p + 2);
+            // MariaDB lets a skipped comment hold one nested `/* */` (and
+            // so ends it at the second `*/`); MySQL does not. Refused.
+            if find(bytes.get(..end).unwrap_or_default(), to, b"/*").is_some() {
+                return Err(VersionedCommentError::NestedComment);
+            }
             text.push_str(&" ".repeat(end - from));
             end
         };
@@ -352,17 +361,70 @@ pub fn has_word_pair(sql: &str, first: &str, second: &str) -> bool {
     all.windows(2).any(|w| w[0] == first && w[1] == second)
 }
 
-/// The name following `keyword` (possibly backquoted, possibly `db.name`).
+/// The name following the first bare `keyword` (possibly backquoted,
+/// possibly `db.name`). Only code counts: a keyword inside a string or a
+/// comment (`INFILE '/tmp/table x'`, `HANDLER /**/ t`) is not the keyword.
 pub fn name_after(sql: &str, keyword: &str) -> Option<String> {
-    let upper = sql.to_ascii_uppercase();
-    let at = upper.find(keyword)? + keyword.len();
-    let rest = sql.get(at..)?.trim_start();
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '`'))
-        .filter(|c| *c != '`')
-        .collect();
-    (!name.is_empty()).then_some(name)
+    let code = code_only(sql);
+    let upper = code.to_ascii_uppercase();
+    let bytes = upper.as_bytes();
+    let is_name_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$') || *b >= 0x80;
+    let mut search = 0;
+    let at = loop {
+        let found = search + upper.get(search..)?.find(keyword)?;
+        let end = found + keyword.len();
+        let before = found.checked_sub(1).and_then(|i| bytes.get(i));
+        if !before.is_some_and(is_name_byte) && !bytes.get(end).is_some_and(is_name_byte) {
+            break end;
+        }
+        search = end;
+    };
+    read_name(code.get(at..)?)
+}
+
+/// `sql` with comments and string literals blanked (same byte length);
+/// code and backquoted names are kept.
+fn code_only(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for (piece, from, to) in pieces(sql) {
+        let part = sql.get(from..to).unwrap_or_default();
+        match piece {
+            Piece::Code => out.push_str(part),
+            Piece::Quoted if part.starts_with('`') => out.push_str(part),
+            _ => out.push_str(&" ".repeat(part.len())),
+        }
+    }
+    out
+}
+
+/// A possibly qualified, possibly backquoted name at the start of `rest`.
+fn read_name(rest: &str) -> Option<String> {
+    let mut name = String::new();
+    let mut rest = rest.trim_start();
+    loop {
+        if let Some(quoted) = rest.strip_prefix('`') {
+            let close = quoted.find('`')?;
+            name.push_str(&quoted[..close]);
+            rest = &quoted[close + 1..];
+        } else {
+            let len = rest
+                .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '$')))
+                .unwrap_or(rest.len());
+            if len == 0 {
+                return None;
+            }
+            name.push_str(&rest[..len]);
+            rest = &rest[len..];
+        }
+        match rest.trim_start().strip_prefix('.') {
+            Some(next) => {
+                name.push('.');
+                rest = next.trim_start();
+            }
+            None => break,
+        }
+    }
+    Some(name)
 }
 
 /// The value of the string literal that follows the first `words` bare words
@@ -554,6 +616,19 @@ mod tests {
             2
         );
         assert!(resolve_versioned_comments(text, None).is_err());
+        // A nested comment in a skipped one: MariaDB ends it at the second
+        // `*/` (red-team finding), so it is refused for every server.
+        for text in [
+            "select 1 /*!99999 /* */ , ' */ ; delete from items; -- '",
+            "select 1 /*M!999999 /* */ , ' */ ; delete from items; -- '",
+        ] {
+            for server in [MARIADB, MYSQL] {
+                assert!(matches!(
+                    resolve_versioned_comments(text, Some(server)),
+                    Err(VersionedCommentError::NestedComment)
+                ));
+            }
+        }
         // Runs on both.
         let text = "SELECT 1 /*!40101 , 2 */";
         assert_eq!(
