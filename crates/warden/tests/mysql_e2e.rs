@@ -533,6 +533,11 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
             "SELECT 1 /*!50700 , 'x */ ; DELETE FROM items; -- '",
             "SELECT 1 /*M!999999 , 'x */ ; DELETE FROM items; -- '",
             "SELECT 1 /*!1234 , 2 */",
+            // MariaDB ends a skipped comment holding a nested one at its
+            // second `*/`; sqlparser takes `--` + U+00A0 for a comment, the
+            // server for `- -` and a name (red-team findings).
+            "select 1 /*!99999 /* */ , ' */ ; delete from items; -- '",
+            "select 1 /*M!999999 /* */ , ' */ ; delete from items; -- '",
             // sql_mode and character sets Warden does not lex under, in every form.
             "SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
             "SET @@local.sql_mode = 'ANSI_QUOTES'",
@@ -662,6 +667,11 @@ fn the_target_database_is_a_boundary() {
             let error = conn.query_drop(sql).await.unwrap_err().to_string();
             assert!(error.contains("confined to database"), "{sql}: {error}");
         }
+        // sqlparser would see only `select 1`, the server `- -` and a name
+        // (red-team finding): refused before the boundary is even asked.
+        let sql = "select 1 --\u{a0}.x, \u{a0}.a from otherdb.secrets \u{a0}";
+        let error = conn.query_drop(sql).await.unwrap_err().to_string();
+        assert!(error.contains("non-ASCII space"), "{sql}: {error}");
         let tables: Vec<String> = conn
             .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'orders'")
             .await
