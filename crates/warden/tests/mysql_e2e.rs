@@ -346,6 +346,33 @@ fn rows_are_masked_in_text_and_binary_protocols() {
         out.stdout
     );
 
+    // A covered column through any expression, UNION, derived table, CTE,
+    // subquery, aggregate or window is masked whole (red-team finding);
+    // plain columns of the same table are not.
+    let out = env.mariadb(
+        "agent-mask",
+        &token,
+        &["--enable-cleartext-plugin"],
+        "SELECT LOWER(secret_code) FROM customers; \
+         SELECT CONCAT(secret_code, '') FROM customers; \
+         SELECT HEX(secret_code) FROM customers; \
+         SELECT secret_code FROM customers UNION SELECT 'x'; \
+         SELECT * FROM (SELECT secret_code FROM customers) t; \
+         WITH c AS (SELECT secret_code FROM customers) SELECT * FROM c; \
+         SELECT (SELECT secret_code FROM customers LIMIT 1) AS x; \
+         SELECT GROUP_CONCAT(secret_code) FROM customers; \
+         SELECT MAX(secret_code) OVER () FROM customers; \
+         SELECT id, pin + 0 AS p FROM customers;",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stdout.contains("plain-value-42"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains(&hex_upper("plain-value-42")),
+        "{}",
+        out.stdout
+    );
+    assert!(rows(&out.stdout).contains(&"1\tNULL"), "{}", out.stdout);
+
     // Binary protocol (server-side prepared statement) through an access key.
     let key = env.warden.create_key("masked-driver", &["agents"]).unwrap();
     let port = env.mysql_port;
@@ -373,7 +400,7 @@ fn rows_are_masked_in_text_and_binary_protocols() {
     // The CLI session's recording captured its rows, masked.
     let sessions: serde_json::Value =
         serde_json::from_str(&env.warden.cli(&["sessions", "list", "--json"]).unwrap()).unwrap();
-    let cli_session = sessions[1]["id"].as_str().unwrap().to_string();
+    let cli_session = sessions[2]["id"].as_str().unwrap().to_string();
     let cli_events = env.events(&cli_session);
     let results: Vec<&serde_json::Value> = cli_events
         .iter()
@@ -807,4 +834,8 @@ fn a_server_that_starts_sessions_with_ansi_quotes_is_refused() {
         "{}",
         out.stderr
     );
+}
+
+fn hex_upper(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02X}")).collect()
 }

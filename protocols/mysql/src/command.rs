@@ -89,6 +89,11 @@ pub struct CommandLoop<'a> {
     masker: Option<std::sync::Arc<dyn warden_core::masking::SessionMasker>>,
     /// Masking plans of open cursors, by statement id.
     cursor_plans: std::collections::HashMap<u32, crate::masking::RowPlan>,
+    /// Under column rules, the tables the current statement reads when one of
+    /// them may be covered: a result column that is not a direct column of
+    /// one of them (an expression, a UNION, a derived table or CTE) is
+    /// masked whole. `None` otherwise.
+    covered_reads: Option<Vec<String>>,
     /// The policy engine's per-session state (SQL-level PREPARE texts, the
     /// server's version for executable comments, saved lexing variables).
     policy_state: Box<dyn std::any::Any + Send>,
@@ -132,6 +137,7 @@ impl<'a> CommandLoop<'a> {
             reply_seq: 1,
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
+            covered_reads: None,
             policy_state,
         }
     }
@@ -247,6 +253,7 @@ impl<'a> CommandLoop<'a> {
             masking: self.masker.as_deref().map(|masker| MaskingRelay {
                 masker,
                 binary,
+                covered_reads: self.covered_reads.as_deref(),
                 counts: Default::default(),
                 cursor_plan: None,
                 fetch_plan: None,

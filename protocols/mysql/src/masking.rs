@@ -113,13 +113,23 @@ pub struct RowPlan {
 
 impl RowPlan {
     /// `None` when no rule touches any column (rows pass undecoded).
-    pub fn build(masker: &dyn SessionMasker, columns: &[ColumnDef]) -> Option<RowPlan> {
+    /// `covered_reads`: the statement's tables when it reads one column rules
+    /// may cover; a column that is not a direct column of one of them
+    /// (expressions, UNION outputs, derived tables, CTEs) is then covered.
+    pub fn build(
+        masker: &dyn SessionMasker,
+        columns: &[ColumnDef],
+        covered_reads: Option<&[String]>,
+    ) -> Option<RowPlan> {
         let scan = masker.scans_content();
         let mut any = false;
         let plan: Vec<ColumnPlan> = columns
             .iter()
             .map(|column| {
-                let covered = masker.has_column_rules() && masker.column_covered(&column.source);
+                let covered = masker.has_column_rules()
+                    && (masker.column_covered(&column.source)
+                        || covered_reads
+                            .is_some_and(|tables| !read_directly(&column.source, tables)));
                 any |= covered || scan;
                 ColumnPlan {
                     label: Arc::from(column.source.label.as_str()),
@@ -132,6 +142,20 @@ impl RowPlan {
             .collect();
         any.then_some(RowPlan { columns: plan })
     }
+}
+
+/// Is this column a column of one of the statement's tables, as the server
+/// names its source (`org_table`, `org_name`)?
+fn read_directly(source: &ColumnSource, tables: &[String]) -> bool {
+    let (Some(table), Some(_)) = (&source.table, &source.column) else {
+        return false;
+    };
+    tables.iter().any(|read| {
+        let name = read
+            .rsplit_once('.')
+            .map_or(read.as_str(), |(_, name)| name);
+        name.eq_ignore_ascii_case(table)
+    })
 }
 
 /// Values masked in one result, per (column, detector).
@@ -385,7 +409,7 @@ mod tests {
 
     #[test]
     fn text_rows() {
-        let plan = RowPlan::build(&Rules, &columns()).unwrap();
+        let plan = RowPlan::build(&Rules, &columns(), None).unwrap();
         let mut row = Vec::new();
         for v in ["7", "bob@example.com", "123456789"] {
             put_lenenc(&mut row, v.len() as u64);
@@ -409,7 +433,7 @@ mod tests {
 
     #[test]
     fn binary_rows_null_covered_numbers() {
-        let plan = RowPlan::build(&Rules, &columns()).unwrap();
+        let plan = RowPlan::build(&Rules, &columns(), None).unwrap();
         let mut row = vec![0x00, 0x00];
         row.extend_from_slice(&7i32.to_le_bytes());
         put_lenenc(&mut row, 15);

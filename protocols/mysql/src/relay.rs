@@ -85,6 +85,8 @@ pub struct Relay<'a> {
 /// A relay's masking state for one command.
 pub struct MaskingRelay<'a> {
     pub masker: &'a dyn SessionMasker,
+    /// See `CommandLoop::covered_reads`.
+    pub covered_reads: Option<&'a [String]>,
     /// Rows of this command are in the binary protocol (COM_STMT_EXECUTE/FETCH).
     pub binary: bool,
     /// Values masked, per (column, detector).
@@ -251,7 +253,9 @@ impl<'a> Relay<'a> {
     /// Forwards `count` definition packets; with masking on, also reads
     /// them into the result's masking plan.
     async fn definitions_planned(&mut self, count: u64) -> Result<Option<RowPlan>, RelayError> {
-        let Some(masker) = self.masking.as_ref().map(|m| m.masker) else {
+        let Some((masker, covered_reads)) =
+            self.masking.as_ref().map(|m| (m.masker, m.covered_reads))
+        else {
             if self.capture {
                 let mut columns = Vec::new();
                 for _ in 0..count {
@@ -287,7 +291,7 @@ impl<'a> Relay<'a> {
         if self.capture {
             self.captured_columns = columns.iter().map(|c| c.source.label.clone()).collect();
         }
-        Ok(RowPlan::build(masker, &columns))
+        Ok(RowPlan::build(masker, &columns, covered_reads))
     }
 
     /// Forwards an ERR packet, masking its message when content detectors apply
