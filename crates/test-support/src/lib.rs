@@ -18,8 +18,19 @@ pub mod warden;
 
 /// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    // The kernel may hand the same ephemeral port to two binds in a row once
+    // the first is closed: never give one out twice in a process (a test's
+    // listener and admin port once collided this way).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Installs the rustls crypto provider (see `warden_core::tls`). Call first in every test.
