@@ -66,6 +66,16 @@ pub trait SessionMasker: Send + Sync {
     fn table_has_column_rules(&self, _schema: Option<&str>, _table: &str) -> bool {
         self.has_column_rules()
     }
+    /// Does the statement read, among `tables` (`name` or `schema.name`, as
+    /// policy lists them), one a column rule may cover? Its computed result
+    /// columns are then masked whole, in every protocol.
+    fn reads_covered_table(&self, tables: &[String]) -> bool {
+        self.has_column_rules()
+            && tables.iter().any(|table| match table.rsplit_once('.') {
+                Some((schema, name)) => self.table_has_column_rules(Some(schema), name),
+                None => self.table_has_column_rules(None, table),
+            })
+    }
     /// True when content detectors are configured (every text value is scanned).
     fn scans_content(&self) -> bool;
     /// Masks one text value; `covered` when a column rule covers its column.

@@ -13,11 +13,23 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// read as raw bytes instead.
 const MAX_DEPTH: u8 = 8;
 
-const TEXT_LIKE: [u32; 8] = [25, 1043, 1042, 19, 114, 142, 705, 17];
-const JSONB: u32 = 3802;
+/// String types: their bytes are the text, in either format.
+pub(crate) const TEXT_LIKE: [u32; 7] = [
+    25,   // text
+    1043, // varchar
+    1042, // bpchar
+    19,   // name
+    114,  // json
+    142,  // xml
+    705,  // unknown
+];
+pub(crate) const BYTEA: u32 = 17;
+pub(crate) const JSONB: u32 = 3802;
+/// int8, int2, int4.
+pub(crate) const INTEGERS: [u32; 3] = [20, 21, 23];
+const OID: u32 = 26;
 const NUMERIC: u32 = 1700;
 const INET: [u32; 2] = [869, 650];
-const INTEGERS: [u32; 4] = [20, 21, 23, 26];
 
 /// Fixed-size scalars that cannot hold text (bool, char, floats, dates and
 /// times, uuid, money, mac addresses, geometric types, tid/xid …): never scanned.
@@ -37,13 +49,13 @@ pub fn binary_leaves(type_oid: u32, raw: &[u8], leaf: &mut dyn FnMut(&str)) {
 }
 
 fn walk(type_oid: u32, raw: &[u8], leaf: &mut dyn FnMut(&str), depth: u8) {
-    if TEXT_LIKE.contains(&type_oid) {
+    if TEXT_LIKE.contains(&type_oid) || type_oid == BYTEA {
         return leaf(&String::from_utf8_lossy(raw));
     }
     if type_oid == JSONB {
         return leaf(&String::from_utf8_lossy(raw.get(1..).unwrap_or_default()));
     }
-    if INTEGERS.contains(&type_oid) {
+    if INTEGERS.contains(&type_oid) || type_oid == OID {
         if let Some(number) = integer(raw) {
             leaf(&number.to_string());
         }

@@ -3,7 +3,7 @@
 //! format), and DataRows of a result whose plan is non-empty are rewritten.
 //! Results with an empty plan are never decoded.
 
-use crate::binary_text;
+use crate::binary_text::{self, BYTEA, INTEGERS, JSONB, TEXT_LIKE};
 use crate::frame::{self, read_cstr};
 use bytes::{BufMut, BytesMut};
 use std::collections::HashMap;
@@ -63,20 +63,6 @@ enum Encoding {
     /// Binary of a fixed-size type that holds no text (floats, dates, uuid …).
     Opaque,
 }
-
-const TEXT_LIKE: [u32; 7] = [
-    25,   // text
-    1043, // varchar
-    1042, // bpchar
-    19,   // name
-    114,  // json
-    142,  // xml
-    705,  // unknown
-];
-const JSONB: u32 = 3802;
-const INTEGERS: [u32; 3] = [20, 21, 23];
-
-const BYTEA: u32 = 17;
 
 fn encoding(field: &FieldDescription) -> Encoding {
     if field.type_oid == BYTEA {

@@ -36,15 +36,11 @@ impl CommandLoop<'_> {
             );
             decision = decision.tightened(reason);
         }
-        self.covered_reads = self.masker.as_deref().and_then(|masker| {
-            let tables = decision.tables();
-            let may_cover = masker.has_column_rules()
-                && tables.iter().any(|table| match table.rsplit_once('.') {
-                    Some((schema, name)) => masker.table_has_column_rules(Some(schema), name),
-                    None => masker.table_has_column_rules(None, table),
-                });
-            may_cover.then(|| tables.to_vec())
-        });
+        self.covered_reads = self
+            .masker
+            .as_deref()
+            .filter(|masker| masker.reads_covered_table(decision.tables()))
+            .map(|_| decision.tables().to_vec());
         let recorded = self.recorded_text(sql);
         warden_core::operation::log_statement_decision(
             &self.session.id,

@@ -228,9 +228,12 @@ fn plan_result(
     // covered view column, may be functions of covered values.
     let derived = computed
         && (state.relations_failed
-            || tables
-                .as_deref()
-                .is_some_and(|t| derives_covered(context, t))
+            || tables.as_deref().is_some_and(|t| {
+                context
+                    .masker
+                    .as_deref()
+                    .is_some_and(|m| m.reads_covered_table(t))
+            })
             || context
                 .catalog
                 .as_ref()
@@ -277,17 +280,4 @@ fn plan_result(
 
 fn unmaskable_error(column: &str) -> BytesMut {
     PgClientError::BinaryMaskedColumn(column.to_string()).encode()
-}
-
-/// True when the session has column rules and the statement reads a table
-/// they may cover: its result columns without a source the server names
-/// (expressions, UNION outputs) could carry a covered value.
-fn derives_covered(context: &RelayContext, tables: &[String]) -> bool {
-    let Some(masker) = context.masker.as_deref().filter(|m| m.has_column_rules()) else {
-        return false;
-    };
-    tables.iter().any(|table| match table.rsplit_once('.') {
-        Some((schema, name)) => masker.table_has_column_rules(Some(schema), name),
-        None => masker.table_has_column_rules(None, table),
-    })
 }
