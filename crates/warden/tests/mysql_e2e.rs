@@ -666,6 +666,74 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
     assert_eq!(names.trim(), "apple,pear,plum");
 }
 
+/// A read-only identity's upstream session is read-only too: a view whose
+/// column calls a writing function (made by a DBA) cannot delete through a
+/// plain SELECT, the statements that lift the mode are writes, and the mode
+/// survives COM_RESET_CONNECTION.
+#[test]
+fn the_read_only_wall_stops_writes_hidden_in_views() {
+    use mysql_async::prelude::Queryable;
+    let env = start(false);
+    env.db
+        .sql_db(
+            Some("orders"),
+            "DELIMITER //\nCREATE FUNCTION del_items() RETURNS INT MODIFIES SQL DATA \
+             BEGIN DELETE FROM items; RETURN 1; END//",
+        )
+        .unwrap();
+    env.db
+        .sql_db(
+            Some("orders"),
+            "CREATE VIEW v_del AS SELECT del_items() AS x",
+        )
+        .unwrap();
+    let reader = env.warden.create_key("wall-reader", &["readers"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut conn = key_conn(port, &reader).await;
+        let mode: i64 = conn
+            .query_first("SELECT @@tx_read_only")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode, 1);
+        for round in ["at login", "after COM_RESET_CONNECTION"] {
+            let error = conn.query_drop("SELECT * FROM v_del").await.unwrap_err();
+            assert!(error.to_string().contains("READ ONLY"), "{round}: {error}");
+            for lift in [
+                "SET TRANSACTION READ WRITE",
+                "SET SESSION TRANSACTION READ WRITE",
+                "START TRANSACTION READ WRITE",
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE",
+                "SET @@session.tx_read_only = 0",
+                "SET STATEMENT tx_read_only = 0 FOR SELECT * FROM v_del",
+            ] {
+                let error = conn.query_drop(lift).await.unwrap_err();
+                assert!(
+                    error.to_string().contains("1142"),
+                    "{round}: {lift}: {error}"
+                );
+            }
+            conn.reset().await.unwrap();
+        }
+        // mysqldump --single-transaction still starts its snapshot.
+        conn.query_drop("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */")
+            .await
+            .unwrap();
+        conn.query_drop("COMMIT").await.unwrap();
+        conn.disconnect().await.unwrap();
+    });
+    let names = env
+        .db
+        .sql_db(
+            Some("orders"),
+            "SELECT GROUP_CONCAT(name ORDER BY id) FROM items",
+        )
+        .unwrap();
+    assert_eq!(names.trim(), "apple,pear,plum");
+}
+
 /// A target confines its sessions to its database: `USE`, COM_INIT_DB and
 /// `db.table` names cannot reach another one, even where the upstream login
 /// could; information_schema stays readable.

@@ -51,6 +51,30 @@ impl Dialer for MyDialer {
             }
         };
         check_lexing_state(target, &mut upstream).await?;
+        if grant.read_only() {
+            let raise = upstream.raise_read_only_wall();
+            match tokio::time::timeout(target.connect_timeout, raise).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    return Err(DialFailure::new(
+                        DialCause::Failed,
+                        format!(
+                            "Warden cannot make the session read-only on target \"{}\": {error}",
+                            target.name
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(DialFailure::new(
+                        DialCause::Timeout,
+                        format!(
+                            "Warden cannot make the session read-only on target \"{}\": no answer within {:?}",
+                            target.name, target.connect_timeout
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(upstream)
     }
 }

@@ -94,6 +94,9 @@ pub struct CommandLoop<'a> {
     /// one of them (an expression, a UNION, a derived table or CTE) is
     /// masked whole. `None` otherwise.
     covered_reads: Option<Vec<String>>,
+    /// The identity may only read here: the upstream session is kept in
+    /// `SET SESSION TRANSACTION READ ONLY`, also after a reset.
+    read_only: bool,
     /// The policy engine's per-session state (SQL-level PREPARE texts, the
     /// server's version for executable comments, saved lexing variables).
     policy_state: Box<dyn std::any::Any + Send>,
@@ -138,6 +141,7 @@ impl<'a> CommandLoop<'a> {
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
             covered_reads: None,
+            read_only: admitted.grant().read_only(),
             policy_state,
         }
     }
@@ -191,6 +195,25 @@ impl<'a> CommandLoop<'a> {
         };
         self.report_bytes();
         flow
+    }
+
+    /// After COM_RESET_CONNECTION the server's session is new: Warden's
+    /// statement map is emptied and the read-only wall goes back up (the
+    /// session ends if it cannot).
+    pub(super) async fn after_reset(&mut self) -> Flow {
+        self.statements.clear();
+        if !self.read_only {
+            return Flow::Continue;
+        }
+        match self.upstream.raise_read_only_wall().await {
+            Ok(()) => Flow::Continue,
+            Err(error) => {
+                tracing::warn!(session = %self.session.id, %error, "cannot restore the read-only transaction mode");
+                Flow::End(format!(
+                    "upstream: cannot restore the read-only transaction mode after a reset: {error}"
+                ))
+            }
+        }
     }
 
     /// Says goodbye to both sides.
@@ -315,10 +338,10 @@ impl<'a> CommandLoop<'a> {
             com::PING | com::STATISTICS | com::SET_OPTION => self.single(&payload).await.0,
             com::RESET_CONNECTION => {
                 let (flow, error) = self.single(&payload).await;
-                if error.is_none() {
-                    self.statements.clear();
+                match (flow, error) {
+                    (Flow::Continue, None) => self.after_reset().await,
+                    (flow, _) => flow,
                 }
-                flow
             }
             com::CHANGE_USER => self.change_user(&payload).await,
             other => {

@@ -91,6 +91,37 @@ impl Upstream {
         Ok((row[0].clone(), row[1].clone()))
     }
 
+    /// A second wall behind statement policy for read-only identities: the
+    /// server itself refuses writes, including those a view or stored
+    /// function makes. Lifting it (`SET TRANSACTION READ WRITE` and the like)
+    /// is classified as a write. Run at login and after every reset.
+    pub async fn raise_read_only_wall(&mut self) -> Result<(), UpstreamError> {
+        self.execute("SET SESSION TRANSACTION READ ONLY").await
+    }
+
+    /// Runs one statement of Warden's own that returns no rows (an OK).
+    pub async fn execute(&mut self, sql: &str) -> Result<(), UpstreamError> {
+        let mut query = vec![0x03];
+        query.extend_from_slice(sql.as_bytes());
+        self.stream.send_packet(0, &query).await?;
+        let reply = self.stream.read_packet(None, 1 << 20).await?;
+        match reply.payload.first() {
+            Some(&crate::packets::OK) => Ok(()),
+            Some(&crate::packets::ERR) => {
+                let error = crate::packets::parse_err(&reply.payload).ok_or_else(|| {
+                    UpstreamError::Protocol(format!("running `{sql}`: bad error"))
+                })?;
+                Err(UpstreamError::Refused {
+                    code: error.code,
+                    message: error.message,
+                })
+            }
+            _ => Err(UpstreamError::Protocol(format!(
+                "running `{sql}`: not an OK"
+            ))),
+        }
+    }
+
     /// Runs one query of Warden's own and returns its rows as text, each of
     /// exactly `columns` values (NULL reads as empty).
     pub async fn text_rows(

@@ -464,8 +464,12 @@ fn base_class(statement: &Statement) -> StatementClass {
             out
         }
         Statement::Use(_) => class(Read, "USE"),
-        Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
+        Statement::StartTransaction { modes, .. } => {
+            let mut out = class(Read, "transaction control");
+            super::mysql_set::transaction_modes(modes, &mut out);
+            out
+        }
+        Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. } => class(Read, "transaction control"),

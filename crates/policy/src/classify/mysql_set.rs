@@ -11,8 +11,11 @@
 
 use super::StatementClass;
 use super::mysql::object_name_parts;
-use sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Set, Value};
-use warden_core::Operation::Admin;
+use sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Set, TransactionAccessMode,
+    TransactionMode, Value,
+};
+use warden_core::Operation::{Admin, Write};
 use warden_core::lexing::{mysql_charset_is_safe, mysql_sql_mode_refusal};
 
 /// What a statement does with user variables, for the session's record of
@@ -132,8 +135,52 @@ pub fn set_class(set: &Set, class: &mut StatementClass) {
             class.kind = "SET NAMES".into();
             class.refuse("SET NAMES DEFAULT picks a character set Warden cannot know in advance");
         }
-        Set::SetTimeZone { .. } | Set::SetTransaction { .. } => {}
+        Set::SetTimeZone { .. } => {}
+        Set::SetTransaction { modes, .. } => transaction_modes(modes, class),
         _ => class.raise(Admin, "a SET form Warden does not classify for MySQL"),
+    }
+}
+
+/// `READ WRITE` in `START TRANSACTION` or `SET [SESSION] TRANSACTION` takes
+/// down the upstream's read-only wall (a read-only identity's session runs
+/// `SET SESSION TRANSACTION READ ONLY`), so it is a write.
+pub fn transaction_modes(modes: &[TransactionMode], class: &mut StatementClass) {
+    if modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
+        )
+    }) {
+        class.raise(
+            Write,
+            "READ WRITE lifts the session's read-only transaction mode",
+        );
+    }
+}
+
+/// `tx_read_only` / `transaction_read_only` set to anything but on: the same
+/// as `SET TRANSACTION READ WRITE`.
+fn read_only_variable(bare: &str, value: &Expr, class: &mut StatementClass) {
+    if !matches!(bare, "tx_read_only" | "transaction_read_only") {
+        return;
+    }
+    let on = match value {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n == "1",
+            Value::Boolean(b) => *b,
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                s.eq_ignore_ascii_case("on") || s == "1"
+            }
+            _ => false,
+        },
+        Expr::Identifier(ident) => ident.value.eq_ignore_ascii_case("on"),
+        _ => false,
+    };
+    if !on {
+        class.raise(
+            Write,
+            format!("{bare} set to something other than ON lifts the read-only transaction mode"),
+        );
     }
 }
 
@@ -180,6 +227,7 @@ fn assignment(name: &str, scope: Option<&str>, value: &Expr, class: &mut Stateme
     let Some(bare) = session_variable(name) else {
         return;
     };
+    read_only_variable(&bare, value, class);
     match bare.as_str() {
         "sql_mode" if !global_scope => sql_mode_value(value, class),
         "character_set_client" if !global_scope => {

@@ -6,7 +6,7 @@
 use super::mysql::{absorb, table_ref};
 use super::mysql_lex::{Piece, pieces, words};
 use super::{Classifier, StatementClass};
-use warden_core::Operation::{Admin, Ddl, Read};
+use warden_core::Operation::{Admin, Ddl, Read, Write};
 
 /// What a statement is, by its first words, when it is one of the forms
 /// below; `None` sends it on to sqlparser.
@@ -46,6 +46,9 @@ pub(super) fn after_parse_error(
     let head: Vec<&str> = all.iter().map(String::as_str).collect();
     match head.as_slice() {
         ["SHOW", ..] => Some(show(classifier, text, &head, depth)),
+        // `START TRANSACTION WITH CONSISTENT SNAPSHOT[, READ ONLY|WRITE]`
+        // (mysqldump --single-transaction), which sqlparser does not take.
+        ["START", "TRANSACTION", modes @ ..] => start_transaction(modes),
         // mysqldump's `/*!40000 ALTER TABLE t DISABLE KEYS */`.
         // (The lexer drops quoted names from the words, hence the length.)
         ["ALTER", "TABLE", .., verb @ ("DISABLE" | "ENABLE"), "KEYS"] if head.len() <= 5 => {
@@ -233,4 +236,26 @@ fn split_at_word<'a>(sql: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
         }
     }
     None
+}
+
+/// `START TRANSACTION` followed by its modes as words; `READ WRITE` lifts
+/// the read-only wall, so it is a write. Any other word: not judged here.
+fn start_transaction(modes: &[&str]) -> Option<StatementClass> {
+    let mut class = StatementClass::new(Read, "transaction control");
+    let mut rest = modes;
+    loop {
+        rest = match rest {
+            [] => return Some(class),
+            [",", tail @ ..] => tail,
+            ["WITH", "CONSISTENT", "SNAPSHOT", tail @ ..] | ["READ", "ONLY", tail @ ..] => tail,
+            ["READ", "WRITE", tail @ ..] => {
+                class.raise(
+                    Write,
+                    "READ WRITE lifts the session's read-only transaction mode",
+                );
+                tail
+            }
+            _ => return None,
+        };
+    }
 }

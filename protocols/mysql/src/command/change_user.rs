@@ -146,8 +146,10 @@ impl CommandLoop<'_> {
         // Same identity: reset the upstream session as a new borrower expects.
         self.reply_seq = hello.next_seq;
         let (flow, error) = self.single(&[super::com::RESET_CONNECTION]).await;
-        if error.is_none() {
-            self.statements.clear();
+        if matches!(flow, Flow::Continue) && error.is_none() {
+            if let Flow::End(reason) = self.after_reset().await {
+                return Flow::End(reason);
+            }
             self.policy_state = self
                 .gateway
                 .policy
