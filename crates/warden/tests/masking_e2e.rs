@@ -240,11 +240,34 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         "select secret_code::int from customers",
         "select 1 from customers where secret_code::numeric > 0",
         "select (select secret_code from customers where id = 1)::date",
+        // Errors of other classes quote values too (red-team finding F5):
+        // only messages that point into the statement text, or fixed
+        // templates, pass.
+        "select secret_code::regclass from customers",
+        "select secret_code::regnamespace from customers",
+        "select secret_code::regproc from customers",
+        "select upper(secret_code)::regprocedure from customers",
+        "select secret_code::regrole from customers",
+        "select secret_code::regtype from customers",
+        "select secret_code::regconfig from customers",
+        "select current_setting(secret_code) from customers",
+        "select has_table_privilege(secret_code, 'select') from customers",
+        "select pg_get_viewdef(secret_code) from customers",
     ] {
         let (ok, _, err) = psql(&env.conninfo(), &token, &["-c", statement]);
         assert!(!ok && err.contains("withheld"), "{statement}: {err}");
         assert_no_raw(statement, &err);
     }
+    // The client's own typo keeps its message (it points into the text).
+    let (ok, _, err) = psql(
+        &env.conninfo(),
+        &token,
+        &["-c", "select * from no_such_table"],
+    );
+    assert!(
+        !ok && err.contains("\"no_such_table\" does not exist"),
+        "{err}"
+    );
 
     // tokio-postgres asks for binary results: text types are rewritten in
     // place, the covered int column becomes NULL.

@@ -463,6 +463,26 @@ fn rows_are_masked_in_text_and_binary_protocols() {
     for raw in MASKED_RAW {
         assert!(!out.stderr.contains(raw), "{}", out.stderr);
     }
+    // Error-based extraction through generic errors (1105 XPATH syntax
+    // error and the like): only fixed-template messages pass.
+    for sql in [
+        "SELECT EXTRACTVALUE(1, CONCAT('~', (SELECT secret_code FROM customers LIMIT 1)))",
+        "SELECT UPDATEXML(1, CONCAT('~', secret_code), 1) FROM customers",
+    ] {
+        let out = env.mariadb("agent-mask", &token, &["--enable-cleartext-plugin"], sql);
+        assert!(!out.ok, "{sql}: {}", out.stdout);
+        for raw in MASKED_RAW {
+            assert!(!out.stderr.contains(raw), "{sql}: {}", out.stderr);
+        }
+    }
+    // A typo keeps its message: it names only what the statement names.
+    let out = env.mariadb(
+        "agent-mask",
+        &token,
+        &["--enable-cleartext-plugin"],
+        "SELECT no_such_column FROM customers",
+    );
+    assert!(out.stderr.contains("no_such_column"), "{}", out.stderr);
 }
 
 const REVIEW_POLICIES: &str = r#"

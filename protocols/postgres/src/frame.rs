@@ -115,6 +115,8 @@ pub struct ErrorFields {
     pub severity: String,
     pub code: String,
     pub message: String,
+    /// The error points into the client's statement text (field `P`).
+    pub has_position: bool,
 }
 
 /// Parses an ErrorResponse/NoticeResponse body leniently (never panics).
@@ -135,6 +137,7 @@ pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
             b'V' => fields.severity = value,
             b'C' => fields.code = value,
             b'M' => fields.message = value,
+            b'P' => fields.has_position = true,
             _ => {}
         }
     }

@@ -316,12 +316,18 @@ fn mask_value(
 
 /// Masks the text fields of an ErrorResponse/NoticeResponse (a unique
 /// violation's DETAIL quotes the duplicate value). `None` when unchanged.
-pub fn mask_error_fields(masker: &dyn SessionMasker, tag: u8, body: &[u8]) -> Option<BytesMut> {
+/// `statement` is the text the error answers, when Warden knows it.
+pub fn mask_error_fields(
+    masker: &dyn SessionMasker,
+    tag: u8,
+    body: &[u8],
+    statement: Option<&str>,
+) -> Option<BytesMut> {
     let column_rules = masker.has_column_rules();
     if !masker.scans_content() && !column_rules {
         return None;
     }
-    let withheld = column_rules && withholds_message(tag, body);
+    let withheld = column_rules && withholds_message(tag, body, statement);
     let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
     let mut changed = false;
     let mut pos = 0;
@@ -412,27 +418,67 @@ const WITHHELD_PAYLOAD: &str = "[withheld: column masking rules apply to this se
 /// The message of an error or notice that could quote a covered value.
 const WITHHELD_MESSAGE: &str = "the server's message is withheld: column masking rules apply to this session (the SQLSTATE is the server's)";
 
-/// Does this error or notice's message quote data? Notices (RAISE NOTICE
-/// can print anything), data exceptions (class 22: invalid input quotes the
-/// value), integrity violations (class 23) and PL/pgSQL raises (class P0).
-fn withholds_message(tag: u8, body: &[u8]) -> bool {
+/// Does this error or notice's message possibly quote data? Under column
+/// rules every message is withheld except (a) a short list of SQLSTATEs
+/// whose messages are fixed templates naming at most a command or catalog
+/// object, and (b) errors that point into the statement (a position) and
+/// quote only text the statement itself contains: "relation "no_such_table"
+/// does not exist" tells the client nothing it did not write. A deny-list by
+/// class does not work: `code::regclass` quotes the value in a 42P01,
+/// `current_setting(code)` in a 42704, and `code::regtype` even gives a
+/// 42601 with a position. Notices are always withheld (RAISE NOTICE can
+/// print anything).
+fn withholds_message(tag: u8, body: &[u8], statement: Option<&str>) -> bool {
     if tag == frame::backend::NOTICE_RESPONSE {
         return true;
     }
-    let code = frame::parse_error_fields(body).code;
-    code.is_empty()
-        || ["22", "23", "P0"]
-            .iter()
-            .any(|class| code.starts_with(class))
+    !message_is_data_free(&frame::parse_error_fields(body), statement)
+}
+
+/// SQLSTATEs whose message templates carry no value: read-only and aborted
+/// transactions, serialization failures and deadlocks, cancels and
+/// shutdowns, permission denials, resource limits.
+const DATA_FREE_CODES: &[&str] = &[
+    "25006", "25P02", "25001", "40001", "40P01", "57014", "57P01", "57P02", "57P03", "42501",
+    "53100", "53200", "53300", "53400", "54001", "55P03",
+];
+
+fn message_is_data_free(fields: &frame::ErrorFields, statement: Option<&str>) -> bool {
+    if DATA_FREE_CODES.contains(&fields.code.as_str()) {
+        return true;
+    }
+    let Some(statement) = statement.filter(|_| fields.has_position) else {
+        return false;
+    };
+    quotes_only_from(&fields.message, statement)
+}
+
+/// Every `"…"` part of `message` occurs in `statement` (ASCII case aside:
+/// the server folds unquoted names); an unpaired quote fails.
+fn quotes_only_from(message: &str, statement: &str) -> bool {
+    let parts: Vec<&str> = message.split('"').collect();
+    if parts.len() % 2 == 0 {
+        return false;
+    }
+    let statement = statement.to_ascii_lowercase();
+    parts
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .all(|quoted| statement.contains(&quoted.to_ascii_lowercase()))
 }
 
 /// An error message as a session's recording keeps it: withheld where the
 /// client's copy is, detector-masked otherwise.
-pub fn recorded_error_message(masker: &dyn SessionMasker, code: &str, message: &str) -> String {
-    if masker.has_column_rules() && ["22", "23", "P0"].iter().any(|c| code.starts_with(c)) {
+pub fn recorded_error_message(
+    masker: &dyn SessionMasker,
+    fields: &frame::ErrorFields,
+    statement: &str,
+) -> String {
+    if masker.has_column_rules() && !message_is_data_free(fields, Some(statement)) {
         return WITHHELD_MESSAGE.to_string();
     }
-    warden_core::masking::recorded_text(Some(masker), message)
+    warden_core::masking::recorded_text(Some(masker), &fields.message)
 }
 
 /// What a message field masked to NULL reads as.

@@ -128,6 +128,9 @@ const MYSQL_ADMIN: &[&str] = &["load_file", "sys_exec", "sys_eval", "master_pos_
 /// functions, `get_lock`, `nextval`, `setval` …) is a write.
 const MYSQL_SAFE: &[&str] = &[
     "abs",
+    // XML string functions (`updatexml` returns a string, writes nothing).
+    "extractvalue",
+    "updatexml",
     "acos",
     "adddate",
     "addtime",

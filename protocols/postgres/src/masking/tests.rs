@@ -147,9 +147,34 @@ fn error_details_are_masked() {
     let masker = EmailOnly { columns: false };
     let body =
         b"SERROR\0C23505\0Mduplicate key\0DKey (email)=(bob@example.com) already exists.\0\0";
-    let out = mask_error_fields(&masker, b'E', body).unwrap();
+    let out = mask_error_fields(&masker, b'E', body, None).unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains("bob@example.com"));
     assert!(text.contains("23505"));
-    assert!(mask_error_fields(&masker, b'E', b"SERROR\0Mfine\0\0").is_none());
+    assert!(mask_error_fields(&masker, b'E', b"SERROR\0Mfine\0\0", None).is_none());
+}
+
+#[test]
+fn under_column_rules_only_data_free_messages_pass() {
+    let masker = EmailOnly { columns: true };
+    let kept = |body: &[u8], statement: Option<&str>| {
+        let out = mask_error_fields(&masker, b'E', body, statement)
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+        !out.contains("withheld")
+    };
+    let typo = b"SERROR\0C42P01\0Mrelation \"no_such\" does not exist\0P15\0\0";
+    assert!(kept(typo, Some("select * from NO_SUCH")));
+    // The same message without a position, or quoting what the statement
+    // does not contain (a value cast to regclass), is withheld.
+    let runtime = b"SERROR\0C42P01\0Mrelation \"topsecret\" does not exist\0\0";
+    assert!(!kept(runtime, Some("select code::regclass from s")));
+    let regtype = b"SERROR\0C42601\0Msyntax error at or near \"-\"\0P8\0\0";
+    assert!(!kept(regtype, Some("select code::regtype from s")));
+    let unpaired = b"SERROR\0C42P01\0Mrelation \"a\"b\" does not exist\0P15\0\0";
+    assert!(!kept(unpaired, Some("select * from \"a\"\"b\" a b")));
+    assert!(!kept(typo, None));
+    // Fixed templates pass wherever they come from.
+    let read_only = b"SERROR\0C25006\0Mcannot execute DELETE in a read-only transaction\0\0";
+    assert!(kept(read_only, None));
 }

@@ -136,7 +136,7 @@ pub(super) fn mask_upstream_frame(
             )
         }
         backend::NOTICE_RESPONSE => Some(
-            wire_masking::mask_error_fields(masker, tag, body)
+            wire_masking::mask_error_fields(masker, tag, body, None)
                 .map_or(Verdict::Forward, Verdict::Replace),
         ),
         backend::NOTIFICATION_RESPONSE => Some(

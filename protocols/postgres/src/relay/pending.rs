@@ -165,6 +165,7 @@ pub(super) fn track_upstream_frame(
                     severity: "ERROR".into(),
                     code: error.code.to_string(),
                     message: error.message.clone(),
+                    has_position: false,
                 };
                 record_statement(
                     context,

@@ -24,9 +24,7 @@ pub(super) fn record_statement(
     let (error_code, error_message) = match error {
         Some(fields) => {
             let message = match context.masker.as_deref() {
-                Some(masker) => {
-                    wire_masking::recorded_error_message(masker, &fields.code, &fields.message)
-                }
+                Some(masker) => wire_masking::recorded_error_message(masker, &fields, text),
                 None => fields.message,
             };
             (Some(fields.code), Some(message))

@@ -12,6 +12,7 @@ use crate::catalog;
 use crate::frame::{self, FrameError, backend};
 use crate::masking as wire_masking;
 use bytes::BytesMut;
+use std::sync::Arc;
 
 /// An upstream frame the relay cannot pass on ends the session.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,15 @@ impl<'r> UpstreamInspector<'r> {
             }
             _ => false,
         };
+        // The statement an error answers, read before bookkeeping pops it.
+        let statement = (tag == backend::ERROR_RESPONSE)
+            .then(|| match shared.pending().front() {
+                Some(Pending::Simple { text, .. } | Pending::Execute { text, .. }) => {
+                    Some(Arc::clone(text))
+                }
+                _ => None,
+            })
+            .flatten();
         let replacement = track_upstream_frame(context, shared, tag, body);
         if swallow {
             return Verdict::Replace(BytesMut::new());
@@ -119,7 +129,8 @@ impl<'r> UpstreamInspector<'r> {
             return Verdict::Replace(replacement);
         }
         if tag == backend::ERROR_RESPONSE
-            && let Some(masked) = wire_masking::mask_error_fields(masker, tag, body)
+            && let Some(masked) =
+                wire_masking::mask_error_fields(masker, tag, body, statement.as_deref())
         {
             return Verdict::Replace(masked);
         }
