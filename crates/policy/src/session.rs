@@ -16,6 +16,8 @@ const MAX_PREPARED: usize = 10_000;
 pub struct SessionClassifier {
     dialect: Dialect,
     prepared: HashMap<String, StatementClass>,
+    /// PostgreSQL: declared cursors and the tables their queries read.
+    cursors: HashMap<String, Vec<crate::classify::TableRef>>,
     /// MySQL: the upstream server, which decides what executable comments run.
     server: Option<ServerVersion>,
     /// MySQL: user variables known to hold a saved `sql_mode` or
@@ -28,6 +30,7 @@ impl SessionClassifier {
         SessionClassifier {
             dialect,
             prepared: HashMap::new(),
+            cursors: HashMap::new(),
             server: None,
             saved_vars: HashSet::new(),
         }
@@ -77,7 +80,7 @@ impl SessionClassifier {
         }
         let mut scratch = std::mem::take(&mut self.prepared);
         let before = scratch.len();
-        let resolved = raw.resolve_prepared(&mut scratch);
+        let resolved = raw.resolve_prepared(&mut scratch, &mut self.cursors);
         if scratch.len() > MAX_PREPARED && scratch.len() > before {
             // Keep what we had; the new names stay unknown to EXECUTE.
             for statement in &raw.statements {
@@ -94,6 +97,7 @@ impl SessionClassifier {
     /// a reset connection).
     pub fn reset(&mut self) {
         self.prepared.clear();
+        self.cursors.clear();
         self.saved_vars.clear();
     }
 

@@ -234,6 +234,45 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "APPLE3\nPEAR5\nPLUM7");
 
+    // A cursor's FETCH reads what the cursor's query reads, each sent as
+    // its own Query; psql's FETCH_COUNT uses a cursor too (red-team F4).
+    for args in [
+        vec![
+            "-c", "begin",
+            "-c", "declare c cursor for select lower(secret_code), reverse(secret_code) from customers",
+            "-c", "fetch all from c",
+            "-c", "commit",
+        ],
+        vec![
+            "-c", "declare h cursor with hold for select secret_code || '' from customers",
+            "-c", "move forward 0 in h",
+            "-c", "fetch next from h",
+            "-c", "fetch all in h",
+        ],
+        vec!["-v", "FETCH_COUNT=1", "-c", "select lower(secret_code) from customers"],
+    ] {
+        let mut all = vec!["-At"];
+        all.extend(args.iter().copied());
+        let (ok, out, err) = psql(&env.conninfo(), &token, &all);
+        assert!(ok, "{args:?}: {err}");
+        let lowered = out.to_lowercase();
+        assert!(lowered.contains("[redacted]"), "{args:?}: {out}");
+        for raw in SECRET_CODES {
+            let reversed: String = raw.chars().rev().collect();
+            assert!(
+                !lowered.contains(&reversed) && !lowered.contains(raw),
+                "{args:?}: {out}"
+            );
+        }
+    }
+    // A cursor Warden did not see declared is not read.
+    let (ok, _, err) = psql(
+        &env.conninfo(),
+        &token,
+        &["-c", "begin", "-c", "fetch all from \"<unnamed portal 1>\""],
+    );
+    assert!(!ok && err.contains("operation: unknown"), "{err}");
+
     // A covered value quoted by the server's own error or notice text (no
     // detector would find "plain-value-42"): the message is withheld.
     for statement in [

@@ -84,6 +84,9 @@ pub struct StatementClass {
     /// `DEALLOCATE name` (`Some("")` for `DEALLOCATE ALL`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deallocates: Option<String>,
+    /// PostgreSQL `DECLARE`, `FETCH`/`MOVE` and `CLOSE` of a cursor by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<CursorUse>,
     /// Set when Warden refuses the statement whatever the policy says: it
     /// would put the session in a lexing state Warden does not model (so
     /// later statements would run differently from how they were judged).
@@ -92,6 +95,18 @@ pub struct StatementClass {
     /// MySQL: user variables that save or restore a lexing variable.
     #[serde(skip)]
     pub(crate) vars: Option<Box<mysql_set::VarEffects>>,
+}
+
+/// What a statement does with a named cursor. A `FETCH` reads what the
+/// cursor's query reads, so it carries that query's tables (table rules and
+/// the "computed column over a covered table" masking rule see them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CursorUse {
+    Declare(String),
+    Fetch(String),
+    /// `CLOSE name`; `None` for `CLOSE ALL`.
+    Close(Option<String>),
 }
 
 impl StatementClass {
@@ -104,6 +119,7 @@ impl StatementClass {
             prepares: None,
             executes: None,
             deallocates: None,
+            cursor: None,
             refusal: None,
             vars: None,
         }
@@ -189,6 +205,7 @@ impl Classification {
             s.prepares.is_some()
                 || s.executes.is_some()
                 || s.deallocates.is_some()
+                || s.cursor.is_some()
                 || s.vars.is_some()
         })
     }
@@ -236,10 +253,14 @@ impl Classification {
     pub(crate) fn resolve_prepared(
         &self,
         prepared: &mut HashMap<String, StatementClass>,
+        cursors: &mut HashMap<String, Vec<TableRef>>,
     ) -> Classification {
         let mut statements = Vec::with_capacity(self.statements.len());
         for statement in &self.statements {
             let mut statement = statement.clone();
+            if let Some(cursor) = statement.cursor.clone() {
+                resolve_cursor(&mut statement, &cursor, cursors);
+            }
             if let Some(name) = &statement.prepares {
                 prepared.insert(name.clone(), statement.clone());
             } else if let Some(name) = &statement.deallocates {
@@ -287,6 +308,48 @@ impl Classification {
     }
 }
 
+/// Most cursors remembered per session; a `DECLARE` beyond this is not
+/// remembered and a `FETCH` from it is `unknown` (fails closed).
+const MAX_CURSORS: usize = 10_000;
+
+/// Keeps `cursors` (name → tables its query reads) up to date, and gives a
+/// `FETCH` its cursor's tables; a `FETCH` of a cursor not declared in this
+/// session (a refcursor a function opened) is `unknown`.
+fn resolve_cursor(
+    statement: &mut StatementClass,
+    cursor: &CursorUse,
+    cursors: &mut HashMap<String, Vec<TableRef>>,
+) {
+    match cursor {
+        CursorUse::Declare(name) => {
+            if cursors.len() < MAX_CURSORS || cursors.contains_key(name) {
+                cursors.insert(name.clone(), statement.tables.clone());
+            } else {
+                cursors.remove(name);
+            }
+        }
+        CursorUse::Close(Some(name)) => {
+            cursors.remove(name);
+        }
+        CursorUse::Close(None) => cursors.clear(),
+        CursorUse::Fetch(name) => match cursors.get(name) {
+            Some(tables) => {
+                for table in tables {
+                    if !statement.tables.contains(table) {
+                        statement.tables.push(table.clone());
+                    }
+                }
+            }
+            None => {
+                statement.operation = Operation::Unknown;
+                statement.reasons = vec![format!(
+                    "FETCH from cursor \"{name}\", which was not declared in this session"
+                )];
+            }
+        },
+    }
+}
+
 /// The user variables (`@name`, lowercase, without `@`) a MySQL text mentions;
 /// `Err` when one is quoted (its name is not read here).
 pub(crate) fn mysql_user_vars(sql: &str) -> Result<Vec<String>, ()> {
@@ -322,7 +385,7 @@ impl Classifier {
     pub fn classify(&self, dialect: Dialect, sql: &str) -> Arc<Classification> {
         let raw = self.classify_raw(dialect, sql);
         if raw.uses_prepared() {
-            let mut resolved = raw.resolve_prepared(&mut HashMap::new());
+            let mut resolved = raw.resolve_prepared(&mut HashMap::new(), &mut HashMap::new());
             resolved.resolve_user_vars(&[], &mut std::collections::HashSet::new());
             Arc::new(resolved)
         } else {

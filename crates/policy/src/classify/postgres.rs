@@ -2,7 +2,7 @@
 
 use super::functions::FunctionClass;
 use super::pg_walk::{Found, walk};
-use super::{Classifier, StatementClass, TableRef};
+use super::{Classifier, CursorUse, StatementClass, TableRef};
 use pg_query::NodeEnum as N;
 use pg_query::protobuf::{self, DiscardMode, ObjectType, ReindexObjectType, TransactionStmtKind};
 use warden_core::Operation;
@@ -265,9 +265,23 @@ fn base_class(classifier: &Classifier, node: &N, found: &Found) -> Base {
         N::ListenStmt(_) => plain(Read, "LISTEN"),
         N::UnlistenStmt(_) => plain(Read, "UNLISTEN"),
         N::NotifyStmt(_) => plain(Write, "NOTIFY"),
-        N::DeclareCursorStmt(_) => plain(Read, "DECLARE CURSOR"),
-        N::FetchStmt(_) => plain(Read, "FETCH"),
-        N::ClosePortalStmt(_) => plain(Read, "CLOSE"),
+        N::DeclareCursorStmt(declare) => {
+            let mut class = StatementClass::new(Read, "DECLARE CURSOR");
+            class.cursor = Some(CursorUse::Declare(declare.portalname.clone()));
+            class_with_walk(classifier, node, found, class)
+        }
+        N::FetchStmt(fetch) => {
+            let mut class = StatementClass::new(Read, if fetch.ismove { "MOVE" } else { "FETCH" });
+            class.cursor = Some(CursorUse::Fetch(fetch.portalname.clone()));
+            Base::Detailed(Box::new(class))
+        }
+        N::ClosePortalStmt(close) => {
+            let mut class = StatementClass::new(Read, "CLOSE");
+            // pg_query leaves the name empty for CLOSE ALL.
+            let name = (!close.portalname.is_empty()).then(|| close.portalname.clone());
+            class.cursor = Some(CursorUse::Close(name));
+            Base::Detailed(Box::new(class))
+        }
         N::ConstraintsSetStmt(_) => plain(Read, "SET CONSTRAINTS"),
         N::CreateTableAsStmt(_) => plain(Ddl, "CREATE TABLE AS"),
         N::DropStmt(drop) => drop_class(classifier, node, found, drop),
