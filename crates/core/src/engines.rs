@@ -69,6 +69,25 @@ pub trait PolicyEngine: Send + Sync {
     /// version string), which decides how MySQL executable comments run.
     fn set_session_server(&self, _state: &mut (dyn std::any::Any + Send), _version: &str) {}
 
+    /// Name patterns (lowercase, `*` and `?` wildcards, no schema) of the
+    /// tables that deny and review rules or column masking name for this
+    /// identity on this target. The protocol asks the catalog which
+    /// relations read them (partitions, inheritance children, views) and
+    /// hands those to [`PolicyEngine::set_session_relations`].
+    fn ruled_tables(&self, _identity: &Identity, _target: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The relations that read ruled tables, from the upstream's catalog at
+    /// session start: a statement naming one is judged by deny and review
+    /// rules as also reading its source.
+    fn set_session_relations(
+        &self,
+        _state: &mut (dyn std::any::Any + Send),
+        _relations: &[crate::request::DerivedRelation],
+    ) {
+    }
+
     /// A statement the protocol prepared under `name` (PostgreSQL Parse, or
     /// `None` for its Close): it shares the namespace of SQL `PREPARE`, so a
     /// later SQL `EXECUTE name` must be judged as this text.

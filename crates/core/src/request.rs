@@ -37,3 +37,14 @@ pub enum StatementProtocol {
     /// Postgres FunctionCall.
     FunctionCall,
 }
+
+/// A relation that reads another's rows: a partition or inheritance child
+/// of `source`, or a view (or materialized view) whose definition reads it,
+/// directly or through other views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DerivedRelation {
+    pub schema: String,
+    pub name: String,
+    pub source_schema: String,
+    pub source: String,
+}

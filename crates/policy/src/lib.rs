@@ -5,6 +5,7 @@
 //! See docs/policy.md.
 
 pub mod classify;
+mod derived;
 pub mod explain;
 pub mod reload;
 pub mod rules;

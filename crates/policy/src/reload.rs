@@ -182,6 +182,20 @@ impl PolicyEngine for ReloadablePolicy {
         )
     }
 
+    fn ruled_tables(&self, identity: &Identity, target: &str) -> Vec<String> {
+        self.current.load().set.ruled_tables(identity, target)
+    }
+
+    fn set_session_relations(
+        &self,
+        state: &mut (dyn std::any::Any + Send),
+        relations: &[warden_core::request::DerivedRelation],
+    ) {
+        if let Some(state) = state.downcast_mut::<crate::SessionClassifier>() {
+            state.set_relations(relations);
+        }
+    }
+
     fn is_read_only(&self, identity: &Identity, target: &str) -> bool {
         self.current.load().set.is_read_only(identity, target)
     }

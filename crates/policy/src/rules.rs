@@ -250,6 +250,8 @@ struct Rule {
     review: OpSet,
     deny: OpSet,
     tables: Vec<TablePattern>,
+    /// The table part of each `tables` pattern, lowercase.
+    table_names: Vec<String>,
     schemas: Vec<NameGlob>,
     mask: Vec<String>,
     mask_columns: Vec<String>,
@@ -290,6 +292,11 @@ impl Rule {
                 .iter()
                 .map(|p| TablePattern::parse(&name, p))
                 .collect::<Result<_, _>>()?,
+            table_names: config
+                .tables
+                .iter()
+                .map(|p| p.rsplit('.').next().unwrap_or(p).to_lowercase())
+                .collect(),
             schemas: config
                 .schemas
                 .iter()
@@ -327,13 +334,17 @@ impl Rule {
         }
         let tables = &statement.tables;
         match side {
-            // Any matching table triggers a deny/review. A change Warden cannot
+            // Any matching table triggers a deny/review, also one read through
+            // a view or partition the statement names. A change Warden cannot
             // tie to a table (a function call, an EXECUTE) might touch one.
             Side::Restrictive => {
                 if tables.is_empty() {
                     statement.operation > Operation::Read
                 } else {
-                    tables.iter().any(|t| self.table_matches(t, side, dialect))
+                    tables
+                        .iter()
+                        .chain(&statement.underlying)
+                        .any(|t| self.table_matches(t, side, dialect))
                 }
             }
             // An allow must cover every table; a statement touching no table
@@ -467,6 +478,24 @@ impl PolicySet {
         rules.columns.sort();
         rules.columns.dedup();
         rules
+    }
+
+    /// See [`warden_core::engines::PolicyEngine::ruled_tables`].
+    pub fn ruled_tables(&self, identity: &Identity, target: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.matches(identity, target)) {
+            if !rule.deny.is_empty() || !rule.review.is_empty() {
+                names.extend(rule.table_names.iter().cloned());
+            }
+            names.extend(
+                rule.mask_columns
+                    .iter()
+                    .filter_map(|c| crate::derived::masked_table(c)),
+            );
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// True when no rule lets this identity do anything but read on the

@@ -18,6 +18,8 @@ pub struct SessionClassifier {
     prepared: HashMap<String, StatementClass>,
     /// PostgreSQL: declared cursors and the tables their queries read.
     cursors: HashMap<String, Vec<crate::classify::TableRef>>,
+    /// Relations that read ruled tables (views, partitions), from the catalog.
+    underlying: crate::derived::Underlying,
     /// MySQL: the upstream server, which decides what executable comments run.
     server: Option<ServerVersion>,
     /// MySQL: user variables known to hold a saved `sql_mode` or
@@ -31,6 +33,7 @@ impl SessionClassifier {
             dialect,
             prepared: HashMap::new(),
             cursors: HashMap::new(),
+            underlying: crate::derived::Underlying::default(),
             server: None,
             saved_vars: HashSet::new(),
         }
@@ -45,9 +48,23 @@ impl SessionClassifier {
         self.dialect
     }
 
+    /// The relations that read ruled tables (see [`crate::derived`]).
+    pub fn set_relations(&mut self, relations: &[warden_core::request::DerivedRelation]) {
+        self.underlying = crate::derived::Underlying::new(relations);
+    }
+
     /// Classifies `sql` with `policy`'s classifier, resolving `EXECUTE`
-    /// against earlier `PREPARE`s and remembering this text's.
+    /// against earlier `PREPARE`s and remembering this text's, and adding the
+    /// tables its views and partitions read.
     pub fn classify(&mut self, policy: &PolicySet, sql: &str) -> Classification {
+        let mut classification = self.classify_named(policy, sql);
+        if !self.underlying.is_empty() {
+            self.underlying.attach(&mut classification);
+        }
+        classification
+    }
+
+    fn classify_named(&mut self, policy: &PolicySet, sql: &str) -> Classification {
         let text = match self.dialect {
             Dialect::Postgres => Cow::Borrowed(sql),
             Dialect::Mysql => match crate::classify::resolve_versioned_comments(sql, self.server) {

@@ -238,18 +238,31 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     // its own Query; psql's FETCH_COUNT uses a cursor too (red-team F4).
     for args in [
         vec![
-            "-c", "begin",
-            "-c", "declare c cursor for select lower(secret_code), reverse(secret_code) from customers",
-            "-c", "fetch all from c",
-            "-c", "commit",
+            "-c",
+            "begin",
+            "-c",
+            "declare c cursor for select lower(secret_code), reverse(secret_code) from customers",
+            "-c",
+            "fetch all from c",
+            "-c",
+            "commit",
         ],
         vec![
-            "-c", "declare h cursor with hold for select secret_code || '' from customers",
-            "-c", "move forward 0 in h",
-            "-c", "fetch next from h",
-            "-c", "fetch all in h",
+            "-c",
+            "declare h cursor with hold for select secret_code || '' from customers",
+            "-c",
+            "move forward 0 in h",
+            "-c",
+            "fetch next from h",
+            "-c",
+            "fetch all in h",
         ],
-        vec!["-v", "FETCH_COUNT=1", "-c", "select lower(secret_code) from customers"],
+        vec![
+            "-v",
+            "FETCH_COUNT=1",
+            "-c",
+            "select lower(secret_code) from customers",
+        ],
     ] {
         let mut all = vec!["-At"];
         all.extend(args.iter().copied());
@@ -418,4 +431,85 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
         "debug logging was on: {logs}"
     );
     assert_no_raw("warden's log", &logs);
+}
+
+const RULED_POLICIES: &str = r#"
+[[policy]]
+name = "agents read orders, partition column masked"
+subjects = ["group:agents"]
+targets = ["orders"]
+allow = ["read"]
+mask_columns = ["psec.code"]
+
+[[policy]]
+name = "nobody reads hidden"
+subjects = ["group:agents"]
+targets = ["orders"]
+deny = ["read", "write", "ddl", "admin", "unknown"]
+tables = ["hidden", "phid"]
+"#;
+
+/// Deny rules and column masking follow the data into partitions,
+/// inheritance children and views (red-team findings F11 and F12): the
+/// catalog is read at session start.
+#[test]
+fn rules_follow_partitions_children_and_views() {
+    let env = common::start_with(RULED_POLICIES, "", "debug", "");
+    env.pg
+        .psql_db(
+            "orders",
+            "set role app; \
+             create table psec (id int, code text) partition by range (id); \
+             create table psec_1 partition of psec for values from (0) to (100); \
+             insert into psec values (1, 'plain-value-42'); \
+             create table hidden (id int, val text); insert into hidden values (1, 'hidden-value-9'); \
+             create table hidden_child () inherits (hidden); insert into hidden_child values (2, 'hidden-value-9'); \
+             create table phid (id int, val text) partition by list (id); \
+             create table phid_1 partition of phid for values in (1); \
+             insert into phid values (1, 'hidden-value-9'); \
+             create schema reports; \
+             create view reports.v_hidden as select * from hidden; \
+             create view v_v as select val from reports.v_hidden; \
+             create materialized view m_hidden as select val from phid;",
+        )
+        .unwrap();
+    let token = env.token("ruled-agent@example.net", &["agents"]);
+    for statement in [
+        "select * from psec",
+        "select * from psec_1",
+        "select id, code from only psec_1",
+        "select lower(code) from psec_1",
+        "select c from (select code || '' as c from psec_1) d",
+    ] {
+        let (ok, out, err) = psql(&env.conninfo(), &token, &["-At", "-c", statement]);
+        assert!(ok, "{statement}: {err}");
+        assert!(
+            !out.contains("plain-value-42") && !out.to_lowercase().contains("plain-value"),
+            "{statement}: {out}"
+        );
+        assert!(out.contains("[REDACTED]"), "{statement}: {out}");
+    }
+    for statement in [
+        "select * from hidden",
+        "select * from hidden_child",
+        "select * from phid_1",
+        "select * from reports.v_hidden",
+        "select * from v_v",
+        "select * from m_hidden",
+        "with x as (select * from phid_1) select * from x",
+    ] {
+        let (ok, out, err) = psql(&env.conninfo(), &token, &["-At", "-c", statement]);
+        assert!(
+            !ok && err.contains("nobody reads hidden"),
+            "{statement}: {out} {err}"
+        );
+        assert!(!out.contains("hidden-value-9"), "{statement}: {out}");
+    }
+    // Uncovered columns of the partition stay readable.
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &["-At", "-c", "select id from psec_1"],
+    );
+    assert!(ok && out.trim() == "1", "{out} {err}");
 }

@@ -32,6 +32,8 @@ pub struct Connection<'a> {
     /// The greeting's nonce, which a COM_CHANGE_USER answer is scrambled with.
     pub scramble: [u8; crate::handshake::SCRAMBLE_LEN],
     pub collation: u8,
+    /// Views of the target's database that read ruled tables.
+    pub derived: std::sync::Arc<[warden_core::request::DerivedRelation]>,
 }
 
 /// Command bytes (the first payload byte of a command packet).
@@ -118,6 +120,9 @@ impl<'a> CommandLoop<'a> {
         gateway
             .policy
             .set_session_server(policy_state.as_mut(), &upstream.server_version);
+        gateway
+            .policy
+            .set_session_relations(policy_state.as_mut(), &connection.derived);
         let reported_in = client.bytes_read;
         let reported_out = client.bytes_written;
         Metrics::add(&gateway.metrics.bytes_from_clients, reported_in);

@@ -25,6 +25,7 @@ mod stream;
 mod threads;
 mod tls;
 mod upstream;
+mod views;
 
 pub use auth::NativePasswordVerifier;
 pub use errors::ACCESS_DENIED;

@@ -95,7 +95,7 @@ pub async fn run(
         caps: hello.caps,
         collation: hello.collation,
     };
-    let (admitted, upstream) = match admit(gateway, request, dialer).await {
+    let (admitted, mut upstream) = match admit(gateway, request, dialer).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let error = crate::admit::refusal_error(&refusal);
@@ -105,6 +105,43 @@ pub async fn run(
     };
     let session = admitted.info();
     let target = admitted.grant().target();
+    // Views that read ruled tables, before the client's first statement.
+    let patterns = gateway.policy.ruled_tables(&session.identity, &target.name);
+    let views = tokio::time::timeout(
+        target.connect_timeout,
+        crate::views::derived_views(&mut upstream, &patterns),
+    )
+    .await;
+    let derived: std::sync::Arc<[warden_core::request::DerivedRelation]> = match views {
+        Ok(Ok(derived)) => derived.into(),
+        failed => {
+            let error = match failed {
+                Ok(Err(error)) => error.to_string(),
+                _ => "no answer in time".to_string(),
+            };
+            tracing::warn!(session = %session.id, %error, "cannot read which views read ruled tables");
+            let message = format!(
+                "Warden cannot read the views of target \"{}\" ({error}); try again later",
+                target.name
+            );
+            refuse(
+                &mut client,
+                hello.next_seq,
+                ClientError::UpstreamUnavailable(message),
+            )
+            .await;
+            admitted
+                .end(
+                    gateway,
+                    SessionSummary {
+                        reason: format!("views: {error}"),
+                        ..SessionSummary::default()
+                    },
+                )
+                .await;
+            return;
+        }
+    };
     client.queue_packet(hello.next_seq, &ok_packet(0, STATUS_AUTOCOMMIT));
     let flushed = client.flush().await;
     if hello.caps.contains(Caps::CLIENT_COMPRESS) {
@@ -145,6 +182,7 @@ pub async fn run(
                 native,
                 scramble: hello.scramble,
                 collation: hello.collation,
+                derived,
             },
         )
         .await;

@@ -10,10 +10,11 @@ use crate::upstream::{self, Login, Upstream};
 use bytes::BytesMut;
 use secrecy::SecretString;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::io::AsyncWriteExt;
 use warden_core::config::TargetConfig;
 use warden_core::masking::{ColumnSource, SessionMasker};
+use warden_core::request::DerivedRelation;
 
 /// Why a catalog lookup failed. The relay logs it and masks the affected
 /// columns whole, so each variant names the step that went wrong.
@@ -106,24 +107,47 @@ pub struct Catalog {
     user: String,
     password: SecretString,
     connection: tokio::sync::Mutex<Option<Upstream>>,
+    /// Relations that read this session's ruled tables (partitions,
+    /// children, views), from [`derived_relations`] at session start.
+    derived: Arc<[DerivedRelation]>,
 }
 
 impl Catalog {
-    pub fn new(target: TargetConfig, user: String, password: SecretString) -> Self {
+    pub fn new(
+        target: TargetConfig,
+        user: String,
+        password: SecretString,
+        derived: Arc<[DerivedRelation]>,
+    ) -> Self {
         Catalog {
             target,
             user,
             password,
             connection: tokio::sync::Mutex::new(None),
+            derived,
         }
     }
 
-    /// The cached source of a column, if known.
+    /// The cached source of a column, if known. A column of a partition or
+    /// inheritance child also comes from the same-named column of the
+    /// table it belongs to (added here, per session, not in the shared cache).
     pub fn cached(&self, table_oid: u32, attnum: i16) -> Option<ColumnSource> {
-        lock()
+        let mut source = lock()
             .get(&self.target.name)
             .and_then(|names| names.columns.get(&(table_oid, attnum)))
-            .cloned()
+            .cloned()?;
+        if let (Some(schema), Some(table), Some(column)) =
+            (&source.schema, &source.table, &source.column)
+        {
+            let parents: Vec<ColumnSource> = self
+                .derived
+                .iter()
+                .filter(|d| d.schema == *schema && d.name == *table)
+                .map(|d| base_column(d.source_schema.clone(), d.source.clone(), column.clone()))
+                .collect();
+            source.derived_from.extend(parents);
+        }
+        Some(source)
     }
 
     /// Names among `names` not looked up yet.
@@ -358,6 +382,82 @@ impl Catalog {
         }
         result
     }
+}
+
+/// Most derived relations read at session start; more fails the session
+/// (Warden cannot judge with a partial list).
+const MAX_DERIVED: usize = 50_000;
+
+/// The relations that read tables named by `patterns` (lowercase, `*` and
+/// `?` wildcards): partitions and inheritance children, and views and
+/// materialized views whose definitions read them, at any depth. Run once
+/// on the session's own upstream connection before the client's first
+/// statement.
+pub async fn derived_relations(
+    connection: &mut Upstream,
+    patterns: &[String],
+) -> Result<Vec<DerivedRelation>, CatalogError> {
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    // standard_conforming_strings is on (sessions where it is not are
+    // refused), so doubling quotes is the whole escape; `\` is LIKE's.
+    let likes: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            let like = p
+                .replace('\\', "\\\\")
+                .replace('*', "%")
+                .replace('?', "_")
+                .replace('\'', "''");
+            format!("'{like}'")
+        })
+        .collect();
+    let sql = format!(
+        "WITH RECURSIVE edges(parent, child) AS ( \
+           SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i \
+           UNION ALL \
+           SELECT d.refobjid, r.ev_class FROM pg_catalog.pg_rewrite r \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjid <> r.ev_class), \
+         roots AS (SELECT c.oid FROM pg_catalog.pg_class c \
+           WHERE pg_catalog.lower(c.relname) LIKE ANY (ARRAY[{}])), \
+         reach(root, rel) AS ( \
+           SELECT oid, oid FROM roots \
+           UNION \
+           SELECT reach.root, e.child FROM reach JOIN edges e ON e.parent = reach.rel) \
+         SELECT rn.nspname::pg_catalog.text, rc.relname::pg_catalog.text, \
+           sn.nspname::pg_catalog.text, sc.relname::pg_catalog.text \
+         FROM reach JOIN pg_catalog.pg_class rc ON rc.oid = reach.rel \
+         JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+         JOIN pg_catalog.pg_class sc ON sc.oid = reach.root \
+         JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace \
+         WHERE reach.rel <> reach.root LIMIT {}",
+        likes.join(","),
+        MAX_DERIVED + 1
+    );
+    let rows = run_query(connection, &sql).await?;
+    if rows.len() > MAX_DERIVED {
+        return Err(CatalogError::Failed {
+            message: format!("more than {MAX_DERIVED} views and partitions read ruled tables"),
+        });
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let [Some(schema), Some(name), Some(source_schema), Some(source)] =
+            <[Option<String>; 4]>::try_from(row).map_err(|_| CatalogError::UnexpectedRow)?
+        else {
+            continue;
+        };
+        out.push(DerivedRelation {
+            schema,
+            name,
+            source_schema,
+            source,
+        });
+    }
+    Ok(out)
 }
 
 async fn run_query(

@@ -32,6 +32,9 @@ pub enum PgClientError {
     TooManyConnections,
     #[error("Warden is shutting down")]
     ShuttingDown,
+    /// The catalog lookup a session with table or column rules needs failed.
+    #[error("{0}")]
+    CatalogUnavailable(String),
     /// Admission refused the session.
     #[error("{0}")]
     NotAdmitted(Refusal),
@@ -102,7 +105,9 @@ impl PgClientError {
             PgClientError::TooManyConnections => {
                 PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, message)
             }
-            PgClientError::ShuttingDown => PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, message),
+            PgClientError::ShuttingDown | PgClientError::CatalogUnavailable(_) => {
+                PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, message)
+            }
             PgClientError::NotAdmitted(refusal) => refusal_error(refusal),
             PgClientError::StatementDenied(decision) => PgError::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,

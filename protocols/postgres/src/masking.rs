@@ -457,7 +457,7 @@ fn message_is_data_free(fields: &frame::ErrorFields, statement: Option<&str>) ->
 /// the server folds unquoted names); an unpaired quote fails.
 fn quotes_only_from(message: &str, statement: &str) -> bool {
     let parts: Vec<&str> = message.split('"').collect();
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         return false;
     }
     let statement = statement.to_ascii_lowercase();

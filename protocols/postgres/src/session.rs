@@ -21,6 +21,7 @@ use warden_core::config::{ListenerConfig, Protocol};
 use warden_core::engines::AuthContext;
 use warden_core::events::{AuditEvent, SessionSummary};
 use warden_core::metrics::OpenSessionGuard;
+use warden_core::request::DerivedRelation;
 use warden_core::{Gateway, Identity};
 
 /// Longest password message accepted: room for large JWTs, far from a DoS.
@@ -334,7 +335,7 @@ async fn run_session(
         client_tls: stream.is_tls(),
     };
     let dialer = PgDialer { parameters };
-    let (admitted, upstream) = match admit(&gateway, request, dialer).await {
+    let (admitted, mut upstream) = match admit(&gateway, request, dialer).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             refuse(&mut stream, PgClientError::NotAdmitted(refusal)).await;
@@ -376,6 +377,38 @@ async fn run_session(
     frame::put_message(&mut greeting, frame::backend::BACKEND_KEY_DATA, &key_body);
     greeting.extend_from_slice(&upstream.ready_for_query);
 
+    // Views and partitions of ruled tables, before the client's first
+    // statement: deny and review rules and masking follow them.
+    let patterns = gateway.policy.ruled_tables(identity, &target.name);
+    let derived: Arc<[DerivedRelation]> = match crate::catalog::derived_relations(
+        &mut upstream,
+        &patterns,
+    )
+    .await
+    {
+        Ok(derived) => derived.into(),
+        Err(error) => {
+            tracing::warn!(session = %admitted.id(), %error, "cannot read which views and partitions read ruled tables");
+            refuse(
+                &mut stream,
+                PgClientError::CatalogUnavailable(format!(
+                    "Warden cannot read the catalog of target \"{}\" ({error}); try again later",
+                    target.name
+                )),
+            )
+            .await;
+            admitted
+                .end(
+                    &gateway,
+                    SessionSummary {
+                        reason: format!("catalog: {error}"),
+                        ..SessionSummary::default()
+                    },
+                )
+                .await;
+            return;
+        }
+    };
     let outcome = if stream.write_all(&greeting).await.is_ok() {
         let (client_read, client_write) = stream.into_split();
         let (upstream_read, upstream_write) = upstream.stream.into_split();
@@ -388,6 +421,7 @@ async fn run_session(
                     target.clone(),
                     admitted.credential().user.clone(),
                     admitted.credential().password.clone(),
+                    derived.clone(),
                 ))
             });
         let session_end = Arc::new(warden_core::engines::SessionEnd::default());
@@ -405,6 +439,7 @@ async fn run_session(
             session_id: admitted.id().to_string(),
             cancel_hold,
             capture_raw: config.recording.capture_raw && config.recording.encryption_key.is_some(),
+            derived,
         };
         let outcome = relay(
             &context,

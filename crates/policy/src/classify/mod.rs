@@ -84,6 +84,11 @@ pub struct StatementClass {
     /// `DEALLOCATE name` (`Some("")` for `DEALLOCATE ALL`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deallocates: Option<String>,
+    /// Tables read through the views and partitions in `tables` (from the
+    /// session's catalog); deny and review rules see them, allows do not
+    /// need to cover them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub underlying: Vec<TableRef>,
     /// PostgreSQL `DECLARE`, `FETCH`/`MOVE` and `CLOSE` of a cursor by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<CursorUse>,
@@ -119,6 +124,7 @@ impl StatementClass {
             prepares: None,
             executes: None,
             deallocates: None,
+            underlying: Vec::new(),
             cursor: None,
             refusal: None,
             vars: None,
@@ -174,7 +180,10 @@ impl Classification {
             .max()
             .unwrap_or(Operation::Read);
         let mut tables: Vec<TableRef> = Vec::new();
-        for table in statements.iter().flat_map(|s| &s.tables) {
+        for table in statements
+            .iter()
+            .flat_map(|s| s.tables.iter().chain(&s.underlying))
+        {
             if !tables.contains(table) {
                 tables.push(table.clone());
             }

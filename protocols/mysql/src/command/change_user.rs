@@ -157,6 +157,9 @@ impl CommandLoop<'_> {
             self.gateway
                 .policy
                 .set_session_server(self.policy_state.as_mut(), &self.upstream.server_version);
+            self.gateway
+                .policy
+                .set_session_relations(self.policy_state.as_mut(), &self.connection.derived);
             self.recording.record(EventKind::Decision {
                 text: "COM_CHANGE_USER".into(),
                 operation: warden_core::Operation::Read,

@@ -36,11 +36,28 @@ impl CommandLoop<'_> {
             );
             decision = decision.tightened(reason);
         }
+        // A view's columns are not direct columns of a covered table even
+        // when the server names the view as their source: leave views of
+        // ruled tables out, so their columns are masked whole.
         self.covered_reads = self
             .masker
             .as_deref()
             .filter(|masker| masker.reads_covered_table(decision.tables()))
-            .map(|_| decision.tables().to_vec());
+            .map(|_| {
+                decision
+                    .tables()
+                    .iter()
+                    .filter(|table| {
+                        let name = table.rsplit('.').next().unwrap_or(table);
+                        !self
+                            .connection
+                            .derived
+                            .iter()
+                            .any(|d| d.name.eq_ignore_ascii_case(name))
+                    })
+                    .cloned()
+                    .collect()
+            });
         let recorded = self.recorded_text(sql);
         warden_core::operation::log_statement_decision(
             &self.session.id,

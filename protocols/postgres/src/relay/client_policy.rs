@@ -161,6 +161,11 @@ impl Inspector for ClientPolicy<'_> {
 
 impl<'r> ClientPolicy<'r> {
     pub fn new(context: &'r RelayContext, shared: &'r Shared) -> Self {
+        let mut policy_state = context.gateway.policy.new_session_state(Dialect::Postgres);
+        context
+            .gateway
+            .policy
+            .set_session_relations(policy_state.as_mut(), &context.derived);
         ClientPolicy {
             context,
             shared,
@@ -168,7 +173,7 @@ impl<'r> ClientPolicy<'r> {
             portals: HashMap::new(),
             statement_tables: HashMap::new(),
             portal_tables: HashMap::new(),
-            policy_state: context.gateway.policy.new_session_state(Dialect::Postgres),
+            policy_state,
             statement_decisions: HashMap::new(),
             portal_decisions: HashMap::new(),
             bind_decisions: HashMap::new(),

@@ -67,6 +67,8 @@ pub struct RelayContext {
     /// Record rows as the upstream sent them, before masking (`capture_raw`;
     /// allowed only with an encrypted recording).
     pub capture_raw: bool,
+    /// Relations that read ruled tables (views, partitions), for policy.
+    pub derived: Arc<[warden_core::request::DerivedRelation]>,
 }
 
 /// How the relay ended.

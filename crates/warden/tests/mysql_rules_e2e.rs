@@ -1,0 +1,86 @@
+//! MySQL/MariaDB: deny rules and column masking follow views to the tables
+//! they read (read from `information_schema.VIEWS` at session start), and
+//! other sessions' statement text is withheld under column rules.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::mysql::*;
+
+const RULED_POLICIES: &str = r#"
+[[policy]]
+name = "readers read orders"
+subjects = ["group:readers"]
+targets = ["orders"]
+allow = ["read"]
+mask_columns = ["secrets.code"]
+
+[[policy]]
+name = "nobody reads hidden"
+subjects = ["group:readers"]
+targets = ["orders"]
+deny = ["read", "write", "ddl", "admin", "unknown"]
+tables = ["hidden"]
+"#;
+
+const HIDDEN: &str = "hidden-value-9";
+const SECRET: &str = "plain-value-42";
+
+#[test]
+fn rules_follow_views() {
+    use mysql_async::prelude::Queryable;
+    let env = start_with(false, RULED_POLICIES);
+    env.db
+        .sql_db(
+            Some("orders"),
+            &format!(
+                "CREATE TABLE hidden (id INT, val VARCHAR(50)); INSERT INTO hidden VALUES (1, '{HIDDEN}'); \
+                 CREATE TABLE secrets (id INT, code VARCHAR(50)); INSERT INTO secrets VALUES (1, '{SECRET}'); \
+                 CREATE VIEW v_hidden AS SELECT * FROM hidden; \
+                 CREATE VIEW v_v AS SELECT val FROM v_hidden; \
+                 CREATE VIEW v_sec AS SELECT id, code FROM secrets; \
+                 CREATE VIEW v_sec2 AS SELECT code AS c FROM v_sec;"
+            ),
+        )
+        .unwrap();
+    let reader = env.warden.create_key("view-reader", &["readers"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut conn = key_conn(port, &reader).await;
+        for sql in [
+            "SELECT * FROM hidden",
+            "SELECT * FROM v_hidden",
+            "SELECT val FROM orders.v_v",
+            "SELECT * FROM (SELECT val FROM v_v) d",
+        ] {
+            let error = conn.query_drop(sql).await.unwrap_err();
+            assert!(
+                error.to_string().contains("nobody reads hidden"),
+                "{sql}: {error}"
+            );
+        }
+        for sql in [
+            "SELECT code FROM secrets",
+            "SELECT code FROM v_sec",
+            "SELECT c FROM v_sec2",
+            "SELECT LOWER(code) FROM v_sec",
+        ] {
+            let rows: Vec<Option<String>> = conn.query(sql).await.unwrap();
+            assert_eq!(rows.len(), 1, "{sql}");
+            let value = rows[0].clone().unwrap_or_default();
+            assert!(
+                !value.to_lowercase().contains("plain-value"),
+                "{sql}: {value}"
+            );
+        }
+        // Tables no rule names stay as they were.
+        let names: Vec<String> = conn
+            .query("SELECT name FROM items ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(names, ["apple", "pear", "plum"]);
+        conn.disconnect().await.unwrap();
+    });
+}
