@@ -72,8 +72,10 @@ pub trait SessionMasker: Send + Sync {
     fn reads_covered_table(&self, tables: &[String]) -> bool {
         self.has_column_rules()
             && tables.iter().any(|table| match table.rsplit_once('.') {
-                Some((schema, name)) => self.table_has_column_rules(Some(schema), name),
-                None => self.table_has_column_rules(None, table),
+                Some((schema, name)) => {
+                    quotes_values(name) || self.table_has_column_rules(Some(schema), name)
+                }
+                None => quotes_values(table) || self.table_has_column_rules(None, table),
             })
     }
     /// True when content detectors are configured (every text value is scanned).
@@ -83,6 +85,24 @@ pub trait SessionMasker: Send + Sync {
     /// A covered value that cannot be rewritten in place (binary format of a
     /// non-text type): true → send NULL, false → refuse the statement.
     fn unmaskable_as_null(&self) -> bool;
+}
+
+/// Catalog relations whose columns quote other tables' values: column
+/// statistics (most common values, histogram bounds) and other sessions'
+/// statement texts. Under column rules a statement reading one is treated as
+/// reading a covered table, so its computed columns are masked whole.
+pub fn quotes_values(table: &str) -> bool {
+    const RELATIONS: &[&str] = &[
+        "pg_stats",
+        "pg_stats_ext",
+        "pg_stats_ext_exprs",
+        "pg_statistic",
+        "pg_statistic_ext_data",
+        "pg_stat_activity",
+        "pg_stat_statements",
+        "processlist",
+    ];
+    RELATIONS.iter().any(|r| r.eq_ignore_ascii_case(table))
 }
 
 /// A statement text for the recording: with masking rules in force, values

@@ -291,14 +291,20 @@ impl RuleMasker {
 }
 
 /// The statement texts of other sessions (`pg_stat_activity.query`,
-/// `pg_stat_statements.query`) can carry covered values as literals: under
-/// column rules they are covered too.
+/// `pg_stat_statements.query`, MySQL's `PROCESSLIST.INFO`) can carry covered
+/// values as literals, and column statistics sample them: under column rules
+/// they are covered too.
 fn quotes_other_sessions(column: &ColumnSource) -> bool {
-    column.column.as_deref() == Some("query")
-        && matches!(
-            column.table.as_deref(),
-            Some("pg_stat_activity" | "pg_stat_statements")
-        )
+    let (Some(table), Some(name)) = (column.table.as_deref(), column.column.as_deref()) else {
+        return false;
+    };
+    match table {
+        "pg_stat_activity" | "pg_stat_statements" => name == "query",
+        // Column statistics: the sampled values themselves.
+        "pg_statistic" => name.starts_with("stavalues"),
+        "pg_statistic_ext_data" => name.starts_with("stxd"),
+        _ => table.eq_ignore_ascii_case("processlist") && name.eq_ignore_ascii_case("info"),
+    }
 }
 
 impl SessionMasker for RuleMasker {

@@ -234,6 +234,26 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "APPLE3\nPEAR5\nPLUM7");
 
+    // Column statistics sample covered values (red-team F6).
+    env.pg
+        .psql_db("orders", "set role app; analyze customers")
+        .unwrap();
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-At",
+            "-c",
+            "select attname, most_common_vals::text, histogram_bounds::text from pg_stats \
+             where tablename = 'customers' and attname = 'secret_code'",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("secret_code"), "{out}");
+    for raw in SECRET_CODES {
+        assert!(!out.contains(raw), "{out}");
+    }
+
     // A cursor's FETCH reads what the cursor's query reads, each sent as
     // its own Query; psql's FETCH_COUNT uses a cursor too (red-team F4).
     for args in [
@@ -470,7 +490,8 @@ fn rules_follow_partitions_children_and_views() {
              create schema reports; \
              create view reports.v_hidden as select * from hidden; \
              create view v_v as select val from reports.v_hidden; \
-             create materialized view m_hidden as select val from phid;",
+             create materialized view m_hidden as select val from phid; \
+             analyze hidden; analyze phid_1; analyze psec_1;",
         )
         .unwrap();
     let token = env.token("ruled-agent@example.net", &["agents"]);
@@ -497,6 +518,9 @@ fn rules_follow_partitions_children_and_views() {
         "select * from v_v",
         "select * from m_hidden",
         "with x as (select * from phid_1) select * from x",
+        // Column statistics sample a ruled table's values (red-team F6).
+        "select most_common_vals::text from pg_stats where tablename = 'hidden'",
+        "select histogram_bounds from pg_catalog.pg_stats",
     ] {
         let (ok, out, err) = psql(&env.conninfo(), &token, &["-At", "-c", statement]);
         assert!(

@@ -46,6 +46,8 @@ fn rules_follow_views() {
         .unwrap();
     let reader = env.warden.create_key("view-reader", &["readers"]).unwrap();
     let port = env.mysql_port;
+    let db_port = env.db.port();
+    let app_password = env.app_password.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let mut conn = key_conn(port, &reader).await;
@@ -75,6 +77,40 @@ fn rules_follow_views() {
                 "{sql}: {value}"
             );
         }
+        // Other sessions' statement text quotes values: withheld.
+        let other = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(db_port)
+            .user(Some(common::APP_USER))
+            .pass(Some(app_password.clone()))
+            .db_name(Some("orders"));
+        let mut other = mysql_async::Conn::new(other).await.unwrap();
+        let sleeper = tokio::spawn(async move {
+            other
+                .query_drop(format!("SELECT SLEEP(3), '{SECRET}' AS literal"))
+                .await
+                .unwrap();
+            other.disconnect().await.unwrap();
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let shown: Vec<mysql_async::Row> = conn.query("SHOW FULL PROCESSLIST").await.unwrap();
+        let listed: Vec<Option<String>> = conn
+            .query("SELECT info FROM information_schema.processlist")
+            .await
+            .unwrap();
+        let concat: Vec<Option<String>> = conn
+            .query("SELECT CONCAT(info, '') FROM information_schema.processlist")
+            .await
+            .unwrap();
+        for text in shown
+            .iter()
+            .map(|row| format!("{row:?}"))
+            .chain(listed.iter().chain(&concat).map(|v| format!("{v:?}")))
+        {
+            assert!(!text.contains(SECRET), "{text}");
+        }
+        assert!(listed.len() >= 2, "{listed:?}");
+        sleeper.await.unwrap();
         // Tables no rule names stay as they were.
         let names: Vec<String> = conn
             .query("SELECT name FROM items ORDER BY id")

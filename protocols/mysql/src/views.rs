@@ -50,10 +50,7 @@ pub async fn derived_views(
 }
 
 /// Each view's transitive sources that match a pattern.
-fn reading_ruled(
-    views: &[View],
-    patterns: &[String],
-) -> Vec<DerivedRelation> {
+fn reading_ruled(views: &[View], patterns: &[String]) -> Vec<DerivedRelation> {
     let key = |schema: &str, name: &str| (schema.to_lowercase(), name.to_lowercase());
     let by_name: HashMap<(String, String), &Vec<(String, String)>> = views
         .iter()

@@ -390,7 +390,8 @@ const MAX_DERIVED: usize = 50_000;
 
 /// The relations that read tables named by `patterns` (lowercase, `*` and
 /// `?` wildcards): partitions and inheritance children, and views and
-/// materialized views whose definitions read them, at any depth. Run once
+/// materialized views whose definitions read them, at any depth, and the
+/// column-statistics views that sample them. Run once
 /// on the session's own upstream connection before the client's first
 /// statement.
 pub async fn derived_relations(
@@ -433,7 +434,7 @@ pub async fn derived_relations(
          JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
          JOIN pg_catalog.pg_class sc ON sc.oid = reach.root \
          JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace \
-         WHERE reach.rel <> reach.root LIMIT {}",
+         LIMIT {}",
         likes.join(","),
         MAX_DERIVED + 1
     );
@@ -450,6 +451,19 @@ pub async fn derived_relations(
         else {
             continue;
         };
+        if (&schema, &name) == (&source_schema, &source) {
+            // A ruled table itself: its column statistics quote its values,
+            // so reading them is reading it.
+            for stats in STATISTICS_RELATIONS {
+                out.push(DerivedRelation {
+                    schema: "pg_catalog".into(),
+                    name: (*stats).into(),
+                    source_schema: source_schema.clone(),
+                    source: source.clone(),
+                });
+            }
+            continue;
+        }
         out.push(DerivedRelation {
             schema,
             name,
@@ -459,6 +473,16 @@ pub async fn derived_relations(
     }
     Ok(out)
 }
+
+/// Catalog relations that sample every table's values (most common values,
+/// histogram bounds).
+const STATISTICS_RELATIONS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+];
 
 async fn run_query(
     connection: &mut Upstream,

@@ -450,7 +450,14 @@ fn base_class(statement: &Statement) -> StatementClass {
         | Statement::ShowTables { .. }
         | Statement::ShowViews { .. }
         | Statement::ShowCollation { .. } => class(Read, "SHOW"),
-        Statement::ShowProcessList { .. } => class(Read, "SHOW PROCESSLIST"),
+        // Judged as the table it shows, whose INFO column quotes other
+        // sessions' statements (masking treats it so).
+        Statement::ShowProcessList { .. } => {
+            let mut out = class(Read, "SHOW PROCESSLIST");
+            out.tables
+                .push(TableRef::new(Some("information_schema"), "processlist"));
+            out
+        }
         // The database becomes a table reference `db.*`, so that the
         // target's database boundary and table rules see it.
         Statement::Use(
