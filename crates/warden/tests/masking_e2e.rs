@@ -234,6 +234,27 @@ fn psql_and_driver_see_masked_values_direct_sees_raw() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "APPLE3\nPEAR5\nPLUM7");
 
+    // Values copied into a custom setting stay masked when read back.
+    let (ok, out, err) = psql(
+        &env.conninfo(),
+        &token,
+        &[
+            "-At",
+            "-c",
+            "select set_config('warden_test.v', secret_code, false) from customers where id = 1",
+            "-c",
+            "select current_setting('warden_test.v')",
+            "-c",
+            "show warden_test.v",
+            "-c",
+            "select setting from pg_settings where name = 'warden_test.v'",
+        ],
+    );
+    assert!(ok, "{err}");
+    for raw in SECRET_CODES {
+        assert!(!out.contains(raw), "{out}");
+    }
+
     // Column statistics sample covered values (red-team F6).
     env.pg
         .psql_db("orders", "set role app; analyze customers")

@@ -77,6 +77,25 @@ fn rules_follow_views() {
                 "{sql}: {value}"
             );
         }
+        // Values copied into user variables stay masked when read back.
+        conn.query_drop("SET @x = (SELECT code FROM secrets LIMIT 1)")
+            .await
+            .unwrap();
+        conn.query_drop("SELECT code INTO @y FROM secrets LIMIT 1")
+            .await
+            .unwrap();
+        let _: Vec<Option<String>> = conn.query("SELECT @z := code FROM secrets").await.unwrap();
+        for sql in [
+            "SELECT @x",
+            "SELECT CONCAT(@y, '')",
+            "SELECT @z",
+            "SELECT @x AS a, 1 AS b",
+        ] {
+            let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap();
+            assert_eq!(rows.len(), 1, "{sql}");
+            let text = format!("{:?}", rows[0]);
+            assert!(!text.contains(SECRET), "{sql}: {text}");
+        }
         // Other sessions' statement text quotes values: withheld.
         let other = mysql_async::OptsBuilder::default()
             .ip_or_hostname("127.0.0.1")

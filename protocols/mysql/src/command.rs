@@ -96,6 +96,10 @@ pub struct CommandLoop<'a> {
     /// one of them (an expression, a UNION, a derived table or CTE) is
     /// masked whole. `None` otherwise.
     covered_reads: Option<Vec<String>>,
+    /// A statement that read a covered table mentioned a user variable, so
+    /// covered values may sit in one: from now on every column that is not
+    /// a direct column of a read table is masked whole.
+    values_in_variables: bool,
     /// The identity may only read here: the upstream session is kept in
     /// `SET SESSION TRANSACTION READ ONLY`, also after a reset.
     read_only: bool,
@@ -146,6 +150,7 @@ impl<'a> CommandLoop<'a> {
             masker: gateway.masking.for_session(&session.identity, &target.name),
             cursor_plans: std::collections::HashMap::new(),
             covered_reads: None,
+            values_in_variables: false,
             read_only: admitted.grant().read_only(),
             policy_state,
         }

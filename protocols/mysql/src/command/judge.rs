@@ -58,6 +58,17 @@ impl CommandLoop<'_> {
                     .cloned()
                     .collect()
             });
+        if self.covered_reads.is_some() && sql.contains('@') {
+            // `SET @x = (SELECT code …)`, `SELECT code INTO @x`: a later
+            // `SELECT @x` names no table.
+            self.values_in_variables = true;
+        }
+        if self.values_in_variables
+            && self.covered_reads.is_none()
+            && self.masker.as_deref().is_some_and(|m| m.has_column_rules())
+        {
+            self.covered_reads = Some(decision.tables().to_vec());
+        }
         let recorded = self.recorded_text(sql);
         warden_core::operation::log_statement_decision(
             &self.session.id,

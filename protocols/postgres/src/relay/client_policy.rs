@@ -312,6 +312,14 @@ impl<'r> ClientPolicy<'r> {
         if decision.operation() == Operation::Ddl && context.catalog.is_some() {
             catalog::invalidate(&context.target);
         }
+        if let Some(masker) = context.masker.as_deref()
+            && masker.reads_covered_table(decision.tables())
+            && copies_into_session_state(text)
+        {
+            // `set_config('x.y', code, …)` from a covered table: a later
+            // `current_setting('x.y')` or `SHOW x.y` names no table.
+            self.shared.taint();
+        }
         if !decision.is_allowed() {
             gateway
                 .metrics
@@ -334,6 +342,12 @@ impl<'r> ClientPolicy<'r> {
             .record(EventKind::decision(recorded, &decision));
         decision
     }
+}
+
+/// Could this statement copy values into session state a later statement
+/// reads without naming a table (custom settings by `set_config`)?
+fn copies_into_session_state(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("set_config")
 }
 
 /// Statement text as policy sees it. Text that is not UTF-8 cannot be parsed

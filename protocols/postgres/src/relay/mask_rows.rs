@@ -228,6 +228,7 @@ fn plan_result(
     // covered view column, may be functions of covered values.
     let derived = computed
         && (state.relations_failed
+            || shared.tainted()
             || tables.as_deref().is_some_and(|t| {
                 context
                     .masker

@@ -57,6 +57,9 @@ pub(super) struct Shared {
     /// between messages.
     notices: Mutex<Vec<BytesMut>>,
     pub notice_ready: tokio::sync::Notify,
+    /// Covered values were copied into session state (see
+    /// [`Shared::taint`]): every computed column is masked whole from now on.
+    tainted: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -66,7 +69,19 @@ impl Shared {
             statements: AtomicU64::new(0),
             notices: Mutex::new(Vec::new()),
             notice_ready: tokio::sync::Notify::new(),
+            tainted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// A statement that read a covered table stored values in session
+    /// state; what reads them back names no table.
+    pub fn taint(&self) {
+        self.tainted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn tainted(&self) -> bool {
+        self.tainted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn push_notice(&self, notice: BytesMut) {
