@@ -88,6 +88,15 @@ pub trait PolicyEngine: Send + Sync {
     ) {
     }
 
+    /// The views that call volatile functions, from the upstream's catalog
+    /// at session start: a statement reading one is judged as calling them.
+    fn set_session_view_functions(
+        &self,
+        _state: &mut (dyn std::any::Any + Send),
+        _views: &[crate::request::ViewFunction],
+    ) {
+    }
+
     /// A statement the protocol prepared under `name` (PostgreSQL Parse, or
     /// `None` for its Close): it shares the namespace of SQL `PREPARE`, so a
     /// later SQL `EXECUTE name` must be judged as this text.

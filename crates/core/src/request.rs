@@ -48,3 +48,13 @@ pub struct DerivedRelation {
     pub source_schema: String,
     pub source: String,
 }
+
+/// A view that calls a volatile function when read (directly or through
+/// the views it reads): reading it is judged as calling the function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewFunction {
+    pub schema: String,
+    pub view: String,
+    pub function_schema: String,
+    pub function: String,
+}

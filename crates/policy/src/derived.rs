@@ -4,9 +4,11 @@
 //! the table it reads. Allow rules still need to cover the names the
 //! statement uses, so a view can stay the one thing an identity may read.
 
-use crate::classify::{Classification, TableRef};
+use crate::classify::functions::FunctionClass;
+use crate::classify::{Classification, FunctionList, TableRef};
 use std::collections::HashMap;
-use warden_core::request::DerivedRelation;
+use warden_core::Operation;
+use warden_core::request::{DerivedRelation, Dialect, ViewFunction};
 
 /// The table part of a `mask_columns` pattern (`schema.table.column` or
 /// `table.column`), lowercase; `None` for a bare column pattern.
@@ -18,17 +20,26 @@ pub(crate) fn masked_table(pattern: &str) -> Option<String> {
     }
 }
 
-/// Derived relation (lowercase name) → (its schema, the tables it reads).
+/// Derived relation (lowercase name) → (its schema, the tables it reads);
+/// view (lowercase name) → (its schema, the volatile functions it calls).
 #[derive(Debug, Default)]
 pub(crate) struct Underlying {
     by_name: HashMap<String, Vec<(String, TableRef)>>,
+    functions: HashMap<String, Vec<(String, Vec<String>)>>,
 }
 
 impl Underlying {
+    #[cfg(test)]
     pub fn new(relations: &[DerivedRelation]) -> Underlying {
-        let mut by_name: HashMap<String, Vec<(String, TableRef)>> = HashMap::new();
+        let mut underlying = Underlying::default();
+        underlying.set_relations(relations);
+        underlying
+    }
+
+    pub fn set_relations(&mut self, relations: &[DerivedRelation]) {
+        self.by_name.clear();
         for relation in relations {
-            by_name
+            self.by_name
                 .entry(relation.name.to_lowercase())
                 .or_default()
                 .push((
@@ -36,11 +47,79 @@ impl Underlying {
                     TableRef::new(Some(&relation.source_schema), &relation.source),
                 ));
         }
-        Underlying { by_name }
+    }
+
+    pub fn set_view_functions(&mut self, views: &[ViewFunction]) {
+        self.functions.clear();
+        for view in views {
+            self.functions
+                .entry(view.view.to_lowercase())
+                .or_default()
+                .push((
+                    view.schema.to_lowercase(),
+                    vec![view.function_schema.clone(), view.function.clone()],
+                ));
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.by_name.is_empty() && self.functions.is_empty()
+    }
+
+    /// Raises each statement that reads a view calling a volatile function
+    /// to that function's class: `SELECT * FROM v` runs `del_items()` when
+    /// `v` is `SELECT del_items()`.
+    pub fn judge_view_functions(
+        &self,
+        classification: &mut Classification,
+        functions: &FunctionList,
+        dialect: Dialect,
+    ) {
+        if self.functions.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for statement in &mut classification.statements {
+            let mut raises = Vec::new();
+            for table in &statement.tables {
+                let Some(calls) = self.functions.get(&table.name.to_lowercase()) else {
+                    continue;
+                };
+                let schema = table.schema.as_deref().map(str::to_lowercase);
+                for (view_schema, function) in calls {
+                    if schema.as_ref().is_some_and(|s| s != view_schema) {
+                        continue;
+                    }
+                    let class = match dialect {
+                        Dialect::Postgres => functions.classify_postgres(function),
+                        Dialect::Mysql => {
+                            functions.classify_mysql(Some(&function[0]), &function[1])
+                        }
+                    };
+                    let operation = match class {
+                        FunctionClass::Safe => continue,
+                        FunctionClass::Write => Operation::Write,
+                        FunctionClass::Admin => Operation::Admin,
+                    };
+                    raises.push((
+                        operation,
+                        format!(
+                            "view {} calls {}(), which is not known to be read-only",
+                            table.name,
+                            function.join(".")
+                        ),
+                    ));
+                }
+            }
+            for (operation, reason) in raises {
+                statement.raise(operation, reason);
+                changed = true;
+            }
+        }
+        if changed {
+            *classification =
+                Classification::from_statements(std::mem::take(&mut classification.statements));
+        }
     }
 
     /// Adds to each statement the tables its relations read. An unqualified
@@ -80,7 +159,6 @@ impl Underlying {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_core::Operation;
 
     #[test]
     fn views_and_partitions_carry_their_sources() {

@@ -196,6 +196,16 @@ impl PolicyEngine for ReloadablePolicy {
         }
     }
 
+    fn set_session_view_functions(
+        &self,
+        state: &mut (dyn std::any::Any + Send),
+        views: &[warden_core::request::ViewFunction],
+    ) {
+        if let Some(state) = state.downcast_mut::<crate::SessionClassifier>() {
+            state.set_view_functions(views);
+        }
+    }
+
     fn is_read_only(&self, identity: &Identity, target: &str) -> bool {
         self.current.load().set.is_read_only(identity, target)
     }

@@ -48,9 +48,14 @@ impl SessionClassifier {
         self.dialect
     }
 
+    /// The views that call volatile functions (see [`crate::derived`]).
+    pub fn set_view_functions(&mut self, views: &[warden_core::request::ViewFunction]) {
+        self.underlying.set_view_functions(views);
+    }
+
     /// The relations that read ruled tables (see [`crate::derived`]).
     pub fn set_relations(&mut self, relations: &[warden_core::request::DerivedRelation]) {
-        self.underlying = crate::derived::Underlying::new(relations);
+        self.underlying.set_relations(relations);
     }
 
     /// Classifies `sql` with `policy`'s classifier, resolving `EXECUTE`
@@ -60,6 +65,11 @@ impl SessionClassifier {
         let mut classification = self.classify_named(policy, sql);
         if !self.underlying.is_empty() {
             self.underlying.attach(&mut classification);
+            self.underlying.judge_view_functions(
+                &mut classification,
+                policy.classifier().functions(),
+                self.dialect,
+            );
         }
         classification
     }

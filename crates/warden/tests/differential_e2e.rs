@@ -113,3 +113,46 @@ fn mutated_smuggling_texts_never_change_a_table_warden_guards() {
         .unwrap();
     assert_eq!(rows.trim(), "1");
 }
+
+/// An identity with some write grant has no read-only wall upstream: a DBA's
+/// view whose column calls a writing function must then be judged as that
+/// call (red-team finding F1), while a view over plain columns stays a read.
+#[test]
+fn a_view_calling_a_writing_function_is_not_a_read() {
+    let env = common::start_with(common::SCRATCH_WRITER_POLICIES, "", "warn", "");
+    env.pg
+        .psql_db(
+            "orders",
+            "set role app; create table scratch (a int); \
+             create function del_items() returns int language sql volatile as \
+             $$ delete from items returning 1 $$; \
+             create view v_del as select del_items() as x; \
+             create view v_outer as select * from v_del; \
+             create view v_items as select id, lower(name) as name from items;",
+        )
+        .unwrap();
+    let key = env.warden.create_key("fuzz-views", &["fuzz"]).unwrap();
+    for statement in [
+        "select * from v_del",
+        "select x from public.v_outer",
+        "select count(*) from (select * from v_del) d",
+    ] {
+        let (ok, out, err) =
+            warden_test_support::warden::psql(&env.conninfo(), &key, &["-c", statement]);
+        assert!(
+            !ok && err.contains("operation: write"),
+            "{statement}: {out} {err}"
+        );
+    }
+    let (ok, out, err) = warden_test_support::warden::psql(
+        &env.conninfo(),
+        &key,
+        &["-At", "-c", "select count(*) from v_items"],
+    );
+    assert!(ok && out.trim() == "3", "{out} {err}");
+    let rows = env
+        .pg
+        .psql_db("orders", "select count(*) from items")
+        .unwrap();
+    assert_eq!(rows.trim(), "3");
+}

@@ -139,3 +139,47 @@ fn rules_follow_views() {
         conn.disconnect().await.unwrap();
     });
 }
+
+/// An identity with a write grant has no read-only wall upstream: a view
+/// whose column calls a stored function is judged as that call (red-team
+/// finding F1), directly or through another view.
+#[test]
+fn a_view_calling_a_stored_function_is_not_a_read() {
+    use mysql_async::prelude::Queryable;
+    let env = start_with(false, common::SCRATCH_WRITER_POLICIES);
+    env.db
+        .sql_db(
+            Some("orders"),
+            "CREATE TABLE scratch (a INT);\n\
+             DELIMITER //\nCREATE FUNCTION del_items() RETURNS INT MODIFIES SQL DATA \
+             BEGIN DELETE FROM items; RETURN 1; END//\nDELIMITER ;\n\
+             CREATE VIEW v_del AS SELECT del_items() AS x; \
+             CREATE VIEW v_outer AS SELECT x FROM v_del; \
+             CREATE VIEW v_items AS SELECT id, LOWER(name) AS name FROM items;",
+        )
+        .unwrap();
+    let key = env.warden.create_key("fuzz-views", &["fuzz"]).unwrap();
+    let port = env.mysql_port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut conn = key_conn(port, &key).await;
+        for sql in ["SELECT * FROM v_del", "SELECT x FROM orders.v_outer"] {
+            let error = conn.query_drop(sql).await.unwrap_err();
+            assert!(error.to_string().contains("1142"), "{sql}: {error}");
+        }
+        let names: Vec<String> = conn
+            .query("SELECT name FROM v_items ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(names, ["apple", "pear", "plum"]);
+        conn.query_drop("INSERT INTO scratch VALUES (1)")
+            .await
+            .unwrap();
+        conn.disconnect().await.unwrap();
+    });
+    let count = env
+        .db
+        .sql_db(Some("orders"), "SELECT COUNT(*) FROM items")
+        .unwrap();
+    assert_eq!(count.trim(), "3");
+}

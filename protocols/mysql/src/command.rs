@@ -34,6 +34,8 @@ pub struct Connection<'a> {
     pub collation: u8,
     /// Views of the target's database that read ruled tables.
     pub derived: std::sync::Arc<[warden_core::request::DerivedRelation]>,
+    /// Views of the target's database that call stored functions.
+    pub view_functions: std::sync::Arc<[warden_core::request::ViewFunction]>,
 }
 
 /// Command bytes (the first payload byte of a command packet).
@@ -127,6 +129,9 @@ impl<'a> CommandLoop<'a> {
         gateway
             .policy
             .set_session_relations(policy_state.as_mut(), &connection.derived);
+        gateway
+            .policy
+            .set_session_view_functions(policy_state.as_mut(), &connection.view_functions);
         let reported_in = client.bytes_read;
         let reported_out = client.bytes_written;
         Metrics::add(&gateway.metrics.bytes_from_clients, reported_in);

@@ -105,15 +105,16 @@ pub async fn run(
     };
     let session = admitted.info();
     let target = admitted.grant().target();
-    // Views that read ruled tables, before the client's first statement.
+    // Views that read ruled tables or call stored functions, before the
+    // client's first statement.
     let patterns = gateway.policy.ruled_tables(&session.identity, &target.name);
     let views = tokio::time::timeout(
         target.connect_timeout,
-        crate::views::derived_views(&mut upstream, &patterns),
+        crate::views::read(&mut upstream, &patterns, admitted.grant().read_only()),
     )
     .await;
-    let derived: std::sync::Arc<[warden_core::request::DerivedRelation]> = match views {
-        Ok(Ok(derived)) => derived.into(),
+    let (derived, view_functions) = match views {
+        Ok(Ok((derived, functions))) => (derived.into(), functions.into()),
         failed => {
             let error = match failed {
                 Ok(Err(error)) => error.to_string(),
@@ -183,6 +184,7 @@ pub async fn run(
                 scramble: hello.scramble,
                 collation: hello.collation,
                 derived,
+                view_functions,
             },
         )
         .await;

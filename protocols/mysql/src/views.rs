@@ -1,31 +1,41 @@
-//! Views of the target's database that read ruled tables, read once at
-//! session start from `information_schema.VIEWS`: deny and review rules and
-//! column masking follow a read of such a view to the tables it reads.
-//! MariaDB and MySQL store each definition with every table written as
-//! `` `db`.`table` ``, which is what is read here.
+//! Views of the target's database, read once at session start from
+//! `information_schema.VIEWS`: deny and review rules and column masking
+//! follow a read of a view to the ruled tables it reads, and a read of a
+//! view that calls a stored function is judged as that call. MariaDB and
+//! MySQL store each definition with every table and stored function
+//! written as `` `db`.`name` ``, which is what is read here.
 
 use crate::upstream::{Upstream, UpstreamError};
 use std::collections::{HashMap, HashSet};
-use warden_core::request::DerivedRelation;
+use warden_core::request::{DerivedRelation, ViewFunction};
 
 /// `(schema, table)`, as a view definition names it.
 type Name = (String, String);
 
-/// One view: its schema, its name and the names its definition reads.
-type View = (String, String, Vec<Name>);
+/// One view: its schema, its name, the names it reads and the stored
+/// functions it calls.
+struct View {
+    schema: String,
+    name: String,
+    reads: Vec<Name>,
+    calls: Vec<Name>,
+}
 
 /// Most views looked at; a database with more fails the session rather than
 /// judging with a partial list.
 const MAX_VIEWS: usize = 10_000;
 
 /// The views of the session's database that read (directly or through other
-/// views) a table named by `patterns` (lowercase, `*` and `?` wildcards).
-pub async fn derived_views(
+/// views) a table named by `patterns` (lowercase, `*` and `?` wildcards),
+/// and, unless the session is read-only (the server's own wall stops their
+/// writes then), those that call stored functions.
+pub async fn read(
     upstream: &mut Upstream,
     patterns: &[String],
-) -> Result<Vec<DerivedRelation>, UpstreamError> {
-    if patterns.is_empty() {
-        return Ok(Vec::new());
+    read_only: bool,
+) -> Result<(Vec<DerivedRelation>, Vec<ViewFunction>), UpstreamError> {
+    if patterns.is_empty() && read_only {
+        return Ok((Vec::new(), Vec::new()));
     }
     let rows = upstream
         .text_rows(
@@ -42,40 +52,92 @@ pub async fn derived_views(
     let views: Vec<View> = rows
         .into_iter()
         .filter_map(|row| match <[String; 3]>::try_from(row) {
-            Ok([schema, name, definition]) => Some((schema, name, tables_in(&definition))),
+            Ok([schema, name, definition]) => {
+                let (reads, mut calls) = tables_in(&definition);
+                for call in &mut calls {
+                    if call.0.is_empty() {
+                        call.0.clone_from(&schema);
+                    }
+                }
+                Some(View {
+                    schema,
+                    name,
+                    reads,
+                    calls,
+                })
+            }
             Err(_) => None,
         })
         .collect();
-    Ok(reading_ruled(&views, patterns))
+    let functions = if read_only {
+        Vec::new()
+    } else {
+        calling_functions(&views)
+    };
+    Ok((reading_ruled(&views, patterns), functions))
+}
+
+fn key(schema: &str, name: &str) -> Name {
+    (schema.to_lowercase(), name.to_lowercase())
+}
+
+/// Every name a view reads, through the views it reads, with each view
+/// met on the way.
+fn closure<'v>(views: &'v [View], view: &'v View) -> (Vec<Name>, Vec<&'v View>) {
+    let by_name: HashMap<Name, &View> =
+        views.iter().map(|v| (key(&v.schema, &v.name), v)).collect();
+    let mut seen = HashSet::new();
+    let mut names = Vec::new();
+    let mut met = vec![view];
+    let mut stack: Vec<Name> = view.reads.clone();
+    while let Some((schema, name)) = stack.pop() {
+        if !seen.insert(key(&schema, &name)) {
+            continue;
+        }
+        if let Some(inner) = by_name.get(&key(&schema, &name)) {
+            stack.extend(inner.reads.iter().cloned());
+            met.push(inner);
+        }
+        names.push((schema, name));
+    }
+    (names, met)
 }
 
 /// Each view's transitive sources that match a pattern.
 fn reading_ruled(views: &[View], patterns: &[String]) -> Vec<DerivedRelation> {
-    let key = |schema: &str, name: &str| (schema.to_lowercase(), name.to_lowercase());
-    let by_name: HashMap<(String, String), &Vec<(String, String)>> = views
-        .iter()
-        .map(|(schema, name, tables)| (key(schema, name), tables))
-        .collect();
     let mut out = Vec::new();
-    for (schema, name, tables) in views {
-        let mut seen = HashSet::new();
-        let mut stack: Vec<(String, String)> = tables.clone();
-        while let Some((source_schema, source)) = stack.pop() {
-            if !seen.insert(key(&source_schema, &source)) {
-                continue;
-            }
-            if let Some(inner) = by_name.get(&key(&source_schema, &source)) {
-                stack.extend(inner.iter().cloned());
-            }
+    if patterns.is_empty() {
+        return out;
+    }
+    for view in views {
+        for (source_schema, source) in closure(views, view).0 {
             if patterns
                 .iter()
                 .any(|p| glob_match(p, &source.to_lowercase()))
             {
                 out.push(DerivedRelation {
-                    schema: schema.clone(),
-                    name: name.clone(),
+                    schema: view.schema.clone(),
+                    name: view.name.clone(),
                     source_schema,
                     source,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Each view's stored function calls, its own and those of the views it reads.
+fn calling_functions(views: &[View]) -> Vec<ViewFunction> {
+    let mut out = Vec::new();
+    for view in views {
+        for inner in closure(views, view).1 {
+            for (function_schema, function) in &inner.calls {
+                out.push(ViewFunction {
+                    schema: view.schema.clone(),
+                    view: view.name.clone(),
+                    function_schema: function_schema.clone(),
+                    function: function.clone(),
                 });
             }
         }
@@ -86,9 +148,10 @@ fn reading_ruled(views: &[View], patterns: &[String]) -> Vec<DerivedRelation> {
 /// The `` `db`.`table` `` pairs of a stored view definition: the first two
 /// parts of every backquoted dotted name (`` `db`.`t`.`col` `` names a
 /// column of `db`.`t`). Quoted strings are skipped.
-fn tables_in(definition: &str) -> Vec<(String, String)> {
+fn tables_in(definition: &str) -> (Vec<Name>, Vec<Name>) {
     let bytes = definition.as_bytes();
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<Name> = Vec::new();
+    let mut calls: Vec<Name> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -105,10 +168,21 @@ fn tables_in(definition: &str) -> Vec<(String, String)> {
                         break;
                     }
                 }
-                if let [db, table, ..] = parts.as_slice() {
+                if let [function] = parts.as_slice()
+                    && next_code_byte(bytes, at) == Some(b'(')
+                {
+                    // A function of the view's own database: `` `f`( ``.
+                    let call = (String::new(), function.clone());
+                    if !calls.contains(&call) {
+                        calls.push(call);
+                    }
+                } else if let [db, table, ..] = parts.as_slice() {
+                    // `` `db`.`f`( `` is a stored function call.
+                    let call = parts.len() == 2 && next_code_byte(bytes, at) == Some(b'(');
                     let pair = (db.clone(), table.clone());
-                    if !out.contains(&pair) {
-                        out.push(pair);
+                    let list = if call { &mut calls } else { &mut out };
+                    if !list.contains(&pair) {
+                        list.push(pair);
                     }
                 }
                 i = at.max(i + 1);
@@ -116,7 +190,16 @@ fn tables_in(definition: &str) -> Vec<(String, String)> {
             _ => i += 1,
         }
     }
-    out
+    (out, calls)
+}
+
+/// The first byte at or after `at` that is not white space.
+fn next_code_byte(bytes: &[u8], at: usize) -> Option<u8> {
+    bytes
+        .get(at..)?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
 }
 
 /// A backquoted name at `at` (`` `` `` doubles a backquote) and the index
@@ -189,33 +272,48 @@ mod tests {
         let definition = "select `orders`.`secrets`.`code` AS `code`,'`x`.`y`' AS `s` \
                           from (`orders`.`secrets` join `orders`.`v_mid` `m`)";
         assert_eq!(
-            tables_in(definition),
+            tables_in(definition).0,
             vec![
                 ("orders".to_string(), "secrets".to_string()),
                 ("orders".to_string(), "v_mid".to_string())
             ]
         );
+        let view = |name: &str, reads: &[&str], calls: &[&str]| View {
+            schema: "orders".into(),
+            name: name.into(),
+            reads: reads
+                .iter()
+                .map(|r| ("orders".to_string(), r.to_string()))
+                .collect(),
+            calls: calls
+                .iter()
+                .map(|c| ("orders".to_string(), c.to_string()))
+                .collect(),
+        };
         let views = vec![
-            (
-                "orders".into(),
-                "v_mid".into(),
-                vec![("orders".into(), "hidden".into())],
-            ),
-            (
-                "orders".into(),
-                "v_top".into(),
-                vec![("orders".into(), "v_mid".into())],
-            ),
-            (
-                "orders".into(),
-                "v_other".into(),
-                vec![("orders".into(), "items".into())],
-            ),
+            view("v_mid", &["hidden"], &[]),
+            view("v_top", &["v_mid"], &[]),
+            view("v_other", &["items"], &[]),
+            view("v_del", &[], &["del_items"]),
+            view("v_outer", &["v_del"], &[]),
         ];
         let found = reading_ruled(&views, &["hid*".to_string()]);
         let names: Vec<&str> = found.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, vec!["v_mid", "v_top"]);
         assert!(found.iter().all(|d| d.source == "hidden"));
+        let calls = calling_functions(&views);
+        let names: Vec<&str> = calls.iter().map(|c| c.view.as_str()).collect();
+        assert_eq!(names, vec!["v_del", "v_outer"]);
+        assert_eq!(
+            tables_in("select `orders`.`del_items`() AS `x`, `f` (1) from `orders`.`t`"),
+            (
+                vec![("orders".to_string(), "t".to_string())],
+                vec![
+                    ("orders".to_string(), "del_items".to_string()),
+                    (String::new(), "f".to_string())
+                ]
+            )
+        );
         assert!(glob_match("a?c*", "abcdef") && !glob_match("abc", "abcd"));
     }
 }

@@ -21,6 +21,7 @@ mod hold;
 mod masking;
 mod relay;
 mod session;
+mod session_catalog;
 mod startup;
 mod upstream;
 

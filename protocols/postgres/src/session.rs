@@ -21,7 +21,6 @@ use warden_core::config::{ListenerConfig, Protocol};
 use warden_core::engines::AuthContext;
 use warden_core::events::{AuditEvent, SessionSummary};
 use warden_core::metrics::OpenSessionGuard;
-use warden_core::request::DerivedRelation;
 use warden_core::{Gateway, Identity};
 
 /// Longest password message accepted: room for large JWTs, far from a DoS.
@@ -377,18 +376,20 @@ async fn run_session(
     frame::put_message(&mut greeting, frame::backend::BACKEND_KEY_DATA, &key_body);
     greeting.extend_from_slice(&upstream.ready_for_query);
 
-    // Views and partitions of ruled tables, before the client's first
-    // statement: deny and review rules and masking follow them.
+    // Views and partitions of ruled tables and views with volatile calls,
+    // before the client's first statement.
     let patterns = gateway.policy.ruled_tables(identity, &target.name);
-    let derived: Arc<[DerivedRelation]> = match crate::catalog::derived_relations(
+    let read_only = admitted.grant().read_only();
+    let (derived, view_functions) = match crate::session_catalog::read(
         &mut upstream,
         &patterns,
+        read_only,
     )
     .await
     {
-        Ok(derived) => derived.into(),
+        Ok(found) => found,
         Err(error) => {
-            tracing::warn!(session = %admitted.id(), %error, "cannot read which views and partitions read ruled tables");
+            tracing::warn!(session = %admitted.id(), %error, "cannot read which views and partitions read ruled tables or call volatile functions");
             refuse(
                 &mut stream,
                 PgClientError::CatalogUnavailable(format!(
@@ -440,6 +441,7 @@ async fn run_session(
             cancel_hold,
             capture_raw: config.recording.capture_raw && config.recording.encryption_key.is_some(),
             derived,
+            view_functions,
         };
         let outcome = relay(
             &context,

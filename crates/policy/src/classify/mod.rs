@@ -7,7 +7,7 @@
 //! strictest statement.
 
 mod cache;
-mod functions;
+pub(crate) mod functions;
 mod literals;
 mod mysql;
 mod mysql_lex;

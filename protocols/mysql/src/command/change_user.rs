@@ -160,6 +160,10 @@ impl CommandLoop<'_> {
             self.gateway
                 .policy
                 .set_session_relations(self.policy_state.as_mut(), &self.connection.derived);
+            self.gateway.policy.set_session_view_functions(
+                self.policy_state.as_mut(),
+                &self.connection.view_functions,
+            );
             self.recording.record(EventKind::Decision {
                 text: "COM_CHANGE_USER".into(),
                 operation: warden_core::Operation::Read,

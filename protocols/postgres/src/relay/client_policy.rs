@@ -166,6 +166,10 @@ impl<'r> ClientPolicy<'r> {
             .gateway
             .policy
             .set_session_relations(policy_state.as_mut(), &context.derived);
+        context
+            .gateway
+            .policy
+            .set_session_view_functions(policy_state.as_mut(), &context.view_functions);
         ClientPolicy {
             context,
             shared,

@@ -69,6 +69,8 @@ pub struct RelayContext {
     pub capture_raw: bool,
     /// Relations that read ruled tables (views, partitions), for policy.
     pub derived: Arc<[warden_core::request::DerivedRelation]>,
+    /// Views that call volatile functions, for policy.
+    pub view_functions: Arc<[warden_core::request::ViewFunction]>,
 }
 
 /// How the relay ended.
