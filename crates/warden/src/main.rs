@@ -61,6 +61,10 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Also log in to remote and TLS targets (not only plaintext ones on
+        /// this machine) to warn about over-privileged static logins.
+        #[arg(long)]
+        probe_upstreams: bool,
     },
     /// Create, list and revoke Warden access keys.
     #[command(subcommand)]
@@ -99,10 +103,13 @@ fn main() -> ExitCode {
             logging::init(log_format, &log_level);
             serve::run(&config.config)
         }
-        Command::Check { config } => {
+        Command::Check {
+            config,
+            probe_upstreams,
+        } => {
             // Show the config's warnings (literal secrets, plaintext upstreams).
             logging::init(logging::LogFormat::Text, "warn");
-            commands::check::run(&config.config)
+            commands::check::run(&config.config, probe_upstreams)
         }
         Command::Keys(command) => commands::keys::run(command),
         Command::Leases(command) => commands::leases::run(command),

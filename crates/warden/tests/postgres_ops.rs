@@ -189,6 +189,44 @@ fn upstream_tls_and_every_upstream_auth_method() {
     let (ok, _, err) = psql(&warden.conninfo("unverified"), &key, &["-c", "SELECT 1"]);
     assert!(!ok);
     assert!(err.contains("TLS to the database failed"), "{err}");
+
+    // `warden check --probe-upstreams` logs in over the target's own TLS
+    // settings and warns about a static login that owns tables.
+    pg.psql_db(
+        "shop",
+        "create table owned (a int); alter table owned owner to ssluser",
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let output = std::process::Command::new(common::binary())
+            .args(["check", "--config"])
+            .arg(warden.config_path())
+            .args(extra)
+            .envs(
+                ["ssluser", "md5user", "clearuser"]
+                    .iter()
+                    .map(|u| (format!("PW_{}", u.to_uppercase()), format!("{u}-pw"))),
+            )
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let probed = check(&["--probe-upstreams"]);
+    assert!(
+        probed.contains("target \"verified\": static login \"ssluser\" owns 1 table(s)")
+            && probed.contains("target \"required\": static login \"ssluser\" owns 1 table(s)"),
+        "{probed}"
+    );
+    assert!(
+        probed.contains("target \"unverified\": its static login was not checked"),
+        "{probed}"
+    );
+    let offline = check(&[]);
+    assert!(
+        offline.contains("target \"verified\": its static login was not checked (only plaintext loopback upstreams are, unless --probe-upstreams is given)"),
+        "{offline}"
+    );
 }
 
 #[test]

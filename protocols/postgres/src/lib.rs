@@ -19,6 +19,7 @@ mod frame;
 mod handler;
 mod hold;
 mod masking;
+pub mod probe;
 mod relay;
 mod session;
 mod session_catalog;

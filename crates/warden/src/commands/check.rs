@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use warden_core::config::Config;
 
-pub fn run(path: &Path) -> Result<ExitCode> {
+pub fn run(path: &Path, probe_upstreams: bool) -> Result<ExitCode> {
     match Config::load(path) {
         Ok(config) => {
             if let Err(error) = config.check_protocols(&crate::serve::available_protocols()) {
@@ -39,7 +39,7 @@ pub fn run(path: &Path) -> Result<ExitCode> {
                 eprintln!("{}: {error}", path.display());
                 return Ok(ExitCode::FAILURE);
             }
-            for warning in super::check_upstream::warnings(&config) {
+            for warning in super::check_upstream::warnings(&config, probe_upstreams) {
                 eprintln!("{}: {warning}", path.display());
             }
             println!(

@@ -2,23 +2,18 @@
 //! a superuser, the owner of the tables (PostgreSQL), global privileges or
 //! ALL on the target's database (MySQL) make policy the only wall (such a
 //! login can ALTER, DROP and bypass GRANTs), so Warden says so. It only warns; a
-//! target it cannot reach in a few seconds, or over TLS, is left unchecked.
+//! target it cannot reach in a few seconds is left unchecked, and so are
+//! remote and TLS targets unless `--probe-upstreams` asks for them.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 use warden_core::config::{Config, CredentialsConfig, Protocol, TargetConfig, UpstreamTls};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What the login can do that policy cannot take away.
-const QUERY: &str = "SELECT r.rolsuper, (SELECT count(*) FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p', 'v', 'm') \
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema')) \
-     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
-
 /// Warnings (and notes on targets that were not checked), one per line.
-pub fn warnings(config: &Config) -> Vec<String> {
+/// `everywhere`: contact every target (`--probe-upstreams`), not only
+/// plaintext ones on this machine.
+pub fn warnings(config: &Config, everywhere: bool) -> Vec<String> {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -28,7 +23,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
     runtime.block_on(async {
         let mut out = Vec::new();
         for target in &config.targets {
-            if let Some(line) = check(target).await {
+            if let Some(line) = check(target, everywhere).await {
                 out.push(line);
             }
         }
@@ -36,7 +31,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
     })
 }
 
-async fn check(target: &TargetConfig) -> Option<String> {
+async fn check(target: &TargetConfig, everywhere: bool) -> Option<String> {
     let CredentialsConfig::Static { user, password } = &target.credentials else {
         return None;
     };
@@ -44,15 +39,22 @@ async fn check(target: &TargetConfig) -> Option<String> {
         return None;
     }
     let name = &target.name;
-    let (host, port) = warden_core::config::split_host_port(&target.address)?;
+    let (host, _) = warden_core::config::split_host_port(&target.address)?;
     let loopback = host == "localhost"
         || host
             .trim_matches(|c| c == '[' || c == ']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    // `check` validates a file: it reaches out only to this machine.
-    if !loopback || target.effective_upstream_tls() != UpstreamTls::Disable {
-        return Some(NotChecked::new(name, "only plaintext loopback upstreams are").to_string());
+    // Without --probe-upstreams, `check` validates a file: it reaches out
+    // only to this machine.
+    if !everywhere && (!loopback || target.effective_upstream_tls() != UpstreamTls::Disable) {
+        return Some(
+            NotChecked::new(
+                name,
+                "only plaintext loopback upstreams are, unless --probe-upstreams is given",
+            )
+            .to_string(),
+        );
     }
     let password = match warden_credentials::resolve(password).await {
         Ok(password) => password,
@@ -61,35 +63,21 @@ async fn check(target: &TargetConfig) -> Option<String> {
     if target.protocol == Protocol::Mysql {
         return mysql_check(target, user, password).await;
     }
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port)
-        .user(user)
-        .password(password.expose_secret())
-        .dbname(target.upstream_database())
-        .application_name("warden check")
-        .connect_timeout(PROBE_TIMEOUT);
-    let probe = async {
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        client.query_one(QUERY, &[]).await
-    };
-    let row = match within_probe_timeout(name, probe).await {
-        Ok(row) => row,
+    let probe = warden_postgres::probe::static_login_powers(target, user, &password);
+    let powers = match within_probe_timeout(name, probe).await {
+        Ok(powers) => powers,
         Err(note) => return Some(note.to_string()),
     };
-    let superuser: bool = row.try_get(0).ok()?;
-    let owned: i64 = row.try_get(1).ok()?;
-    if superuser {
+    if powers.superuser {
         Some(format!(
             "warning: target \"{name}\": static login \"{user}\" is a superuser, so Warden's policy is the only wall; \
              give Warden a role with just the grants agents need (or use credentials = {{ mode = \"ephemeral\" }})"
         ))
-    } else if owned > 0 {
+    } else if powers.owned > 0 {
         Some(format!(
-            "warning: target \"{name}\": static login \"{user}\" owns {owned} table(s) or view(s), so it can ALTER or DROP \
-             them whatever GRANTs say; give Warden a role that does not own them"
+            "warning: target \"{name}\": static login \"{user}\" owns {} table(s) or view(s), so it can ALTER or DROP \
+             them whatever GRANTs say; give Warden a role that does not own them",
+            powers.owned
         ))
     } else {
         None
