@@ -128,7 +128,11 @@ fn a_view_calling_a_writing_function_is_not_a_read() {
              $$ delete from items returning 1 $$; \
              create view v_del as select del_items() as x; \
              create view v_outer as select * from v_del; \
-             create view v_items as select id, lower(name) as name from items;",
+             create view v_items as select id, lower(name) as name from items; \
+             create table guarded (a int); insert into guarded values (1); \
+             alter table guarded enable row level security; alter table guarded force row level security; \
+             create policy sees on guarded using (del_items() > 0); \
+             create view v_guarded as select a from guarded;",
         )
         .unwrap();
     let key = env.warden.create_key("fuzz-views", &["fuzz"]).unwrap();
@@ -136,6 +140,9 @@ fn a_view_calling_a_writing_function_is_not_a_read() {
         "select * from v_del",
         "select x from public.v_outer",
         "select count(*) from (select * from v_del) d",
+        // A row-level security policy that calls it runs on every read.
+        "select * from guarded",
+        "select a from v_guarded",
     ] {
         let (ok, out, err) =
             warden_test_support::warden::psql(&env.conninfo(), &key, &["-c", statement]);

@@ -128,28 +128,38 @@ const STATISTICS_RELATIONS: &[&str] = &[
 const MAX_VIEW_FUNCTIONS: usize = 50_000;
 
 /// Every plain view outside the system schemas that calls a volatile
-/// function when read, directly or through the plain views it reads.
+/// function when read, directly or through the plain views it reads, and
+/// every table with row-level security whose policies call one (reading
+/// it, or a view over it, runs the policy's expression).
 pub async fn view_functions(connection: &mut Upstream) -> Result<Vec<ViewFunction>, CatalogError> {
     let sql = format!(
         "WITH RECURSIVE reads(view, rel) AS ( \
            SELECT c.oid, c.oid FROM pg_catalog.pg_class c \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-           WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+           WHERE (c.relkind = 'v' OR (c.relkind IN ('r', 'p') AND c.relrowsecurity)) \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
            UNION \
            SELECT reads.view, d.refobjid FROM reads \
            JOIN pg_catalog.pg_rewrite r ON r.ev_class = reads.rel \
            JOIN pg_catalog.pg_class rc ON rc.oid = reads.rel AND rc.relkind = 'v' \
            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
              AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-             AND d.refobjid <> r.ev_class) \
+             AND d.refobjid <> r.ev_class), \
+         calls(rel, fn) AS ( \
+           SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r \
+           JOIN pg_catalog.pg_class rc ON rc.oid = r.ev_class AND rc.relkind = 'v' \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
+           UNION ALL \
+           SELECT pol.polrelid, d.refobjid FROM pg_catalog.pg_policy pol \
+           JOIN pg_catalog.pg_class tc ON tc.oid = pol.polrelid AND tc.relrowsecurity \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass \
+             AND d.objid = pol.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass) \
          SELECT DISTINCT vn.nspname::pg_catalog.text, vc.relname::pg_catalog.text, \
            pn.nspname::pg_catalog.text, p.proname::pg_catalog.text \
          FROM reads \
-         JOIN pg_catalog.pg_class rc ON rc.oid = reads.rel AND rc.relkind = 'v' \
-         JOIN pg_catalog.pg_rewrite r ON r.ev_class = reads.rel \
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-           AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
-         JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid AND p.provolatile = 'v' \
+         JOIN calls ON calls.rel = reads.rel \
+         JOIN pg_catalog.pg_proc p ON p.oid = calls.fn AND p.provolatile = 'v' \
          JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
          JOIN pg_catalog.pg_class vc ON vc.oid = reads.view \
          JOIN pg_catalog.pg_namespace vn ON vn.oid = vc.relnamespace \
