@@ -61,15 +61,7 @@ const PG_PAYLOADS: &[&str] = &[
 fn postgres_corpus_mutations_never_change_items() {
     let env = common::start_with(common::SCRATCH_WRITER_POLICIES, "", "warn", "");
     env.pg
-        .psql_db(
-            "orders",
-            "set role app; create table scratch (a int); \
-             create table items_audit (op text); \
-             create function items_audited() returns trigger language plpgsql as \
-             $$ begin insert into items_audit (op) values (tg_op); return null; end $$; \
-             create trigger items_audit after insert or update or delete on items \
-             for each statement execute function items_audited();",
-        )
+        .psql_db("orders", common::ITEMS_AUDIT_FIXTURE)
         .unwrap();
     let key = env.warden.create_key("corpus-fuzz", &["fuzz"]).unwrap();
     let statements = corpus("postgres");
@@ -96,18 +88,8 @@ fn postgres_corpus_mutations_never_change_items() {
     });
     eprintln!("{sent} PostgreSQL texts sent");
     assert!(sent >= 8 * statements.len(), "only {sent} texts sent");
-    let audit = env
-        .pg
-        .psql_db(
-            "orders",
-            "select coalesce(string_agg(op, ','), '') from items_audit",
-        )
-        .unwrap();
-    assert_eq!(
-        audit.trim(),
-        "",
-        "a write landed on items ({sent} texts sent)"
-    );
+    let audit = env.items_audit();
+    assert_eq!(audit, "", "a write landed on items ({sent} texts sent)");
     // The identity can really write where policy lets it: the test can fail.
     let (ok, _, err) = warden_test_support::warden::psql(
         &env.conninfo(),

@@ -45,30 +45,11 @@ const PG_SETUPS: &[&str] = &[
     "set session characteristics as transaction read write",
 ];
 
-fn audit_rows(env: &common::Env) -> String {
-    env.pg
-        .psql_db(
-            "orders",
-            "select coalesce(string_agg(op, ','), '') from items_audit",
-        )
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn mutated_smuggling_texts_never_change_a_table_warden_guards() {
     let env = common::start_with(common::SCRATCH_WRITER_POLICIES, "", "warn", "");
     env.pg
-        .psql_db(
-            "orders",
-            "set role app; create table scratch (a int); \
-             create table items_audit (op text, at timestamptz default now()); \
-             create function items_audited() returns trigger language plpgsql as \
-             $$ begin insert into items_audit (op) values (tg_op); return null; end $$; \
-             create trigger items_audit after insert or update or delete on items \
-             for each statement execute function items_audited();",
-        )
+        .psql_db("orders", common::ITEMS_AUDIT_FIXTURE)
         .unwrap();
     let key = env.warden.create_key("fuzz", &["fuzz"]).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -94,7 +75,7 @@ fn mutated_smuggling_texts_never_change_a_table_warden_guards() {
             }
         });
         assert_eq!(
-            audit_rows(&env),
+            env.items_audit(),
             "",
             "a write landed on items after set-up {setup:?}"
         );

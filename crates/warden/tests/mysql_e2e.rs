@@ -676,14 +676,7 @@ fn lexing_desyncs_are_refused_and_smuggled_writes_never_land() {
         assert_eq!(one, 1, "MariaDB skips MySQL 5.7+ versioned comments");
         conn.disconnect().await.unwrap();
     });
-    let names = env
-        .db
-        .sql_db(
-            Some("orders"),
-            "SELECT GROUP_CONCAT(name ORDER BY id) FROM items",
-        )
-        .unwrap();
-    assert_eq!(names.trim(), "apple,pear,plum");
+    assert_eq!(env.item_names(), "apple,pear,plum");
 }
 
 /// A read-only identity's upstream session is read-only too: a view whose
@@ -744,14 +737,7 @@ fn the_read_only_wall_stops_writes_hidden_in_views() {
         conn.query_drop("COMMIT").await.unwrap();
         conn.disconnect().await.unwrap();
     });
-    let names = env
-        .db
-        .sql_db(
-            Some("orders"),
-            "SELECT GROUP_CONCAT(name ORDER BY id) FROM items",
-        )
-        .unwrap();
-    assert_eq!(names.trim(), "apple,pear,plum");
+    assert_eq!(env.item_names(), "apple,pear,plum");
 }
 
 /// A target confines its sessions to its database: `USE`, COM_INIT_DB and

@@ -45,6 +45,16 @@ tables = ["scratch"]
 allow = ["write"]
 "#;
 
+/// `scratch` for the scratch writer, and an audit trigger that records every
+/// statement changing `items` in `items_audit`.
+#[allow(dead_code)]
+pub const ITEMS_AUDIT_FIXTURE: &str = "set role app; create table scratch (a int); \
+     create table items_audit (op text, at timestamptz default now()); \
+     create function items_audited() returns trigger language plpgsql as \
+     $$ begin insert into items_audit (op) values (tg_op); return null; end $$; \
+     create trigger items_audit after insert or update or delete on items \
+     for each statement execute function items_audited();";
+
 pub struct Env {
     pub pg: Postgres,
     pub issuer: TestIssuer,
@@ -128,6 +138,19 @@ pub fn start() -> Env {
 }
 
 impl Env {
+    /// What `ITEMS_AUDIT_FIXTURE`'s trigger recorded (empty: nothing changed `items`).
+    #[allow(dead_code)]
+    pub fn items_audit(&self) -> String {
+        self.pg
+            .psql_db(
+                "orders",
+                "select coalesce(string_agg(op, ','), '') from items_audit",
+            )
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     /// An RS256 token for `sub` in `groups`.
     pub fn token(&self, sub: &str, groups: &[&str]) -> String {
         self.issuer
