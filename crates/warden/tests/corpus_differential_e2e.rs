@@ -129,14 +129,14 @@ fn mysql_corpus_mutations_never_change_items() {
     let port = env.mysql_port;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let sent = runtime.block_on(async {
-        let connect = || mysql_async::Conn::new(key_opts(port, &key));
-        let mut conn = connect().await.unwrap();
+        let connect = || key_conn_retrying(port, &key);
+        let mut conn = connect().await;
         let mut sent = 0;
         for (i, sql) in statements.iter().enumerate() {
             let payload = MY_PAYLOADS[i % MY_PAYLOADS.len()];
             for text in mutations(sql, payload, true) {
                 if conn.query_drop(&text).await.is_err() && conn.ping().await.is_err() {
-                    conn = connect().await.unwrap();
+                    conn = connect().await;
                 }
                 sent += 1;
             }

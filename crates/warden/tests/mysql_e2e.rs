@@ -864,8 +864,8 @@ fn mutated_smuggling_texts_never_change_items() {
     let mut sent = 0;
     for setup in SETUPS {
         runtime.block_on(async {
-            let connect = || mysql_async::Conn::new(key_opts(port, &key));
-            let mut conn = connect().await.unwrap();
+            let connect = || key_conn_retrying(port, &key);
+            let mut conn = connect().await;
             if !setup.is_empty() {
                 let _ = conn.query_drop(*setup).await;
             }
@@ -873,7 +873,7 @@ fn mutated_smuggling_texts_never_change_items() {
                 for payload in PAYLOADS {
                     let text = template.replace("{p}", payload);
                     if conn.query_drop(&text).await.is_err() && conn.ping().await.is_err() {
-                        conn = connect().await.unwrap();
+                        conn = connect().await;
                     }
                     sent += 1;
                 }

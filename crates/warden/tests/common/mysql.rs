@@ -212,6 +212,25 @@ pub async fn key_conn(port: u16, key: &str) -> mysql_async::Conn {
     mysql_async::Conn::new(key_opts(port, key)).await.unwrap()
 }
 
+/// Like [`key_conn`], for tests that reconnect after Warden ended a
+/// session: a refusal with 1429 ("try again later", Warden could not finish
+/// its session-start reads upstream) is retried twice, as a client would.
+/// Seen about once in 15 runs of the differential tests: the upstream
+/// closed a just-opened connection (cause not found yet).
+#[allow(dead_code)]
+pub async fn key_conn_retrying(port: u16, key: &str) -> mysql_async::Conn {
+    for _ in 0..2 {
+        match mysql_async::Conn::new(key_opts(port, key)).await {
+            Ok(conn) => return conn,
+            Err(mysql_async::Error::Server(error)) if error.code == 1429 => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    key_conn(port, key).await
+}
+
 pub fn key_opts(port: u16, key: &str) -> mysql_async::OptsBuilder {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
