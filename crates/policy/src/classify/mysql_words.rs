@@ -238,7 +238,8 @@ fn split_at_word<'a>(sql: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
     None
 }
 
-/// `START TRANSACTION` followed by its modes as words; `READ WRITE` lifts
+/// `START TRANSACTION` followed by its modes as words (the word list has no
+/// commas); `READ WRITE` lifts
 /// the read-only wall, so it is a write. Any other word: not judged here.
 fn start_transaction(modes: &[&str]) -> Option<StatementClass> {
     let mut class = StatementClass::new(Read, "transaction control");
@@ -246,7 +247,6 @@ fn start_transaction(modes: &[&str]) -> Option<StatementClass> {
     loop {
         rest = match rest {
             [] => return Some(class),
-            [",", tail @ ..] => tail,
             ["WITH", "CONSISTENT", "SNAPSHOT", tail @ ..] | ["READ", "ONLY", tail @ ..] => tail,
             ["READ", "WRITE", tail @ ..] => {
                 class.raise(
